@@ -1,0 +1,5 @@
+/** Every pibake subcommand, in pipeline order. Each lives in its own module beside this one. */
+import type { CommandModule } from 'yargs';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [];

@@ -1,0 +1,66 @@
+/**
+ * The validated cluster inventory, as the rest of pibake sees it (camelCase, defaults applied,
+ * paths resolved against the inventory file's folder). Produced by `loadInventory` from cluster.yaml.
+ */
+import type { Location } from '../common/errors.ts';
+
+/** Raspberry Pi OS generations pibake knows; the base image's generation decides the first-boot mechanism. */
+export type Generation = 'bookworm' | 'trixie';
+
+export interface Inventory {
+  /** Absolute path of the inventory file; secrets and relative paths live beside it. */
+  file: string;
+  cluster: { name: string; domain: string };
+  network: {
+    cidr: string; // e.g. 10.0.0.0/24
+    prefixLength: number;
+    gateway: string;
+    dns: string[];
+  };
+  base: BaseImageSpec;
+  admin: {
+    user: string;
+    /** Public keys, each one line as in authorized_keys (files already read). */
+    sshKeys: string[];
+    /** Generate a cluster admin key pair into the secrets folder and authorise it. */
+    generateSshKey: boolean;
+    /** 'none' = no password login at all (default); 'generate' = random one kept in secrets; or a crypt hash. */
+    password: 'none' | 'generate' | { hash: string };
+  };
+  locale: { timezone: string; locale: string; keyboard: string };
+  wifi?: { country: string; ssid: string; passphrase: string };
+  nodes: NodeSpec[];
+  roles: RoleSettings;
+  /** Where each key path of the YAML was found, for errors raised after loading ("nodes.2.ip" -> location). */
+  locations: Map<string, Location>;
+}
+
+export interface BaseImageSpec {
+  /** A local .img/.img.xz/.img.zst/.zip, resolved to an absolute path. */
+  path?: string;
+  /** An https URL; then sha256 is required. */
+  url?: string;
+  /** Lowercase hex SHA-256 of the file at url/path (of the compressed file when compressed). */
+  sha256?: string;
+}
+
+export interface NodeSpec {
+  name: string;
+  /** Name of a role file in roles/ (lb, primary, replica, or one the user added). */
+  role: string;
+  ip: string;
+  mac?: string;
+}
+
+export interface RoleSettings {
+  postgresql: {
+    /** Major version; undefined = the base generation's Debian default (15 bookworm, 17 trixie). */
+    version?: number;
+    port: number;
+    database: string;
+    /** max_slot_wal_keep_size, e.g. "1GB": a dead replica's slot may not fill the card. */
+    maxSlotWalKeepSize: string;
+  };
+  web: { port: number; appPort: number };
+  lb: { statsPort: number; statsUser: string; pgWritePort: number; pgReadPort: number };
+}
