@@ -46,8 +46,18 @@ export async function verifyTarget(
 ): Promise<VerifyFailure[]> {
   const failures: VerifyFailure[] = [];
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  const buffer = Buffer.allocUnsafe(chunkBytes);
   const handle = await open(path, 'r');
+  // The next chunk is read while the current one is hashed.
+  const readChunk = async (offset: number, length: number): Promise<Buffer> => {
+    const data = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const { bytesRead } = await handle.read(data, filled, length - filled, offset + filled);
+      if (bytesRead === 0) break; // short target: the checksum will differ
+      filled += bytesRead;
+    }
+    return data.subarray(0, filled);
+  };
   try {
     let hash = createHash(checksumType);
     let current = -1;
@@ -57,19 +67,19 @@ export async function verifyTarget(
       const actual = hash.digest('hex');
       if (actual !== range.checksum) failures.push({ target: path, range, actual });
     };
-    for (const { range, offset, length } of planPieces(ranges, chunkBytes)) {
+    const plan = [...planPieces(ranges, chunkBytes)];
+    let pending = plan[0] ? readChunk(plan[0].offset, plan[0].length) : undefined;
+    for (const [i, { range, length }] of plan.entries()) {
+      const data = await (pending as Promise<Buffer>);
+      const following = plan[i + 1];
+      pending = following ? readChunk(following.offset, following.length) : undefined;
+      pending?.catch(() => undefined); // surfaces at the next await
       if (range !== current) {
         finish();
         current = range;
         hash = createHash(checksumType);
       }
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
-        if (bytesRead === 0) break; // short target: the checksum will differ
-        filled += bytesRead;
-      }
-      hash.update(buffer.subarray(0, filled));
+      hash.update(data);
       options.progress?.advance(options.progressIndex ?? 0, length);
     }
     finish();

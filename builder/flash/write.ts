@@ -12,6 +12,8 @@ import type { OpenTarget } from './target.ts';
 
 /** Block devices get an fdatasync this often, so dirty pages stay bounded and progress is honest. */
 export const BLOCK_SYNC_BYTES = 64 * 1024 * 1024;
+/** Pieces being written at once (each to every target). */
+export const WRITE_DEPTH = 4;
 
 export interface WriteOptions {
   rangeCount: number;
@@ -36,13 +38,16 @@ export async function writePieces(pieces: AsyncIterable<Piece>, targets: readonl
     hash = undefined;
   };
 
+  // Up to WRITE_DEPTH pieces are being written while the next is read and hashed; positional
+  // writes make their order irrelevant. Memory stays bounded by the depth.
+  const inFlight: Promise<unknown>[] = [];
   const iterator = pieces[Symbol.asyncIterator]();
   let next = iterator.next();
   for (;;) {
     const result = await next;
     if (result.done) break;
     const piece = result.value;
-    next = iterator.next(); // read ahead while this piece is written
+    next = iterator.next(); // read ahead while this piece is hashed and written
     next.catch(() => undefined); // its failure surfaces at the next await
     if (piece.range !== hashRange) {
       closeRange();
@@ -50,7 +55,7 @@ export async function writePieces(pieces: AsyncIterable<Piece>, targets: readonl
       hash = createHash(options.checksumType);
     }
     hash?.update(piece.data);
-    await Promise.all(
+    const batch = Promise.all(
       targets.map(async (target, i) => {
         await writeFully(target, piece.data, piece.offset);
         options.progress?.advance(i, piece.data.length);
@@ -63,7 +68,11 @@ export async function writePieces(pieces: AsyncIterable<Piece>, targets: readonl
         }
       }),
     );
+    batch.catch(() => undefined); // awaited below; this only prevents an unhandled-rejection report
+    inFlight.push(batch);
+    if (inFlight.length >= WRITE_DEPTH) await inFlight.shift();
   }
+  await Promise.all(inFlight);
   closeRange();
   return digests;
 }
