@@ -4,8 +4,9 @@
  * segments), like a freshly baked card image. Targets: a regular file, and a loop device when run
  * as root (the bench attaches it; pibake itself never calls losetup).
  *
- *   npx tsx scripts/bench-flash.ts [--size GiB (default 3)] [--mapped 0.5] [--runs N (best of N)] [--no-loop] [--dir /tmp]
+ *   npx tsx scripts/bench-flash.ts [--size GiB (default 3)] [--mapped 0.5] [--runs N (best of N)] [--zst] [--no-loop] [--dir /tmp]
  *
+ * --zst adds a zstd-compressed source for pibake and bmaptool.
  * The source image is in the page cache for every tool alike (created just before); targets are
  * fresh sparse files each time. Timings include each tool's own startup and final fsync.
  */
@@ -24,6 +25,7 @@ const option = (name: string, fallback: string): string => {
 const sizeGiB = Number(option('size', '3'));
 const mapped = Number(option('mapped', '0.5'));
 const runs = Math.max(1, Number(option('runs', '1')));
+const withZst = args.includes('--zst');
 const useLoop = !args.includes('--no-loop') && process.getuid?.() === 0;
 const repo = new URL('../', import.meta.url).pathname;
 
@@ -111,14 +113,23 @@ async function main(): Promise<void> {
     process.stderr.write(`image: ${sizeGiB} GiB, ${Math.round(mapped * 100)} % mapped, in ${dir}\n`);
     const dataBytes = await makeImage(image, size);
     await timed('bmaptool create', () => execa('bmaptool', ['create', '-o', bmap, image]));
-    const pibake = (extra: string[]) => (dev: string) =>
-      execa('node', [join(repo, 'bin/pibake.js'), 'flash', image, '--bmap', bmap, '--device', dev, '--yes', '--allow-non-removable', ...extra], { stdin: 'ignore' });
+    const pibake = (source: string, extra: string[]) => (dev: string) =>
+      execa('node', [join(repo, 'bin/pibake.js'), 'flash', source, '--bmap', bmap, '--device', dev, '--yes', '--allow-non-removable', ...extra], { stdin: 'ignore' });
     const tools: [string, (dev: string) => Promise<unknown>][] = [
-      ['pibake flash (verify)', pibake([])],
-      ['pibake flash --no-verify', pibake(['--no-verify'])],
+      ['pibake flash (verify)', pibake(image, [])],
+      ['pibake flash --no-verify', pibake(image, ['--no-verify'])],
       ['bmaptool copy', (dev) => execa('bmaptool', ['-q', 'copy', '--bmap', bmap, image, dev])],
       ['dd bs=4M conv=fsync', (dev) => execa('dd', [`if=${image}`, `of=${dev}`, 'bs=4M', 'conv=fsync,notrunc', 'status=none'])],
     ];
+    if (withZst) {
+      // A compressed source: both tools decompress with zstd and skip the unmapped gaps.
+      const zst = `${image}.zst`;
+      await timed('zstd -1 -T0', () => execa('zstd', ['-q', '-1', '-T0', image, '-o', zst]));
+      tools.push(
+        ['pibake flash .zst (verify)', pibake(zst, [])],
+        ['bmaptool copy .zst', (dev) => execa('bmaptool', ['-q', 'copy', '--bmap', bmap, zst, dev])],
+      );
+    }
     for (const target of targets) {
       process.stderr.write(`target: ${target.kind}\n`);
       const seconds: Record<string, number> = {};
