@@ -22,6 +22,30 @@ export interface Piece {
   range: number;
   offset: number;
   data: Buffer;
+  /** Hands the memory back for a later piece; call it when the data is no longer needed. */
+  release: () => void;
+}
+
+/**
+ * Recycles chunk buffers. Fresh large buffers are fresh mmap'ed pages that the kernel must fault
+ * in and zero on every use; measured here, writing from new 4 MiB buffers was >10x slower than
+ * from reused ones. The pool holds at most as many buffers as there are pieces in flight.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  constructor(private readonly chunkBytes: number) {}
+
+  take(length: number): { data: Buffer; release: () => void } {
+    const buffer = this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes);
+    let released = false;
+    return {
+      data: buffer.subarray(0, length),
+      release: () => {
+        if (!released) this.free.push(buffer);
+        released = true;
+      },
+    };
+  }
 }
 
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -75,17 +99,18 @@ export async function* readPieces(path: string, ranges: readonly ByteRange[], ch
 }
 
 async function* readRawPieces(path: string, ranges: readonly ByteRange[], chunkBytes: number): AsyncGenerator<Piece> {
+  const pool = new BufferPool(chunkBytes);
   const handle = await open(path, 'r');
   try {
     for (const { range, offset, length } of planPieces(ranges, chunkBytes)) {
-      const data = Buffer.allocUnsafe(length);
+      const { data, release } = pool.take(length);
       let filled = 0;
       while (filled < length) {
         const { bytesRead } = await handle.read(data, filled, length - filled, offset + filled);
         if (bytesRead === 0) throw endedEarly(path, offset + filled);
         filled += bytesRead;
       }
-      yield { range, offset, data };
+      yield { range, offset, data, release };
     }
   } finally {
     await handle.close();
@@ -98,13 +123,14 @@ async function* readStreamPieces(
   ranges: readonly ByteRange[],
   chunkBytes: number,
 ): AsyncGenerator<Piece> {
+  const pool = new BufferPool(chunkBytes);
   const iterator = stream[Symbol.asyncIterator]();
   let current: Buffer = Buffer.alloc(0); // bytes of the stream from position `position` on
   let position = 0;
   let completed = false;
   try {
     for (const { range, offset, length } of planPieces(ranges, chunkBytes)) {
-      const data = Buffer.allocUnsafe(length);
+      const { data, release } = pool.take(length);
       let filled = 0;
       while (filled < length) {
         const want = offset + filled;
@@ -120,7 +146,7 @@ async function* readStreamPieces(
         current.copy(data, filled, from, from + n);
         filled += n;
       }
-      yield { range, offset, data };
+      yield { range, offset, data, release };
     }
     // Read to the end so that the decompressor's own integrity check (xz, zstd) runs.
     for (let next = await iterator.next(); !next.done; next = await iterator.next());

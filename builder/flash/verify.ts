@@ -48,8 +48,11 @@ export async function verifyTarget(
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const handle = await open(path, 'r');
   // The next chunk is read while the current one is hashed.
+  // Two buffers in turn: one is hashed (synchronously, then free) while the other is filled.
+  const buffers = [Buffer.allocUnsafeSlow(chunkBytes), Buffer.allocUnsafeSlow(chunkBytes)];
+  let turn = 0;
   const readChunk = async (offset: number, length: number): Promise<Buffer> => {
-    const data = Buffer.allocUnsafe(length);
+    const data = (buffers[turn++ % 2] as Buffer).subarray(0, length);
     let filled = 0;
     while (filled < length) {
       const { bytesRead } = await handle.read(data, filled, length - filled, offset + filled);

@@ -68,7 +68,8 @@ export async function writePieces(pieces: AsyncIterable<Piece>, targets: readonl
         }
       }),
     );
-    batch.catch(() => undefined); // awaited below; this only prevents an unhandled-rejection report
+    // The buffer goes back to the pool once every target has it; a failure is awaited below.
+    batch.then(piece.release, () => undefined);
     inFlight.push(batch);
     if (inFlight.length >= WRITE_DEPTH) await inFlight.shift();
   }
