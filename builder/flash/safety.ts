@@ -8,10 +8,13 @@ import { type BlockDevice, isRemovable, mountsOf } from './devices.ts';
 /** Cards sold as "128 GB" hold about 128e9 bytes; anything above 128 GiB is surely not a Pi card. */
 export const LARGE_DISK_BYTES = 128 * 1024 ** 3;
 
-export type TargetFacts =
+/** `real` is the resolved path (symlinks such as /dev/disk/by-id/... followed), for spotting duplicates. */
+export type TargetFacts = (
+
   | { path: string; kind: 'file'; exists: boolean; size: number; sameAsImage: boolean }
   | { path: string; kind: 'block'; device?: BlockDevice; disk?: BlockDevice; holdsRoot: boolean }
-  | { path: string; kind: 'other'; what: string };
+  | { path: string; kind: 'other'; what: string }
+) & { real?: string };
 
 export interface SafetyOptions {
   unmount: boolean;
@@ -32,8 +35,9 @@ export function checkTargets(targets: readonly TargetFacts[], imageSize: number,
   const add = (path: string, message: string, hint: string) => problems.push({ message: `${path}: ${message}`, hint });
 
   for (const t of targets) {
-    if (seen.has(t.path)) add(t.path, 'is named twice', 'name each card once');
-    seen.add(t.path);
+    const key = t.real ?? t.path;
+    if (seen.has(key)) add(t.path, 'is named twice', 'name each card once');
+    seen.add(key);
     if (t.kind === 'other') {
       add(t.path, `is ${t.what}, not a disk or a regular file`, 'name a whole disk such as /dev/sdX or /dev/mmcblkN (see `pibake devices`)');
       continue;

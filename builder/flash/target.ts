@@ -5,6 +5,7 @@
  */
 import { constants } from 'node:fs';
 import { type FileHandle, open, realpath, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
 import { findDevice, holdsRoot, listBlockDevices, rootMajMin, type BlockDevice } from './devices.ts';
@@ -24,24 +25,25 @@ export async function gatherFacts(paths: readonly string[], imagePath: string): 
   const facts: TargetFacts[] = [];
   for (const path of paths) {
     const info = await stat(path).catch(() => undefined);
+    const real = await realpath(path).catch(() => resolve(path));
     if (!info) {
-      facts.push({ path, kind: 'file', exists: false, size: 0, sameAsImage: false });
+      facts.push({ path, real, kind: 'file', exists: false, size: 0, sameAsImage: false });
     } else if (info.isFile()) {
-      const real = await realpath(path);
-      facts.push({ path, kind: 'file', exists: true, size: info.size, sameAsImage: real === imageReal });
+      facts.push({ path, real, kind: 'file', exists: true, size: info.size, sameAsImage: real === imageReal });
     } else if (info.isBlockDevice()) {
       devices ??= await listBlockDevices();
       rootDev ??= await rootMajMin();
-      const found = findDevice(devices, await realpath(path));
+      const found = findDevice(devices, real);
       facts.push({
         path,
+        real,
         kind: 'block',
         device: found?.device,
         disk: found?.disk,
         holdsRoot: found ? holdsRoot(found.disk, rootDev) : false,
       });
     } else {
-      facts.push({ path, kind: 'other', what: info.isDirectory() ? 'a directory' : info.isCharacterDevice() ? 'a character device' : 'not a regular file' });
+      facts.push({ path, real, kind: 'other', what: info.isDirectory() ? 'a directory' : info.isCharacterDevice() ? 'a character device' : 'not a regular file' });
     }
   }
   return facts;

@@ -55,12 +55,15 @@ describe('safety rules', () => {
       { path: 'a.img', kind: 'file', exists: true, size: 10 * GiB, sameAsImage: true },
       { path: 'small.img', kind: 'file', exists: true, size: 1 * GiB, sameAsImage: false },
       { path: 'new.img', kind: 'file', exists: false, size: 0, sameAsImage: false },
+      { path: './new.img', real: '/w/new.img', kind: 'file', exists: false, size: 0, sameAsImage: false },
+      { path: 'link.img', real: '/w/new.img', kind: 'file', exists: false, size: 0, sameAsImage: false },
     ], 4 * GiB, opts);
     expect(problems.map((p) => p.message)).toEqual([
       '/dev/sdb1: is a partition of /dev/sdb',
       '/tmp: is a directory, not a disk or a regular file',
       'a.img: is the image itself',
       'small.img: holds 1.0 GiB, less than the image\'s 4.0 GiB',
+      'link.img: is named twice',
     ]);
   });
 });
