@@ -1,7 +1,7 @@
 /** `pibake flash NODE|IMAGE --device DEV...`: write node images to cards, safely and verified. */
 import { createInterface } from 'node:readline/promises';
 import type { CommandModule } from 'yargs';
-import { flash } from '../flash/flash.ts';
+import { flash, verifyOnly } from '../flash/flash.ts';
 import { bmapBeside, resolveImage } from '../flash/resolve.ts';
 import { formatBytes } from '../flash/safety.ts';
 
@@ -15,6 +15,7 @@ interface FlashArgs {
   'allow-non-removable': boolean;
   'allow-large': boolean;
   bmap?: string;
+  'verify-only': boolean;
 }
 
 export const flashCommand: CommandModule<object, FlashArgs> = {
@@ -30,10 +31,16 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
       .option('unmount', { type: 'boolean', default: false, describe: 'unmount filesystems of the target cards first' })
       .option('allow-non-removable', { type: 'boolean', default: false, describe: 'allow a disk that is not removable (USB/MMC)' })
       .option('allow-large', { type: 'boolean', default: false, describe: 'allow a disk larger than 128 GiB' })
+      .option('verify-only', { type: 'boolean', default: false, describe: 'write nothing; check cards written earlier against the image' })
       .option('bmap', { type: 'string', describe: 'block map to use (default: X.img.bmap or X.bmap beside the image)' }) as never,
   handler: async (args) => {
     const image = resolveImage(args.target, args.config);
     const bmap = args.bmap ?? bmapBeside(image);
+    if (args['verify-only']) {
+      const checked = await verifyOnly({ image, bmap, targets: args.device, out: process.stderr });
+      process.stdout.write(`${args.device.join(', ')} match ${image} (${formatBytes(checked.writtenBytes)} compared${checked.bmapUsed ? ', bmap' : ''})\n`);
+      return;
+    }
     const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
     const result = await flash({
       image,

@@ -3,6 +3,7 @@
  * pass, make it durable, read it back and compare checksums. Nothing is written before every
  * check of every target has passed.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { type Bmap, type ChecksumType, readBmap } from './bmap-read.ts';
 import { Progress, type ProgressSink } from './progress.ts';
@@ -11,6 +12,39 @@ import { type ByteRange, DEFAULT_CHUNK_BYTES, compressionOf, imageSizeOf, readPi
 import { flushTarget, gatherFacts, type OpenTarget, openTargets, unmountAll } from './target.ts';
 import { bmapRangeLabel, byteRangeLabel, type ExpectedRange, verifyTarget } from './verify.ts';
 import { writePieces } from './write.ts';
+
+/**
+ * Checks cards written earlier against the image, writing nothing: every mapped range (every
+ * 64 MiB range without a bmap) must read back with the image's checksum. Expected checksums come
+ * from the bmap, or from one pass over the image when the bmap has none.
+ */
+export async function verifyOnly(options: Pick<FlashOptions, 'image' | 'bmap' | 'targets' | 'out' | 'chunkBytes'>): Promise<FlashResult> {
+  const started = Date.now();
+  const bmap = options.bmap ? await readBmap(options.bmap) : undefined;
+  const imageSize = await checkedImageSize(options.image, bmap, options.bmap);
+  const { ranges, checksumType, expected } = writePlan(bmap, imageSize);
+  let ranged = expected;
+  if (!ranged) {
+    const sums: string[] = [];
+    let hash: Hash | undefined;
+    let current = -1;
+    for await (const piece of readPieces(options.image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
+      if (piece.range !== current) {
+        if (hash) sums[current] = hash.digest('hex');
+        current = piece.range;
+        hash = createHash(checksumType);
+      }
+      hash?.update(piece.data);
+      piece.release();
+    }
+    if (hash) sums[current] = hash.digest('hex');
+    ranged = ranges.map((r, i) => ({ ...r, checksum: sums[i] ?? '' }));
+  }
+  const handles = options.targets.map((path) => ({ path }) as OpenTarget);
+  const writtenBytes = ranges.reduce((sum, r) => sum + (r.end - r.start), 0);
+  await verifyAll(handles, ranged, checksumType, options, writtenBytes);
+  return { imageSize, writtenBytes, bmapUsed: !!bmap, verified: true, seconds: (Date.now() - started) / 1000 };
+}
 
 /** Without a bmap the image is written whole, but verified in ranges of this size so a failure says where. */
 export const UNMAPPED_VERIFY_RANGE_BYTES = 64 * 1024 * 1024;
@@ -92,7 +126,7 @@ export async function flash(options: FlashOptions): Promise<FlashResult> {
   }
 }
 
-async function verifyAll(targets: readonly OpenTarget[], ranges: ExpectedRange[], checksumType: ChecksumType, options: FlashOptions, total: number): Promise<void> {
+async function verifyAll(targets: readonly Pick<OpenTarget, 'path'>[], ranges: ExpectedRange[], checksumType: ChecksumType, options: Pick<FlashOptions, 'out' | 'chunkBytes'>, total: number): Promise<void> {
   const progress = new Progress(options.out, targets.map((t) => t.path));
   progress.begin('verify', total);
   const failures = (
@@ -156,6 +190,6 @@ async function confirm(facts: readonly TargetFacts[], options: FlashOptions): Pr
   if (!(await options.confirm(summary))) throw new PibakeError('flash cancelled; nothing was written');
 }
 
-function say(options: FlashOptions, line: string): void {
+function say(options: Pick<FlashOptions, 'out'>, line: string): void {
   options.out?.write(`${line}\n`);
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { readBmap } from '../../builder/flash/bmap-read.ts';
-import { flash } from '../../builder/flash/flash.ts';
+import { flash, verifyOnly } from '../../builder/flash/flash.ts';
 import { expectedFromBmap, verifyTarget } from '../../builder/flash/verify.ts';
 import { MiB, makeImageWithBmap, sameBytes, sha256Of, withTempDir } from './helpers.ts';
 
@@ -113,6 +113,32 @@ describe('pibake flash to files', () => {
       await expect(flash({ ...base, image, targets: [target], beforeVerify: corrupt })).rejects.toMatchObject({
         problems: [{ message: expect.stringContaining(`t.img: bytes ${64 * MiB}-${100 * MiB - 1} reads back differently`) }],
       });
+    });
+  });
+
+  it('verify-only checks cards written earlier, with or without a bmap, and writes nothing', async () => {
+    await withTempDir(async (dir) => {
+      const { image, bmap } = await makeImageWithBmap(dir, 'node.img', 70 * MiB);
+      await execa('zstd', ['-q', image, '-o', `${image}.zst`]);
+      const good = join(dir, 'good.img');
+      const bad = join(dir, 'bad.img');
+      await flash({ ...base, image, bmap, targets: [good, bad], verify: false });
+      const h = await open(bad, 'r+');
+      await h.write(Buffer.from([0x42]), 0, 1, 20 * MiB + 3); // inside the data at 20 MiB
+      await h.close();
+      const before = await sha256Of(bad);
+      await expect(verifyOnly({ image, bmap, targets: [good] })).resolves.toMatchObject({ verified: true });
+      const map = await readBmap(bmap);
+      const hit = map.ranges.find((r) => r.start <= 20 * MiB + 3 && 20 * MiB + 3 < r.end)!;
+      await expect(verifyOnly({ image, bmap, targets: [good, bad] })).rejects.toMatchObject({
+        problems: [{ message: expect.stringContaining(`${bad}: blocks ${hit.firstBlock}-${hit.lastBlock} `) }],
+      });
+      // No bmap: the expected checksums come from a pass over the (compressed) image, in 64 MiB ranges.
+      await expect(verifyOnly({ image: `${image}.zst`, targets: [good] })).resolves.toMatchObject({ bmapUsed: false });
+      await expect(verifyOnly({ image: `${image}.zst`, targets: [bad] })).rejects.toMatchObject({
+        problems: [{ message: expect.stringContaining(`${bad}: bytes 0-${64 * MiB - 1} reads back differently`) }],
+      });
+      expect(await sha256Of(bad)).toBe(before);
     });
   });
 
