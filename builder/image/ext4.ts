@@ -79,6 +79,14 @@ export class Ext4Fs {
     return info;
   }
 
+  /** Names and kinds of a directory's entries (without . and ..); undefined when it is no directory. */
+  async list(dir: string): Promise<{ name: string; kind: 'file' | 'dir' | 'symlink' | 'other' }[] | undefined> {
+    checkPath(dir, true);
+    const [info, listing] = await this.runRead([`stat ${quote(`${dir === '/' ? '' : dir}/.`)}`, `ls -p ${quote(dir)}`]);
+    if (!info || parseDebugfsStat(info)?.kind !== 'dir') return undefined;
+    return parseLsP(listing ?? '');
+  }
+
   /** Installed Debian packages (Status: install ok installed) and their versions. */
   async readDpkgStatus(): Promise<Map<string, string>> {
     return parseDpkgStatus((await this.readFile('/var/lib/dpkg/status')).toString('utf8'));
