@@ -68,7 +68,7 @@ export async function partitionOffsets(image: string): Promise<{ boot: number; r
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC' };
 
 export async function mtype(image: string, offset: number, path: string): Promise<Buffer> {
-  const r = await execa('mtype', ['-i', `${image}@@${offset}`, `::/${path}`], { env: MTOOLS_ENV, encoding: 'buffer' });
+  const r = await execa('mtype', ['-i', `${image}@@${offset}`, `::/${path}`], { env: MTOOLS_ENV, encoding: 'buffer', stripFinalNewline: false });
   return Buffer.from(r.stdout);
 }
 
@@ -88,7 +88,7 @@ export async function debugfs(image: string, offset: number, command: string): P
 }
 
 export async function debugfsCat(image: string, offset: number, path: string): Promise<Buffer> {
-  const r = await execa('debugfs', ['-R', `cat "${path}"`, `${image}?offset=${offset}`], { encoding: 'buffer' });
+  const r = await execa('debugfs', ['-R', `cat "${path}"`, `${image}?offset=${offset}`], { encoding: 'buffer', stripFinalNewline: false });
   return Buffer.from(r.stdout);
 }
 
