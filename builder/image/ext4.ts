@@ -266,6 +266,10 @@ export class Ext4Fs {
   }
 
   private device(): string {
+    // e2fsprogs splits `name?options` at the first '?', so such a name cannot be addressed.
+    if (this.imagePath.includes('?')) {
+      throw new PibakeError(`${this.imagePath}: debugfs cannot open a file whose name contains "?"`, { hint: 'rename the image' });
+    }
     return `${this.imagePath}?offset=${this.offsetBytes}`;
   }
 

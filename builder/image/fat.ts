@@ -110,6 +110,10 @@ export class FatFs {
   }
 
   private device(): string {
+    // mtools reads `name@@offset`; a name that already contains "@@" would be cut short.
+    if (this.imagePath.includes('@@')) {
+      throw new PibakeError(`${this.imagePath}: mtools cannot open a file whose name contains "@@"`, { hint: 'rename the image' });
+    }
     return `${this.imagePath}@@${this.offsetBytes}`;
   }
 
