@@ -66,6 +66,24 @@ describe('Ext4Fs (debugfs) on a synthesized image', () => {
     await expectCleanImage(image);
   });
 
+  it('the kernel agrees (extra oracle: read-only loop mount, skipped where mounting is not allowed)', async (ctx) => {
+    const { execa } = await import('execa');
+    const { lstat, readFile, readlink, mkdir } = await import('node:fs/promises');
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt, { recursive: true });
+    const mounted = await execa('mount', ['-o', `ro,loop,noload,offset=${off}`, '-t', 'ext4', image, mnt], { reject: false });
+    if (mounted.exitCode !== 0) ctx.skip();
+    try {
+      const pgpass = await lstat(join(mnt, 'var/lib/postgresql/.pgpass'));
+      expect([pgpass.uid, pgpass.gid, pgpass.mode & 0o7777, pgpass.mtimeMs / 1000]).toEqual([100000, 70000, 0o600, EPOCH]);
+      expect(await readFile(join(mnt, 'var/lib/postgresql/.pgpass'), 'utf8')).toBe('*:*:*:rep:secret\n');
+      expect(await readlink(join(mnt, 'etc/systemd/system/multi-user.target.wants/pibake.service'))).toBe('/usr/lib/systemd/system/pibake.service');
+      expect((await lstat(join(mnt, 'usr/local/bin/pibake agent'))).mode & 0o7777).toBe(0o4755);
+    } finally {
+      await execa('umount', [mnt]);
+    }
+  });
+
   it('writes through a symlinked directory (/lib -> usr/lib, merged /usr)', async () => {
     await root.apply([{ kind: 'file', path: '/lib/systemd/system/via-lib.service', data: Buffer.from('via lib\n'), mode: 0o644, uid: 0, gid: 0 }]);
     expect((await debugfsCat(image, off, '/usr/lib/systemd/system/via-lib.service')).toString()).toBe('via lib\n');
