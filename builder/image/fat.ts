@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { runTool, type ToolResult } from '../common/exec.ts';
+import { writeTimestamp } from './ext4.ts';
 
 export interface FatEntry {
   name: string;
@@ -58,6 +59,7 @@ export class FatFs {
   /** Writes every file in one mcopy run; parent directories are created, existing files replaced. */
   async writeFiles(files: { path: string; data: Buffer }[]): Promise<void> {
     if (files.length === 0) return;
+    writeTimestamp(); // mtools stamps with SOURCE_DATE_EPOCH itself; this rejects a malformed value early
     const stage = await mkdtemp(join(tmpdir(), 'pibake-fat-'));
     try {
       const tops = new Set<string>();

@@ -70,6 +70,11 @@ describe('FatFs (mtools) on a synthesized image', () => {
     expect(line).toMatch(/2023-11-14\s+22:13/);
   });
 
+  it('rejects a malformed SOURCE_DATE_EPOCH instead of letting mtools guess', async () => {
+    process.env.SOURCE_DATE_EPOCH = 'yesterday';
+    await expect(fat.writeFiles([{ path: 'x.txt', data: Buffer.from('x') }])).rejects.toThrow(/SOURCE_DATE_EPOCH="yesterday"/);
+  });
+
   it('removes files and whole directories, ignores missing paths, fsck.vfat stays clean', async () => {
     await fat.remove(['user-data', 'pibake', 'no-such-file', 'overlays/extra.dtbo']);
     const names = await mdirBare(image, offsets.boot);
