@@ -118,7 +118,7 @@ export class Ext4Fs {
           state.set(change.path, 'dir');
           continue;
         }
-        if (current === 'dir' || current === 'dirlink') {
+        if (current === 'dir') {
           throw new PibakeError(`${this.where()}: cannot replace directory ${change.path} with a ${change.kind}`, {
             hint: 'delete the directory first or choose another path',
           });

@@ -98,7 +98,11 @@ describe('Ext4Fs (debugfs) on a synthesized image', () => {
       { kind: 'symlink', path: '/etc/hostname-link', target: 'hostname', mode: 0o777, uid: 0, gid: 0 },
       { kind: 'symlink', path: '/etc/hostname-link', target: 'hosts', mode: 0o777, uid: 0, gid: 0 },
       { kind: 'dir', path: '/var/lib/postgresql', mode: 0o700, uid: 200000, gid: 200000 },
+      { kind: 'symlink', path: '/etc/dir-link', target: '/var/lib', mode: 0o777, uid: 0, gid: 0 },
     ]);
+    // Now a symlink to a directory exists before the batch: it is replaced, not followed.
+    await root.apply([{ kind: 'symlink', path: '/etc/dir-link', target: '/var/log', mode: 0o777, uid: 0, gid: 0 }]);
+    expect((await debugfsStat(image, off, '/etc/dir-link'))?.fastLink).toBe('/var/log');
     expect((await debugfsCat(image, off, '/etc/hostname')).toString()).toBe('lb\n');
     expect(await debugfsStat(image, off, '/etc/systemd/system/multi-user.target.wants/pibake.service')).toMatchObject({ type: 'regular', mode: '0600' });
     expect((await debugfsStat(image, off, '/etc/hostname-link'))?.fastLink).toBe('hosts');
