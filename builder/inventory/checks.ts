@@ -45,7 +45,7 @@ export function crossCheck(raw: RawInventory, roles: RoleTags, context: CheckCon
 
   const subnet = checkNetwork(raw, report);
   checkNodes(raw, subnet, roles, report, at);
-  checkBase(raw, report);
+  checkBase(raw, report, (key) => context.keyLocations.has(`base.${key}`));
   checkSsh(raw, report);
   checkPorts(raw, report);
   return problems;
@@ -123,11 +123,17 @@ function checkNodes(
     }
   });
 
-  const rolesWith = (tag: string): string =>
-    knownRoles.filter((name) => roles.get(name)?.tags.includes(tag)).join(', ') || `(no role has the tag ${tag})`;
+  // Without a usable node list the missing list is already reported; counting tags would only add noise.
+  if (!nodes.some((node) => node?.role !== undefined)) return;
+  const needRole = (tag: string, count: string): string => {
+    const names = knownRoles.filter((name) => roles.get(name)?.tags.includes(tag));
+    return names.length
+      ? `give ${count} node the role ${names.join(' or ')}`
+      : `no role in roles/ has the tag ${tag}; add one (a roles/<name>.yaml with tags: [${tag}])`;
+  };
   const primaries = tagged.get('postgresql-primary') ?? [];
   if (primaries.length === 0) {
-    report('nodes', 'no node runs the PostgreSQL primary (a role tagged postgresql-primary)', `give exactly one node a role tagged postgresql-primary: ${rolesWith('postgresql-primary')}`, true);
+    report('nodes', 'no node runs the PostgreSQL primary (a role tagged postgresql-primary)', needRole('postgresql-primary', 'exactly one'), true);
   }
   for (const index of primaries.slice(1)) {
     report(
@@ -137,19 +143,21 @@ function checkNodes(
     );
   }
   if (!tagged.has('load-balancer')) {
-    report('nodes', 'no load balancer: no node has a role tagged load-balancer', `add a node with role ${rolesWith('load-balancer')}`, true);
+    report('nodes', 'no load balancer: no node has a role tagged load-balancer', needRole('load-balancer', 'at least one'), true);
   }
   if (!tagged.has('web')) {
-    report('nodes', 'no web node: no node has a role tagged web', `add a node with role ${rolesWith('web')}`, true);
+    report('nodes', 'no web node: no node has a role tagged web', needRole('web', 'at least one'), true);
   }
 }
 
-function checkBase(raw: RawInventory, report: Report): void {
-  const base = raw.base;
-  if (!base) return;
-  if (base.url !== undefined && base.path !== undefined) {
+/** `written` tells whether a key is in the file at all (valid or not), so one mistake is reported once. */
+function checkBase(raw: RawInventory, report: Report, written: (key: string) => boolean): void {
+  if (!raw.base) return;
+  if (written('url') && written('path')) {
     report('base.path', 'base has both url and path', 'keep one: url (downloaded and cached) or path (a local file)');
-  } else if (base.url !== undefined && base.sha256 === undefined) {
+  } else if (!written('url') && !written('path')) {
+    report('base', 'base names no image', 'add url: (https address) with sha256:, or path: (a local image file)', true);
+  } else if (written('url') && !written('sha256')) {
     report('base.url', 'base.url has no sha256', 'add sha256: the digest published next to the image (the .sha256 file) so the download is verified');
   }
 }

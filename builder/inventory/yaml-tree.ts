@@ -65,7 +65,10 @@ export function parseYamlTree(source: string, file: string): ParsedYaml {
   const readNode = (event: Event): YamlNode => {
     switch (event.type) {
       case EVENT_ID.SCALAR: {
-        const node = scalar(event, source, at(event.valueStart >= 0 ? event.valueStart : event.tagStart), problems);
+        // Point at the opening quote of a quoted scalar, where the user sees the value start.
+        const quoted = event.style === SCALAR_STYLE.SINGLE_QUOTED || event.style === SCALAR_STYLE.DOUBLE_QUOTED;
+        const start = event.valueStart >= 0 ? event.valueStart - (quoted ? 1 : 0) : event.tagStart;
+        const node = scalar(event, source, at(Math.max(0, start)), problems);
         remember(event, node);
         return node;
       }
