@@ -252,7 +252,8 @@ export const INVENTORY_FIELDS: readonly Field[] = [
         },
         {
           key: 'passphrase',
-          description: 'WPA2 passphrase (8-63 characters) or the 64-hex-digit PSK; pibake writes only the derived PSK to the images.',
+          description:
+            'WPA2 passphrase (8-63 characters), or the 64-hex-digit PSK that `wpa_passphrase <ssid>` prints, which keeps the passphrase itself out of cluster.yaml.',
           required: true,
           spec: {
             type: 'string',
