@@ -70,6 +70,23 @@ describe('FatFs (mtools) on a synthesized image', () => {
     expect(line).toMatch(/2023-11-14\s+22:13/);
   });
 
+  it('ignores the user\'s ~/.mtoolsrc (a broken one makes plain mtools fail)', async () => {
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    const { execa } = await import('execa');
+    const home = join(dir, 'home');
+    await mkdir(home, { recursive: true });
+    await writeFile(join(home, '.mtoolsrc'), 'drive z: file="/nonexistent" offset=\n');
+    const plain = await execa('mdir', ['-i', `${image}@@${offsets.boot}`, '::/'], { env: { HOME: home, MTOOLS_SKIP_CHECK: '1' }, reject: false });
+    expect(plain.exitCode).not.toBe(0);
+    const savedHome = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      expect((await fat.list('/')).map((e) => e.name)).toContain('cmdline.txt');
+    } finally {
+      process.env.HOME = savedHome;
+    }
+  });
+
   it('rejects a malformed SOURCE_DATE_EPOCH instead of letting mtools guess', async () => {
     process.env.SOURCE_DATE_EPOCH = 'yesterday';
     await expect(fat.writeFiles([{ path: 'x.txt', data: Buffer.from('x') }])).rejects.toThrow(/SOURCE_DATE_EPOCH="yesterday"/);
