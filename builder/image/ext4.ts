@@ -401,7 +401,11 @@ function base(path: string): string {
 }
 
 function debugfsEnv(): Record<string, string> {
-  return { DEBUGFS_PAGER: '__none__', PAGER: '__none__' };
+  const env: Record<string, string> = { DEBUGFS_PAGER: '__none__', PAGER: '__none__' };
+  // libext2fs stamps the superblock (and directories it touches) with the current time; this
+  // makes those stamps SOURCE_DATE_EPOCH too, so equal inputs give byte-identical filesystems.
+  if (process.env.SOURCE_DATE_EPOCH) env.E2FSPROGS_FAKE_TIME = String(writeTimestamp());
+  return env;
 }
 
 function firstError(stderr: string): string {
