@@ -1,5 +1,8 @@
 /** Every pibake subcommand, in pipeline order. Each lives in its own module beside this one. */
 import type { CommandModule } from 'yargs';
+import { renderCommandModule } from './render.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [
+  renderCommandModule,
+];

@@ -108,6 +108,7 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
   }
   const rootEntries = [...byPath.values()].sort((a, b) => compare(a.path, b.path));
   for (const entry of rootEntries) checkEntry(entry);
+  checkNothingBelowSymlinks(byPath);
   const bootFiles: BootFile[] = [...seeds.bootFiles].sort((a, b) => compare(a.path, b.path));
   assertNoSecretLeak(nodeName, secrets, rootEntries, bootFiles);
   return { node: nodeName, role: role.name, rootEntries, bootFiles, bootEdits: seeds.bootEdits };
@@ -128,6 +129,19 @@ function checkEntry(entry: RootEntry): void {
     throw new PibakeError(`refusing root entry with unsafe path "${entry.path}"`);
   }
   if ((entry.mode & ~0o7777) !== 0) throw new PibakeError(`refusing root entry ${entry.path} with invalid mode ${entry.mode.toString(8)}`);
+}
+
+/** No entry may be written through a symlink entry (e.g. an overlay symlink /etc/pibake -> …). */
+function checkNothingBelowSymlinks(byPath: Map<string, RootEntry>): void {
+  for (const entry of byPath.values()) {
+    const segs = entry.path.split('/').filter(Boolean);
+    for (let i = 1; i < segs.length; i++) {
+      const parent = `/${segs.slice(0, i).join('/')}`;
+      if (byPath.get(parent)?.kind === 'symlink') {
+        throw new PibakeError(`${entry.path} would be written through the symlink ${parent}`, { hint: 'make that overlay path a real folder' });
+      }
+    }
+  }
 }
 
 /** Every secret value this cluster has, with a label for messages. */
