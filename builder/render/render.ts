@@ -83,6 +83,9 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
     fileEntry(HOST_KEY, hostKey.privateKey, 0o600),
     fileEntry(`${HOST_KEY}.pub`, `${hostKey.publicKey}\n`, 0o644),
     { kind: 'symlink', path: '/etc/systemd/system/regenerate_ssh_host_keys.service', target: '/dev/null', mode: 0o777, uid: 0, gid: 0 },
+    // sshd enabled the way `systemctl enable ssh` does it: pi-gen disables ssh unless asked, and
+    // nodes must be reachable even if the boot partition's `ssh` flag is not honoured.
+    { kind: 'symlink', path: '/etc/systemd/system/multi-user.target.wants/ssh.service', target: '/lib/systemd/system/ssh.service', mode: 0o777, uid: 0, gid: 0 },
     fileEntry('/etc/ssh/sshd_config.d/50-pibake.conf', '# Baked by pibake: key-only logins.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n', 0o644),
     fileEntry(OWNERSHIP_LIST, ownershipList(ownership), 0o644),
     fileEntry('/etc/pibake/node.json', `${JSON.stringify({

@@ -114,6 +114,8 @@ export function cloudInitSeeds(facts: NodeFacts): Seeds {
       { path: 'meta-data', data: Buffer.from(metaData) },
       { path: 'user-data', data: Buffer.from(userData) },
       { path: 'network-config', data: Buffer.from(networkConfig(facts)) },
+      // The `ssh` flag (sshswitch.service) is still honoured on trixie; harmless where it is not.
+      { path: 'ssh', data: Buffer.alloc(0) },
     ],
     bootEdits: [{
       path: 'cmdline.txt',

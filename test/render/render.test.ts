@@ -197,6 +197,8 @@ print(json.dumps(out, default=str))
     expect(lb.rootEntries.find((e) => e.path === '/etc/ssh/ssh_host_ed25519_key')).toMatchObject({ mode: 0o600, uid: 0, gid: 0 });
     expect(text(lb, '/etc/ssh/ssh_host_ed25519_key.pub')).toBe(`${world.secrets.hostKeys.lb!.publicKey}\n`);
     expect(lb.rootEntries.find((e) => e.path === '/etc/systemd/system/regenerate_ssh_host_keys.service')).toMatchObject({ kind: 'symlink', target: '/dev/null' });
+    expect(lb.rootEntries.find((e) => e.path === '/etc/systemd/system/multi-user.target.wants/ssh.service')).toMatchObject({ kind: 'symlink', target: '/lib/systemd/system/ssh.service' });
+    expect(lb.bootFiles.map((f) => f.path)).toEqual(['meta-data', 'network-config', 'ssh', 'user-data']);
     expect(text(lb, '/etc/pibake/ownership.list')).toBe('/etc/haproxy/haproxy.cfg root haproxy 0640\n');
     expect(JSON.parse(text(lb, '/etc/pibake/node.json'))).toMatchObject({ node: 'lb', role: 'lb', cluster: 'pilab', buildId: BUILD_ID });
     expect(paths).not.toContain('/etc/machine-id');
