@@ -38,6 +38,8 @@ export interface RenderInput {
 }
 
 const HOST_KEY = '/etc/ssh/ssh_host_ed25519_key';
+/** Paths overlays must leave alone. */
+const RESERVED = [/^\/etc\/machine-id$/, /^\/var\/lib\/dbus\/machine-id$/, /^\/boot\/firmware(\/|$)/];
 const OWNERSHIP_LIST = '/etc/pibake/ownership.list';
 
 export async function renderNode(input: RenderInput): Promise<RenderedNode> {
@@ -100,7 +102,17 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
   }
 
   const byPath = new Map<string, RootEntry>();
-  for (const entry of overlay) byPath.set(entry.path, entry);
+  for (const entry of overlay) {
+    const reserved = RESERVED.find((r) => r.test(entry.path));
+    if (reserved) {
+      throw new PibakeError(`overlays of role "${role.name}" may not provide ${entry.path}`, {
+        hint: entry.path.startsWith('/boot/')
+          ? 'the boot partition is mounted over /boot/firmware; nothing baked below it would be visible'
+          : '/etc/machine-id must stay as the image has it so every card becomes its own machine at first boot',
+      });
+    }
+    byPath.set(entry.path, entry);
+  }
   for (const entry of generated) {
     if (byPath.has(entry.path)) {
       throw new PibakeError(`overlay file ${entry.path} collides with a file pibake generates for node "${nodeName}"`, {

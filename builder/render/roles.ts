@@ -86,7 +86,7 @@ export async function loadRoles(rolesDir: string, overlaysDir = path.join(rolesD
         problems.push({
           message: `overlay "${overlay}" of role "${role.name}" does not exist`,
           hint: `create the folder ${dir} or remove it from overlays`,
-          location: role.file === undefined ? undefined : overlayLocation(role, overlay),
+          location: overlayLocation(role, overlay),
         });
       }
     }

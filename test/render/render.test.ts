@@ -1,5 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- assertions walk parsed YAML/JSON documents */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { load } from 'js-yaml';
@@ -251,5 +251,25 @@ print(json.dumps(out, default=str))
       inventory: world.inventory, nodeName: 'nope', roles: world.roles, secrets: world.secrets,
       base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
     })).rejects.toThrow(/no node named "nope"/);
+  });
+});
+
+describe('renderNode refuses overlays that touch reserved paths', () => {
+  it.each([['etc/machine-id', /may not provide \/etc\/machine-id/], ['boot/firmware/config.txt', /may not provide \/boot\/firmware\/config\.txt/]])('%s', async (rel, pattern) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pibake-render-'));
+    try {
+      const inventory = sevenNodeInventory(dir);
+      const roles = await loadRoles(FIXTURE_ROLES, FIXTURE_OVERLAYS);
+      const secrets = await loadOrCreateSecrets(inventory, roles);
+      const overlays = path.join(dir, 'overlays');
+      await mkdir(path.join(overlays, 'evil', path.dirname(rel)), { recursive: true });
+      await writeFile(path.join(overlays, 'evil', rel), 'x\n');
+      roles.set('lb', { ...roles.get('lb')!, overlays: ['evil'], secrets: [] });
+      await expect(renderNode({
+        inventory, nodeName: 'lb', roles, secrets, base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: overlays, buildId: BUILD_ID,
+      })).rejects.toThrow(pattern);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
