@@ -8,7 +8,7 @@
  * asks for a generated admin key, so the operator can `ssh -i cluster-admin admin@node`.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, link, lstat, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { dump, load } from 'js-yaml';
 import { PibakeError } from '../common/errors.ts';
@@ -52,7 +52,7 @@ export function randomPassword(): string {
   return randomBytes(24).toString('base64url');
 }
 
-export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatalog): Promise<ClusterSecrets> {
+export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatalog, attempt = 0): Promise<ClusterSecrets> {
   const file = secretsPath(inventory.file);
   const existing = await readSecretsFile(file);
   const data: SecretsFile = existing ?? { version: 1, secrets: {}, admin: {}, host_keys: {} };
@@ -91,7 +91,15 @@ export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatal
       changed = true;
     }
   }
-  if (changed) await writeAtomically(file, secretsYaml(inventory, data), 0o600);
+  if (existing === undefined) {
+    // First creation: publish with link(2), which fails if another build created the file meanwhile;
+    // then use that build's secrets so both produce images that agree.
+    const created = await createExclusively(file, secretsYaml(inventory, data));
+    if (!created) {
+      if (attempt > 0) throw new PibakeError(`${file} keeps appearing and vanishing; is another pibake running?`);
+      return loadOrCreateSecrets(inventory, roles, attempt + 1);
+    }
+  } else if (changed) await writeAtomically(file, secretsYaml(inventory, data), 0o600);
 
   const secrets: ClusterSecrets = { file, values: { ...data.secrets }, admin: {}, hostKeys: {} };
   if (inventory.admin.password === 'generate') {
@@ -176,6 +184,27 @@ function secretsYaml(inventory: Inventory, data: SecretsFile): string {
   const body = dump({ version: 1, secrets: sorted(data.secrets), admin: sorted(data.admin), host_keys: sorted(data.host_keys) }, { lineWidth: -1 });
   return `# pibake secrets of cluster "${inventory.cluster.name}": generated once, reused by every build.\n` +
     '# Keep it private (mode 0600) and backed up; never commit it. Deleting it regenerates everything.\n' + body;
+}
+
+/** Create `file` (0600) with `content` unless it exists; false when it already did. */
+async function createExclusively(file: string, content: string): Promise<boolean> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await link(tmp, file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new PibakeError(`cannot create ${file}`, { cause: error });
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }
 
 /** Write via a 0600 temporary file in the same folder and rename it over the target. */

@@ -110,3 +110,15 @@ describe('loadOrCreateSecrets', () => {
     });
   });
 });
+
+describe('loadOrCreateSecrets under concurrency', () => {
+  it('gives builds started together the same secrets', async () => {
+    await withTempDir(async (dir) => {
+      const inventory = sevenNodeInventory(dir);
+      const roles = await loadRoles(FIXTURE_ROLES, FIXTURE_OVERLAYS);
+      const results = await Promise.all([1, 2, 3, 4].map(() => loadOrCreateSecrets(inventory, roles)));
+      for (const r of results) expect(r).toEqual(results[0]);
+      expect((await stat(secretsPath(inventory.file))).mode & 0o777).toBe(0o600);
+    });
+  });
+});
