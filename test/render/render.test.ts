@@ -273,3 +273,44 @@ describe('renderNode refuses overlays that touch reserved paths', () => {
     }
   });
 });
+
+describe('renderNode with a minimal inventory (no password, no wifi, no MAC, nothing to install)', () => {
+  it('still yields valid cloud-config with a locked password and no package step', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pibake-render-'));
+    try {
+      const inventory = sevenNodeInventory(dir, {
+        admin: { user: 'ops', sshKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAzBWgULh9SpzEg34Rhct3qPTRY1UYKuFP7D06b1rpaR me@host'], generateSshKey: false, password: 'none' },
+        wifi: undefined,
+      });
+      inventory.nodes = inventory.nodes.map(({ mac: _mac, ...n }) => n);
+      const roles = await loadRoles(FIXTURE_ROLES, FIXTURE_OVERLAYS);
+      const secrets = await loadOrCreateSecrets(inventory, roles);
+      expect(secrets.admin).toEqual({});
+      const installed = new Set([...LITE_PACKAGES, 'haproxy', 'postgresql', 'nginx']);
+      for (const generation of ['trixie', 'bookworm'] as const) {
+        const node = await renderNode({
+          inventory, nodeName: 'db2', roles, secrets, base: { generation, installedPackages: installed }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
+        });
+        if (generation === 'bookworm') {
+          expect(node.bootFiles.map((f) => f.path)).toEqual(['firstrun.sh', 'ssh']); // no userconf.txt without a hash
+          expect(text(node, '/usr/local/lib/pibake/firstboot.sh')).not.toContain('apt-get');
+          continue;
+        }
+        const file = path.join(dir, 'user-data');
+        await writeFile(file, text(node, 'user-data'));
+        const result = await runTool('cloud-init', ['schema', '-c', file], { reject: false, all: true });
+        expect(result.exitCode, String(result.all)).toBe(0);
+        const cfg = load(text(node, 'user-data')) as Record<string, any>;
+        expect(cfg.users[0]).toMatchObject({ name: 'ops', lock_passwd: true });
+        expect(cfg.users[0].hashed_passwd).toBeUndefined();
+        expect(cfg.package_update).toBe(false);
+        expect(cfg.packages).toBeUndefined();
+        const net = (load(text(node, 'network-config')) as { network: Record<string, any> }).network;
+        expect(net.wifis).toBeUndefined();
+        expect(net.ethernets.eth0.match).toBeUndefined();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
