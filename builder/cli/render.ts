@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { PibakeError } from '../common/errors.ts';
+import { loadInventory } from '../inventory/load.ts';
 import type { Generation, Inventory } from '../inventory/types.ts';
 import { renderNode } from '../render/render.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
@@ -54,16 +55,9 @@ export function contentBuildId(node: RenderedNode, generation: Generation): stri
 
 type InventoryLoader = (file: string, roles: ReadonlyMap<string, { tags: string[] }>) => Promise<Inventory>;
 
-async function inventoryLoader(): Promise<InventoryLoader> {
-  // TODO(render): static import once builder/inventory/load.ts (helper inventory) is in main.
-  const modulePath = '../inventory/load.ts';
-  const module = (await import(modulePath)) as { loadInventory: InventoryLoader };
-  return module.loadInventory;
-}
-
-export async function renderCommand(options: RenderCommandOptions, load?: InventoryLoader): Promise<string[]> {
+export async function renderCommand(options: RenderCommandOptions, load: InventoryLoader = loadInventory): Promise<string[]> {
   const roles: RoleCatalog = await loadRoles(options.roles, options.overlays);
-  const inventory = await (load ?? (await inventoryLoader()))(options.config, roles);
+  const inventory = await load(options.config, roles);
   const names = options.node ? [options.node] : inventory.nodes.map((n) => n.name);
   if (options.node && !inventory.nodes.some((n) => n.name === options.node)) {
     throw new PibakeError(`no node named "${options.node}" in ${inventory.file}`, { hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });

@@ -2,6 +2,7 @@ import { lstat, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderCommand } from '../../builder/cli/render.ts';
+import { runTool } from '../../builder/common/exec.ts';
 import type { Inventory } from '../../builder/inventory/types.ts';
 import { FIXTURE_OVERLAYS, FIXTURE_ROLES, sevenNodeInventory, withTempDir } from './fixture.ts';
 
@@ -53,6 +54,32 @@ describe('pibake render (renderCommand)', () => {
       await expect(renderCommand({ ...options, node: 'db1' }, load)).rejects.toThrow(/not empty and not an earlier pibake render/);
       expect(await readFile(path.join(out, 'db1', 'precious.txt'), 'utf8')).toBe('keep me');
       await expect(renderCommand({ ...options, node: 'ghost' }, load)).rejects.toThrow(/no node named "ghost"/);
+    });
+  });
+});
+
+describe('pibake render (command line, real inventory loader)', () => {
+  const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+  it('renders the shipped cluster.yaml with the fixture roles, and prints errors as single lines', async () => {
+    await withTempDir(async (dir) => {
+      const config = path.join(dir, 'cluster.yaml');
+      await writeFile(config, await readFile(path.join(repo, 'cluster.yaml'), 'utf8'));
+      const out = path.join(dir, 'out');
+      const args = [path.join(repo, 'bin/pibake.js'), 'render', '--config', config, '--out', out, '--roles', FIXTURE_ROLES, '--overlays', FIXTURE_OVERLAYS];
+      const { stdout } = await runTool('node', args);
+      const nodes = stdout.trim().split('\n').map((l) => path.basename(l));
+      expect(nodes.length).toBeGreaterThanOrEqual(3);
+      for (const node of nodes) {
+        const userData = path.join(out, node, 'bootfs/user-data');
+        const result = await runTool('cloud-init', ['schema', '-c', userData], { reject: false, all: true });
+        expect(result.exitCode, String(result.all)).toBe(0);
+        expect(await mode(path.join(out, node, 'rootfs/etc/ssh/ssh_host_ed25519_key'))).toBe(0o600);
+      }
+      expect(await mode(path.join(dir, 'cluster.secrets.yaml'))).toBe(0o600);
+      const bad = await runTool('node', [...args.slice(0, 2), '--config', path.join(dir, 'missing.yaml'), '--out', out, '--roles', FIXTURE_ROLES, '--overlays', FIXTURE_OVERLAYS], { reject: false });
+      expect(bad.exitCode).toBe(1);
+      expect(bad.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: .*missing\.yaml/)]);
     });
   });
 });
