@@ -155,8 +155,10 @@ export function filterThroughTool(
         return;
       }
       const lines = typeof e.stderr === 'string' ? e.stderr.trim().split('\n').filter(Boolean) : [];
+      // Drop the program name and the "(stdin):" / "/*stdin*\ :" the tools put before their message.
       const detail = (lines[lines.length - 1] ?? `exit ${String((error as { exitCode?: number }).exitCode)}`)
-        .replace(/^(xz|zstd): (\(stdin\)|\*stdin\*)?:?\s*/, '');
+        .replace(/^[\w.-]+:\s*/, '')
+        .replace(/^\S*stdin\S*\s*:\s*/, '');
       out.destroy(describe(detail));
     },
   );
