@@ -4,7 +4,7 @@
  * Streams end to end (memory stays bounded whatever the size), checks the input's SHA-256 while it
  * streams, and is atomic: an interrupted or failed intake leaves nothing in the cache.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { type Readable, pipeline as pipelineCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -105,12 +105,7 @@ async function intake(source: Source, temp: string, cacheDir: string, progress: 
   const zipPath = tempPath(cacheDir, '.zip');
   try {
     const tap = new HashTap();
-    const handle = await open(zipPath, 'wx', 0o600);
-    try {
-      await pipeline(stream, tap, handle.createWriteStream({ autoClose: false }));
-    } finally {
-      await handle.close();
-    }
+    await pipeline(stream, tap, createWriteStream(zipPath, { flags: 'wx', mode: 0o600 }));
     return await intakeZip(zipPath, source.label, temp, progress, Promise.resolve(tap.digest()));
   } finally {
     await releaseTemp(zipPath);
