@@ -18,10 +18,11 @@ export async function makeDiskImage(path: string, sizeMiB = 64): Promise<void> {
   } finally {
     await handle.close();
   }
-  await execa('sfdisk', ['-q', path], { input: 'label: dos\nstart=2048, size=16MiB, type=c\ntype=83\n' });
+  const bootMiB = Math.min(16, Math.max(1, Math.floor(sizeMiB / 4)));
+  await execa('sfdisk', ['-q', path], { input: `label: dos\nstart=2048, size=${bootMiB}MiB, type=c\ntype=83\n` });
   const islands: [number, number][] = [
     [1 * MiB + 4096, 300_000], // unaligned length
-    [20 * MiB, 2 * MiB],
+    [Math.floor(sizeMiB * 0.3) * MiB, 2 * MiB],
     [Math.floor(sizeMiB / 2) * MiB + 12_288, 8192],
     [sizeMiB * MiB - 4096, 4096],
   ];
