@@ -131,6 +131,21 @@ describe('shipped roles', () => {
     const hba = fileText(primary, '/etc/pibake/postgresql/pg_hba.conf');
     expect(hba).toMatch(/^host\s+replication\s+replicator\s+10\.0\.0\.0\/24\s+scram-sha-256$/m);
     expect(fileText(primary, '/etc/pibake/postgresql/pibake.conf')).toMatch(/^listen_addresses = 'localhost,10\.0\.0\.11'$/m);
+    expect(fileText(replica, '/usr/local/lib/pibake/replica-bootstrap.sh')).toMatch(/^rendered_version='15'$/m);
+  });
+
+  it('on a Trixie base the PostgreSQL version follows Debian (17) and the configs stay valid', async () => {
+    const dir = path.join(tmp, 'trixie');
+    await mkdir(dir);
+    const inventory = clusterInventory(dir, { nodeCount: 4 });
+    const cluster = await renderedCluster(inventory);
+    const replica = await cluster.render('db2', 'trixie');
+    expect(fileText(replica, '/usr/local/lib/pibake/replica-bootstrap.sh')).toMatch(/^rendered_version='17'$/m);
+    expect(fileText(replica, '/etc/pibake/web/app.json')).toContain('"bindir": "/usr/lib/postgresql/17/bin"');
+    const lb = await cluster.render('lb', 'trixie');
+    const root = await writeRoot(lb, path.join(tmp, 'trixie-lb'));
+    const check = await execa('haproxy', ['-c', '-f', path.join(root, 'etc/haproxy/haproxy.cfg')], { reject: false, all: true });
+    expect(check.exitCode, check.all).toBe(0);
   });
 
   it('the rendered ownership script hands files over, is idempotent, and reports what it cannot do', async () => {
