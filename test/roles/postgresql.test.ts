@@ -191,6 +191,18 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     const pgpass = path.join(replica.root, 'etc/pibake/postgresql/replication.pgpass');
     expect((await stat(pgpass)).uid).toBe(pg.uid);
 
+    // The primary not answering (wrong port here): bounded retries, then failure; the fresh local
+    // cluster is neither stopped nor emptied.
+    const unreachable = await runScript(replica, 'replica-bootstrap.sh', {
+      PIBAKE_PG_DATADIR: replica.data, PIBAKE_PGPASS: pgpass, PIBAKE_MARKER: path.join(tmp, 'db2-bootstrapped'),
+      PIBAKE_PRIMARY_PORT: String(await freePort([PRIMARY_IP])), PIBAKE_PG_STOP: 'echo STOP', PIBAKE_PG_START: 'echo START',
+      PIBAKE_WAIT_SECONDS: '2', PIBAKE_MAX_BACKOFF: '1',
+    });
+    expect(unreachable.exitCode, unreachable.all).toBe(1);
+    expect(unreachable.all).toContain('giving up');
+    expect(unreachable.all).not.toContain('STOP');
+    expect((await stat(path.join(replica.data, 'PG_VERSION'))).isFile()).toBe(true);
+
     const env = {
       PIBAKE_PG_DATADIR: replica.data, PIBAKE_PGPASS: pgpass, PIBAKE_MARKER: path.join(tmp, 'db2-bootstrapped'),
       PIBAKE_PG_STOP: 'echo STOP', PIBAKE_PG_START: 'echo START', PIBAKE_WAIT_SECONDS: '60', PIBAKE_MAX_BACKOFF: '2',
@@ -266,5 +278,19 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     // The app's role is read-only even on the primary.
     await expect(execa(path.join(bin, 'psql'), ['-X', '-h', primary.sock, '-p', String(port), '-U', 'pibake_web', '-d', 'pibake',
       '-c', "INSERT INTO pibake_demo (message) VALUES ('x')"], { env: { PGPASSFILE: path.join(tmp, 'db1-web.pgpass') } })).rejects.toThrow(/permission denied|read-only/);
+  });
+
+  it('a promoted replica is never wiped by a later run of the bootstrap script', async () => {
+    await psql(replica, 'SELECT pg_promote()');
+    await waitFor('the promotion', 30_000, async () => ((await psql(replica, 'SELECT pg_is_in_recovery()')) === 'f' ? true : undefined));
+    const control = await stat(path.join(replica.data, 'global/pg_control'));
+    const again = await runScript(replica, 'replica-bootstrap.sh', {
+      PIBAKE_PG_DATADIR: replica.data, PIBAKE_PGPASS: '/nonexistent', PIBAKE_MARKER: path.join(tmp, 'db2-bootstrapped'),
+      PIBAKE_PG_STOP: 'echo STOP', PIBAKE_PG_START: 'echo START', PIBAKE_WAIT_SECONDS: '5',
+    });
+    expect(again.exitCode, again.all).toBe(0);
+    expect(again.all).toContain('no longer a standby');
+    expect(again.all).not.toContain('STOP');
+    expect((await stat(path.join(replica.data, 'global/pg_control'))).ino).toBe(control.ino);
   });
 });
