@@ -3,7 +3,7 @@
  * nginx -t, sh -n, python3 -m py_compile, and the rendered ownership script run on real files.
  */
 import { execa } from 'execa';
-import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,22 +79,38 @@ describe('shipped roles', () => {
     expect(fileText(lb, '/etc/pibake/ownership.list')).toContain('/etc/haproxy/haproxy.cfg root haproxy 0640\n');
   });
 
-  it('nginx -t accepts the web site of the primary and of a replica, which proxies to the app port', async () => {
+  it('nginx -t accepts the web site next to Debian\'s default site (first boot), and the setup script then disables the default', async () => {
     const nodes = await renderAll(4, 'nginx');
+    const debianDefault = await readFile('/etc/nginx/sites-available/default', 'utf8').catch(() =>
+      'server {\n listen 80 default_server;\n listen [::]:80 default_server;\n root /var/www/html;\n server_name _;\n}\n');
     for (const name of ['db1', 'db2']) {
       const node = nodes.get(name) as RenderedNode;
       const root = await writeRoot(node, path.join(tmp, `nginx-${name}`));
-      const prefix = path.join(tmp, `nginx-prefix-${name}`);
-      await mkdir(path.join(prefix, 'logs'), { recursive: true });
-      // A minimal main config standing in for Debian's /etc/nginx/nginx.conf, which includes sites-enabled/*.
-      await writeFile(path.join(prefix, 'nginx.conf'), [
-        `pid ${prefix}/nginx.pid;`, `error_log ${prefix}/error.log;`, 'events {}', 'http {', '  access_log off;',
-        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${prefix}/${t};`),
-        // sites-enabled/pibake is an absolute symlink that resolves only inside the image: include its target.
-        `  include ${root}/etc/nginx/sites-available/pibake;`, '}', '',
+      // A stand-in for /etc/nginx as the nginx package leaves it: its default site enabled.
+      const nginxDir = path.join(tmp, `nginx-etc-${name}`);
+      await mkdir(path.join(nginxDir, 'sites-available'), { recursive: true });
+      await mkdir(path.join(nginxDir, 'sites-enabled'));
+      await writeFile(path.join(nginxDir, 'sites-available/default'), debianDefault);
+      await writeFile(path.join(nginxDir, 'sites-available/pibake'), fileText(node, '/etc/nginx/sites-available/pibake'));
+      await symlink('../sites-available/default', path.join(nginxDir, 'sites-enabled/default'));
+      await symlink('../sites-available/pibake', path.join(nginxDir, 'sites-enabled/pibake'));
+      await writeFile(path.join(nginxDir, 'nginx.conf'), [
+        `pid ${nginxDir}/nginx.pid;`, `error_log ${nginxDir}/error.log;`, 'events {}', 'http {', '  access_log off;',
+        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${nginxDir}/${t};`),
+        `  include ${nginxDir}/sites-enabled/*;`, '}', '',
       ].join('\n'));
-      const check = await execa('nginx', ['-t', '-p', prefix, '-c', path.join(prefix, 'nginx.conf')], { reject: false, all: true });
-      expect(check.exitCode, check.all).toBe(0);
+      const both = await execa('nginx', ['-t', '-c', path.join(nginxDir, 'nginx.conf')], { reject: false, all: true });
+      expect(both.exitCode, both.all).toBe(0);
+      expect(both.all).not.toMatch(/\[warn\]|\[emerg\]/);
+      for (let run = 0; run < 2; run++) {
+        const setup = await execa(path.join(root, 'usr/local/lib/pibake/web-setup.sh'), [], {
+          env: { PIBAKE_NGINX_DIR: nginxDir, PIBAKE_NGINX_RELOAD: 'echo RELOAD' }, reject: false, all: true,
+        });
+        expect(setup.exitCode, setup.all).toBe(0);
+        expect(setup.all).toContain('RELOAD');
+        expect(setup.all.includes('disabled the default site')).toBe(run === 0);
+      }
+      expect(await readdir(path.join(nginxDir, 'sites-enabled'))).toEqual(['pibake']);
       const link = node.rootEntries.find((e) => e.path === '/etc/nginx/sites-enabled/pibake');
       expect(link?.kind === 'symlink' ? link.target : undefined).toBe('/etc/nginx/sites-available/pibake');
       expect(fileText(node, '/etc/nginx/sites-available/pibake')).toMatch(/proxy_pass http:\/\/127\.0\.0\.1:8080;/);
