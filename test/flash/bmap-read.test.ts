@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
 import { parseBmap, readBmap } from '../../builder/flash/bmap-read.ts';
+import { writeBmapFile } from '../../builder/package/bmap.ts';
 import { MiB, makeImageWithBmap, withTempDir } from './helpers.ts';
 
 describe('bmap reader', () => {
@@ -63,5 +64,18 @@ describe('bmap reader', () => {
     expect(() => parseBmap(base('<Range>3-4</Range>'))).toThrow(/beyond/);
     expect(() => parseBmap(base('<Range>x</Range>'))).toThrow(PibakeError);
     expect(() => parseBmap('<bmap version="3.0"></bmap>')).toThrow(/newer/);
+  });
+});
+
+describe('bmaps written by pibake package', () => {
+  it('are read like bmaptool ones: same ranges and checksums', async () => {
+    await withTempDir(async (dir) => {
+      const { image, bmap: theirs } = await makeImageWithBmap(dir);
+      const ours = await writeBmapFile(image, `${image}.pibake.bmap`);
+      const a = await readBmap(ours);
+      const b = await readBmap(theirs);
+      expect(a.imageSize).toBe(b.imageSize);
+      expect(a.ranges).toEqual(b.ranges);
+    });
   });
 });
