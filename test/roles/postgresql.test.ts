@@ -46,6 +46,7 @@ let primary: Node;
 let replica: Node;
 let catchUpMs: number | undefined;
 let cloneMs: number | undefined;
+let replicaServer: ResultPromise | undefined;
 
 async function account(name: string): Promise<{ uid: number; gid: number }> {
   return { uid: Number((await execa('id', ['-u', name])).stdout), gid: Number((await execa('id', ['-g', name])).stdout) };
@@ -222,7 +223,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     expect((await stat(path.join(replica.data, 'standby.signal'))).uid).toBe(pg.uid);
 
     expect(await configure(replica)).toContain('RESTART');
-    startServer(replica);
+    replicaServer = startServer(replica);
     await waitReady(replica, REPLICA_IP);
     expect(await psql(replica, 'SELECT pg_is_in_recovery()')).toBe('t');
     await waitFor('the replica to stream from its slot', 30_000, async () =>
@@ -296,5 +297,19 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     expect(again.all).toContain('no longer a standby');
     expect(again.all).not.toContain('STOP');
     expect((await stat(path.join(replica.data, 'global/pg_control'))).ino).toBe(control.ino);
+    // What HAProxy's checks see after such a failover: the promoted node now answers /primary.
+    expect((await fetchText(`http://${REPLICA_IP}:${appPort}/primary`)).status).toBe(200);
+    expect((await fetchText(`http://${REPLICA_IP}:${appPort}/replica`)).status).toBe(503);
+  });
+
+  it('the app reports 503 on every health endpoint once its PostgreSQL is gone', async () => {
+    const server = replicaServer as ResultPromise;
+    server.kill('SIGINT');
+    await server;
+    for (const endpoint of ['healthz', 'primary', 'replica']) {
+      const answer = await fetchText(`http://${REPLICA_IP}:${appPort}/${endpoint}`);
+      expect(answer.status, endpoint).toBe(503);
+      expect(answer.body).toMatch(/^database unavailable/);
+    }
   });
 });
