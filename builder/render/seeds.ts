@@ -51,9 +51,17 @@ const yamlDump = (value: unknown) => dump(value, { lineWidth: -1, noRefs: true }
 /** Groups of the admin user (a group list, not a command: pibake itself never runs privileged tools). */
 const ADMIN_GROUPS = 'adm sudo users systemd-journal'.split(' ');
 
-/** The cluster part of /etc/hosts: every node by IP, fqdn and short name. */
+/**
+ * The cluster part of /etc/hosts, by IP, fqdn and short name: the nodes this node works with —
+ * itself, the load balancers and the PostgreSQL primary; a load balancer names every node. Listing
+ * every node everywhere would make adding a node rebuild (and reflash) every card for a hosts line.
+ */
 export function hostsLines(facts: NodeFacts): string {
-  return facts.nodes.map((n) => `${n.ip}\t${n.fqdn} ${n.name}\n`).join('');
+  const everyone = facts.node.tags.includes('load-balancer');
+  const peers = facts.nodes.filter(
+    (n) => everyone || n.name === facts.node.name || n.tags.includes('load-balancer') || n.tags.includes('postgresql-primary'),
+  );
+  return peers.map((n) => `${n.ip}\t${n.fqdn} ${n.name}\n`).join('');
 }
 
 function hostsFile(facts: NodeFacts, header: string): string {

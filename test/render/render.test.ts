@@ -83,7 +83,15 @@ describe('renderNode', () => {
       ]);
       const hostsTemplate = text(node, '/etc/cloud/templates/hosts.debian.tmpl');
       expect(hostsTemplate.startsWith('## template:jinja\n')).toBe(true);
-      for (const other of world.inventory.nodes) expect(hostsTemplate).toContain(`${other.ip}\t${other.name}.pilab.lan ${other.name}\n`);
+      // A node names itself, the load balancers and the primary; a load balancer names everyone.
+      const tagsOf = (name: string) => world.roles.get(world.inventory.nodes.find((n) => n.name === name)!.role)!.tags;
+      for (const other of world.inventory.nodes) {
+        const line = `${other.ip}\t${other.name}.pilab.lan ${other.name}\n`;
+        const named = tagsOf(node.node).includes('load-balancer') || other.name === node.node ||
+          tagsOf(other.name).includes('load-balancer') || tagsOf(other.name).includes('postgresql-primary');
+        if (named) expect(hostsTemplate).toContain(line);
+        else expect(hostsTemplate).not.toContain(line);
+      }
     }
   });
 
