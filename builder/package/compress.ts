@@ -171,10 +171,9 @@ export function filterThroughTool(
     },
   );
   out.on('close', () => {
-    if (!finished) {
-      subprocess.kill();
-      input?.destroy();
-    }
+    if (!finished) subprocess.kill();
+    // Release the input (an open file, a download) if the tool stopped before reading it all.
+    if (input && !input.readableEnded) input.destroy();
   });
   return out;
 }
