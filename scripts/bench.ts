@@ -47,6 +47,8 @@ export interface BenchSection {
   cleanup?: (ctx: BenchContext) => Promise<void>;
   /** Extra facts to print after the runs, e.g. sizes of the outputs. */
   report?: (ctx: BenchContext) => Promise<string>;
+  /** The same for the bare tool's output (called before cleanup). */
+  reportBare?: (ctx: BenchContext) => Promise<string>;
 }
 
 interface Measurement {
@@ -125,6 +127,8 @@ async function parentMain(args: Args): Promise<void> {
       for (let i = 0; i < args.repeat; i += 1) {
         if (bareCommand) {
           bare.push(await runBare(bareCommand));
+          const extra = i === args.repeat - 1 && section.reportBare ? await section.reportBare(ctx) : '';
+          if (extra) console.log(`  ${section.name} (bare): ${extra}`);
           await section.cleanup?.(ctx);
         }
         ours.push(await runOurs(section, ctx));
@@ -264,9 +268,9 @@ export const SECTIONS: BenchSection[] = [
     report: async (ctx) => {
       const { readdir } = await import('node:fs/promises');
       const cached = (await readdir(out(ctx, 'cache'))).find((n) => n.endsWith('.img'))!;
-      const bare = existsSync(out(ctx, 'bare.img')) ? `; bare: ${await allocated(out(ctx, 'bare.img'))}` : '';
-      return `cache image ${await allocated(join(out(ctx, 'cache'), cached))}${bare}; xz input ${((await stat(await fixture(ctx, 'xz'))).size / MiB).toFixed(0)} MiB`;
+      return `cache image ${await allocated(join(out(ctx, 'cache'), cached))}; xz input ${((await stat(await fixture(ctx, 'xz'))).size / MiB).toFixed(0)} MiB`;
     },
+    reportBare: async (ctx) => `output ${await allocated(out(ctx, 'bare.img'))}`,
     cleanup: async (ctx) => {
       await rm(out(ctx, 'cache'), { recursive: true, force: true });
       await rm(out(ctx, 'bare.img'), { force: true });
@@ -280,6 +284,7 @@ export const SECTIONS: BenchSection[] = [
       await writeFile(out(ctx, 'clone.method'), method);
     },
     report: async (ctx) => `method ${await readFile(out(ctx, 'clone.method'), 'utf8')}; copy ${await allocated(out(ctx, 'clone.img'))}`,
+    reportBare: async (ctx) => `copy ${await allocated(out(ctx, 'clone.img'))}`,
     cleanup: async (ctx) => {
       await rm(out(ctx, 'clone.img'), { force: true });
     },
