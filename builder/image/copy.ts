@@ -9,11 +9,11 @@
  * could not report which happened. Hence: try `--reflink=always`, and on a clone failure run
  * `cp --sparse=always`.
  */
-import { randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
+import { siblingTempPath } from '../package/temp-name.ts';
 
 export type CloneMethod = 'reflink' | 'sparse';
 
@@ -30,7 +30,7 @@ export async function cloneImage(src: string, dst: string): Promise<CloneMethod>
   }
   if (!info.isFile()) throw new PibakeError(`cannot copy ${src}: not a regular file`, { hint: 'give an image file' });
 
-  const temp = join(dirname(dst), `.${basename(dst)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const temp = siblingTempPath(dst);
   const devices = `${info.dev}:${await stat(dirname(dst)).then((d) => d.dev, () => 'missing')}`;
   try {
     let method: CloneMethod = 'sparse';
