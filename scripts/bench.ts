@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --size 3G] [--only a,b] [--work DIR] [--repeat N]`
+ * `npm run bench [-- --size 3G] [--only a,b] [--work DIR] [--repeat N] [--image pattern|synth]`
  *
  * Times pibake's byte-moving steps against the bare tools doing the same job on the same bytes,
  * in one run, and prints the ratio and peak memory. Each measured run is a separate process under
@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { cloneImage } from '../builder/image/copy.ts';
 import { obtainBase } from '../builder/image/intake.ts';
+import { synthesizeRaspiosImage } from '../builder/image/synthesize.ts';
 import { writeBmapFile } from '../builder/package/bmap.ts';
 import { sha256File } from '../builder/package/checksums.ts';
 import { compressArgs, compressImage } from '../builder/package/compress.ts';
@@ -33,6 +34,8 @@ export interface BenchContext {
   work: string;
   /** Apparent size of the test image in bytes (--size). */
   sizeBytes: number;
+  /** Test image kind (--image): 'pattern' (default) or 'synth' (synthesizeRaspiosImage, real FAT + ext4). */
+  image: 'pattern' | 'synth';
 }
 
 export interface BenchSection {
@@ -79,6 +82,7 @@ async function timed(command: string[], extraEnv: NodeJS.ProcessEnv = {}): Promi
 async function runOurs(section: BenchSection, ctx: BenchContext): Promise<Measurement> {
   const { stdout, wall, maxRssKiB } = await timed([
     process.execPath, '--import', 'tsx', SCRIPT, '--child', section.name, '--work', ctx.work, '--size', String(ctx.sizeBytes),
+    '--image', ctx.image,
   ]);
   const line = stdout.split('\n').find((l) => l.startsWith('BENCH_RESULT '));
   if (!line) throw new Error(`section ${section.name}: child printed no result (wall ${wall}s)`);
@@ -111,7 +115,7 @@ function best(runs: Measurement[]): Measurement {
 async function parentMain(args: Args): Promise<void> {
   const work = args.work ?? (await mkdtemp(join(tmpdir(), 'pibake-bench-')));
   await mkdir(work, { recursive: true });
-  const ctx: BenchContext = { work, sizeBytes: args.sizeBytes };
+  const ctx: BenchContext = { work, sizeBytes: args.sizeBytes, image: args.image };
   const sections = args.only ? SECTIONS.filter((s) => args.only!.includes(s.name)) : SECTIONS;
   const rows: string[][] = [];
   try {
@@ -164,6 +168,7 @@ function printTable(head: string[], rows: string[][]): void {
 
 interface Args {
   sizeBytes: number;
+  image: 'pattern' | 'synth';
   only?: string[];
   work?: string;
   repeat: number;
@@ -178,7 +183,7 @@ function parseSize(text: string): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { sizeBytes: 3 * 2 ** 30, repeat: 1 };
+  const args: Args = { sizeBytes: 3 * 2 ** 30, repeat: 1, image: 'pattern' };
   for (let i = 0; i < argv.length; i += 1) {
     const value = argv[i + 1];
     switch (argv[i]) {
@@ -187,7 +192,12 @@ function parseArgs(argv: string[]): Args {
       case '--work': args.work = value; i += 1; break;
       case '--repeat': args.repeat = Number(value); i += 1; break;
       case '--child': args.child = value; i += 1; break;
-      default: throw new Error(`unknown argument ${argv[i]} (use --size 3G, --only a,b, --work DIR, --repeat N)`);
+      case '--image':
+        if (value !== 'pattern' && value !== 'synth') throw new Error('--image pattern|synth');
+        args.image = value;
+        i += 1;
+        break;
+      default: throw new Error(`unknown argument ${argv[i]} (use --size 3G, --only a,b, --work DIR, --repeat N, --image pattern|synth)`);
     }
   }
   return args;
@@ -199,10 +209,22 @@ type FixtureName = 'raw' | 'xz';
 
 /** Path of a fixture in the work folder, made on first use. */
 export async function fixture(ctx: BenchContext, name: FixtureName): Promise<string> {
-  const raw = join(ctx.work, 'bench.img');
-  if (!existsSync(raw)) await makeBenchImage(raw, ctx.sizeBytes);
+  const raw = join(ctx.work, `bench-${ctx.image}.img`);
+  if (!existsSync(raw)) {
+    if (ctx.image === 'synth') {
+      // A real Raspberry Pi OS layout; its fill is incompressible random data, so the .img.xz
+      // fixture takes much longer to make than with the pattern image.
+      const sizeMiB = Math.floor(ctx.sizeBytes / MiB);
+      const bootMiB = Math.min(512, Math.max(64, Math.floor(sizeMiB / 8)));
+      // Half the image as data, within what the root filesystem can take (its 64 MiB base, 10% slack).
+      const fillMiB = Math.floor(Math.min(sizeMiB / 2, (sizeMiB - bootMiB - 8 - 64) / 1.1 - 1));
+      await synthesizeRaspiosImage({ path: raw, generation: 'trixie', sizeMiB, fillMiB, bootMiB });
+    } else {
+      await makeBenchImage(raw, ctx.sizeBytes);
+    }
+  }
   if (name === 'raw') return raw;
-  const xz = join(ctx.work, 'bench.img.xz');
+  const xz = `${raw}.xz`;
   if (!existsSync(xz)) {
     // -1: fast to make; the bench measures decompression. Multi-threaded so xz -dc can use threads.
     await execa('bash', ['-c', 'xz -T0 -1 -c "$1" > "$2.part" && mv "$2.part" "$2"', '_', raw, xz]);
@@ -216,8 +238,7 @@ export async function fixture(ctx: BenchContext, name: FixtureName): Promise<str
  * 512 KiB random dictionary: it compresses about 5:1 with xz -1, like a real image overall (its
  * .img.xz is ~1/5.7 of the raw size), and xz compresses it fast enough that making the .img.xz
  * fixture takes well under a minute per GiB of data on two cores (pure random bytes: far slower).
- * When builder/image/synthesize.ts lands, this body can become
- * `synthesizeRaspiosImage({ path, generation: 'trixie', sizeMiB: sizeBytes / MiB, fillMiB: ... })`.
+ * `--image synth` uses synthesizeRaspiosImage instead (real FAT + ext4 layout, random fill).
  */
 async function makeBenchImage(path: string, sizeBytes: number): Promise<void> {
   const part = `${path}.part`;
@@ -325,7 +346,7 @@ export const SECTIONS: BenchSection[] = [
 
 const args = parseArgs(process.argv.slice(2));
 if (args.child) {
-  await childMain(args.child, { work: args.work!, sizeBytes: args.sizeBytes });
+  await childMain(args.child, { work: args.work!, sizeBytes: args.sizeBytes, image: args.image });
 } else {
   await parentMain(args);
 }
