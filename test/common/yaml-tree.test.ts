@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
-import { parseYamlTree } from '../../builder/inventory/yaml-tree.ts';
-import type { YamlNode } from '../../builder/inventory/yaml-tree.ts';
-import { locate } from './helpers.ts';
+import { parseYamlTree } from '../../builder/common/yaml-tree.ts';
+import type { YamlNode } from '../../builder/common/yaml-tree.ts';
+import { locate } from '../inventory/helpers.ts';
 
 const where = (node: YamlNode | undefined): string => `${node?.location.line}:${node?.location.column}`;
 
