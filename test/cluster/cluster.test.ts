@@ -13,6 +13,7 @@
  * Run with `npm run test:cluster` as root. Figures go to the console at the end.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { copyFile, chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
-import { NetnsLab, sweepStale } from '../helpers/netns.ts';
+import { NetnsLab, registerCleanup, sweepStale } from '../helpers/netns.ts';
 import {
   Daemons, account, adaptHaproxyConfig, debianCluster, differingLines, extractFromImage, parseWrk, psqlLocal,
   resolveInRoot, serverRow, showStat, sleep, waitFor, type Daemon, type PgDirs, type WrkResult,
@@ -182,6 +183,8 @@ describe('the shipped cluster in network namespaces', () => {
     }
     tmp = await mkdtemp(path.join(tmpdir(), 'pibake-cluster-'));
     await chmod(tmp, 0o755); // postgres, nobody and www-data read their files below
+    const scratch = tmp;
+    if (!KEEP) registerCleanup(() => rmSync(scratch, { recursive: true, force: true })); // when interrupted
     pgAccount = await account('postgres');
 
     // Build the shipped cluster.yaml (its own secrets are created beside the copy).

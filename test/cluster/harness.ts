@@ -11,7 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import { partitionOffsets } from '../helpers/oracles.ts';
-import type { NetnsLab } from '../helpers/netns.ts';
+import { registerCleanup, type NetnsLab } from '../helpers/netns.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Files out of the built images
@@ -63,7 +63,7 @@ export class Daemons {
   private readonly running = new Set<Daemon>();
 
   constructor(private readonly lab: NetnsLab, private readonly logDir: string) {
-    process.on('exit', () => this.killAllSync());
+    registerCleanup(() => this.killAllSync());
   }
 
   /** Start `command args` in `node`'s namespace; stdout+stderr go to <logDir>/<node>-<what>.log. */

@@ -36,24 +36,39 @@ export interface NetnsNode {
   ip: string;
 }
 
-const live = new Set<NetnsLab>();
+/**
+ * Synchronous clean-ups run when the process exits or is told to stop by a signal, newest first
+ * (so daemons registered after a lab are killed before its namespaces are deleted).
+ */
+const cleanups: (() => void)[] = [];
 let hooked = false;
 
-/** Delete the namespaces of every lab still alive; synchronous, for exit and signal hooks. */
-function destroyAllSync(): void {
-  for (const lab of live) lab.destroySync();
+function runCleanups(): void {
+  while (cleanups.length > 0) {
+    try {
+      cleanups.pop()?.();
+    } catch {
+      // keep cleaning up
+    }
+  }
 }
 
-function installExitHooks(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', destroyAllSync);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      destroyAllSync();
-      process.kill(process.pid, signal); // the default action now that our handler is gone
-    });
+export function registerCleanup(fn: () => void): () => void {
+  if (!hooked) {
+    hooked = true;
+    process.on('exit', runCleanups);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.once(signal, () => {
+        runCleanups();
+        process.kill(process.pid, signal); // the default action, now that this listener is gone
+      });
+    }
   }
+  cleanups.push(fn);
+  return () => {
+    const i = cleanups.indexOf(fn);
+    if (i >= 0) cleanups.splice(i, 1);
+  };
 }
 
 async function ip(args: string[]): Promise<void> {
@@ -90,6 +105,7 @@ export class NetnsLab {
   readonly nodes = new Map<string, NetnsNode>();
   private readonly created: string[] = [];
   private readonly prefixLength: number;
+  private unregister: () => void = () => undefined;
 
   private constructor(readonly prefix: string, prefixLength: number) {
     this.switchNs = `${prefix}-${process.pid}-switch`;
@@ -99,9 +115,8 @@ export class NetnsLab {
   /** A new segment: the switch namespace with bridge `br0` up, and nothing else yet. */
   static async create(prefix: string, prefixLength = 24): Promise<NetnsLab> {
     if (!/^[a-z][a-z0-9]{0,11}$/.test(prefix)) throw new Error(`netns prefix '${prefix}': 1-12 lowercase letters/digits`);
-    installExitHooks();
     const lab = new NetnsLab(prefix, prefixLength);
-    live.add(lab);
+    lab.unregister = registerCleanup(() => lab.destroySync());
     await lab.addNamespace(lab.switchNs);
     await ip(['-n', lab.switchNs, 'link', 'add', 'br0', 'type', 'bridge']);
     await ip(['-n', lab.switchNs, 'link', 'set', 'br0', 'up']);
@@ -160,7 +175,7 @@ export class NetnsLab {
   async destroy(): Promise<void> {
     for (const ns of [...this.created].reverse()) await ip(['netns', 'delete', ns]).catch(() => undefined);
     this.created.length = 0;
-    live.delete(this);
+    this.unregister();
   }
 
   destroySync(): void {
@@ -172,6 +187,6 @@ export class NetnsLab {
       }
     }
     this.created.length = 0;
-    live.delete(this);
+    this.unregister();
   }
 }
