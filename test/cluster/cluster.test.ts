@@ -155,6 +155,11 @@ async function clientPsql(args: string[], env: Record<string, string> = {}, inpu
 
 const WRITE_DSN = 'host=10.0.0.10 port=5000 dbname=pibake user=cluster_writer';
 
+/** A digest of every demo row (id, message, time) of the node: equal digests, equal tables. */
+async function rowsDigest(n: ClusterNode): Promise<string> {
+  return psqlLocal(bin, n.pg as PgDirs, "SELECT md5(string_agg(id || '|' || message || '|' || created_at, ',' ORDER BY id)) FROM pibake_demo", 'pibake');
+}
+
 async function countRows(n: ClusterNode): Promise<number> {
   return Number(await psqlLocal(bin, n.pg as PgDirs, 'SELECT count(*) FROM pibake_demo', 'pibake'));
 }
@@ -388,6 +393,7 @@ describe('the shipped cluster in network namespaces', () => {
   it('3. web2 killed under load: HAProxy marks it DOWN and requests keep succeeding', async () => {
     const web2 = node('web2');
     const seconds = 12;
+    const before = serverRow(await stats(), 'web', 'BACKEND');
     const load = wrk(seconds);
     const probe = lab.run('client', '/usr/bin/python3', [path.join(here, 'http-probe.py'), 'http://10.0.0.10/', String(seconds), '5'], { timeout: (seconds + 30) * 1000 });
     await sleep(4_000);
@@ -399,6 +405,10 @@ describe('the shipped cluster in network namespaces', () => {
     const records = (await probe).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as [number, number, string]);
     wrkFigures('3 web2 killed', r);
     figure('3 web2 killed', 'kill → HAProxy marks web2 DOWN', `${downMs} ms`);
+    const after = serverRow(await stats(), 'web', 'BACKEND');
+    const delta = (field: string) => Number(after[field]) - Number(before[field]);
+    figure('3 web2 killed', 'HAProxy backend web: retries / redispatches / conn errors / resp errors',
+      ['wretr', 'wredis', 'econ', 'eresp'].map(delta).join(' / '));
     const failed = (from: number, to: number) => records.filter(([t, s]) => t >= from && t < to && s !== 200).length;
     const total = (from: number, to: number) => records.filter(([t]) => t >= from && t < to).length;
     figure('3 web2 killed', 'probe (1 client, new connection each): failed/total before kill',
@@ -469,6 +479,8 @@ describe('the shipped cluster in network namespaces', () => {
     const counts = await Promise.all(webs.map(countRows));
     figure('4 replica killed', 'rows on web1 / web2 / web3', counts.join(' / '));
     expect(counts).toEqual([expected, expected, expected]);
+    const digests = await Promise.all(webs.map(rowsDigest));
+    expect(new Set(digests).size).toBe(1);
     expect(await psqlLocal(bin, web3.pg as PgDirs, 'SELECT pg_is_in_recovery()')).toBe('t');
     const back = Date.now();
     await waitStatus('postgresql-read', 'web3', 'UP', 30_000);
@@ -510,6 +522,16 @@ describe('the shipped cluster in network namespaces', () => {
     }
     const counts = await Promise.all(webs.map(countRows));
     expect(new Set(counts).size).toBe(1);
-    figure('5 replication', 'rows on web1 / web2 / web3 at the end', counts.join(' / '));
+    expect(new Set(await Promise.all(webs.map(rowsDigest))).size).toBe(1);
+    figure('5 replication', 'rows on web1 / web2 / web3 at the end (same digest)', counts.join(' / '));
+
+    // The read port spreads sessions over the standbys (leastconn), never the primary while they are up.
+    const servedBy = new Map<string, number>();
+    for (let i = 0; i < 6; i++) {
+      const r = await clientPsql(['-d', WRITE_DSN.replace('port=5000', 'port=5001'), '-c', 'SELECT host(inet_server_addr()) || \' \' || pg_is_in_recovery()']);
+      servedBy.set(r.stdout.trim(), (servedBy.get(r.stdout.trim()) ?? 0) + 1);
+    }
+    figure('5 replication', 'sessions on 10.0.0.10:5001 (read port)', [...servedBy].sort().map(([k, v]) => `${k}: ${v}`).join(', '));
+    expect([...servedBy.keys()].sort()).toEqual(['10.0.0.12 true', '10.0.0.13 true']);
   }, 120_000);
 });
