@@ -33,7 +33,8 @@ export async function extractFromImage(image: string, dest: string, dirs = EXTRA
     const parent = path.join(dest, path.dirname(dir));
     await mkdir(parent, { recursive: true, mode: 0o755 });
     const done = await execa('debugfs', ['-R', `rdump "${dir}" "${parent}"`, device], { all: true });
-    if (/error|not found|cannot/i.test(done.all?.replace(/^debugfs [^\n]*\n/, '') ?? '')) {
+    // debugfs prints its version banner, and otherwise only complaints.
+    if ((done.all ?? '').split('\n').some((line) => line.trim() && !/^debugfs \d/.test(line))) {
       throw new Error(`debugfs rdump ${dir} of ${image}: ${done.all}`);
     }
     found.push(dir);
