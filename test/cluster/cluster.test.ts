@@ -12,13 +12,13 @@
  *
  * Run with `npm run test:cluster` as root. Figures go to the console at the end.
  */
-import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { copyFile, chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { load } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
 import { NetnsLab, registerCleanup, sweepStale } from '../helpers/netns.ts';
@@ -153,7 +153,7 @@ async function clientPsql(args: string[], env: Record<string, string> = {}, inpu
   });
 }
 
-const WRITE_DSN = 'host=10.0.0.10 port=5000 dbname=pibake user=cluster_writer';
+const WRITE_DSN = 'host=10.0.0.10 port=5000 dbname=pibake user=pibake_app';
 
 /** A digest of every demo row (id, message, time) of the node: equal digests, equal tables. */
 async function rowsDigest(n: ClusterNode): Promise<string> {
@@ -442,12 +442,10 @@ describe('the shipped cluster in network namespaces', () => {
 
   it('4. replica web3 killed and restarted: it catches up and no row written meanwhile is lost', async () => {
     const web3 = node('web3');
-    writer = { user: 'cluster_writer', password: randomBytes(18).toString('base64url') };
-    // Test-only: the shipped roles have no role that may write (the app is read-only).
-    await psqlLocal(bin, primary.pg as PgDirs, [
-      `CREATE ROLE cluster_writer LOGIN PASSWORD '${writer.password}'`,
-      'GRANT INSERT, SELECT ON pibake_demo TO cluster_writer',
-    ].join('; '), 'pibake');
+    // The application role the primary's first boot created, with its password from the
+    // cluster's secrets file (the operator's way in through the write port).
+    const secrets = load(await readFile(path.join(tmp, 'cluster.secrets.yaml'), 'utf8')) as { secrets: Record<string, string> };
+    writer = { user: 'pibake_app', password: secrets.secrets.app_db_password as string };
 
     await daemons.signalLeader(web3.daemons.postgres as Daemon, 'SIGQUIT'); // immediate shutdown: a crash
     const downMs = await waitStatus('postgresql-read', 'web3', 'DOWN', 15_000);
