@@ -1,0 +1,17 @@
+/**
+ * The boot test's base image: built by scripts/make-test-base.sh once per machine and cached by
+ * content (a hash of the script) under $PIBAKE_CACHE_DIR or ~/.cache/pibake/test-base/.
+ */
+import { execa } from 'execa';
+import { fileURLToPath } from 'node:url';
+import type { VmArch } from '../helpers/qemu.ts';
+
+const SCRIPT = fileURLToPath(new URL('../../scripts/make-test-base.sh', import.meta.url));
+
+/** Path of the cached test base (building it first when the cache has none; minutes, not hours). */
+export async function ensureTestBase(arch: VmArch = 'amd64'): Promise<string> {
+  const { stdout } = await execa('bash', [SCRIPT, '--arch', arch], { stderr: 'inherit', stdin: 'ignore' });
+  const path = stdout.trim().split('\n').pop();
+  if (!path) throw new Error('make-test-base.sh printed no image path');
+  return path;
+}
