@@ -52,7 +52,13 @@ EOF
 
   echo raspberrypi >"$root/etc/hostname"
   printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\traspberrypi\n' >"$root/etc/hosts"
-  printf '# written by systemd-networkd/cloud-init at boot\n' >"$root/etc/resolv.conf"
+  # cloud-init 22.4's networkd renderer restarts systemd-networkd and systemd-resolved together.
+  ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+  # Like pi-gen: en_GB.UTF-8 generated and the default. (Debian's locale-gen ignores the locale
+  # cloud-init passes it, so a locale that is not generated in the image makes cc_locale fail.)
+  sed -i 's/^# *\(en_GB.UTF-8 UTF-8\)/\1/' "$root/etc/locale.gen"
+  chroot "$root" locale-gen >&2
+  echo LANG=en_GB.UTF-8 >"$root/etc/default/locale"
   # First boot is detected by this value; a baked machine-id would make every card the same machine.
   echo uninitialized >"$root/etc/machine-id"   # emptied by mmdebstrap's cleanup; rewritten after it
   rm -f "$root/var/lib/dbus/machine-id"
@@ -132,7 +138,7 @@ mirror=http://deb.debian.org/debian
 security=http://deb.debian.org/debian-security
 packages=(
   "linux-image-cloud-$arch" initramfs-tools systemd-sysv udev dbus kmod e2fsprogs dosfstools
-  iproute2 netbase procps less locales tzdata keyboard-configuration systemd-timesyncd
+  iproute2 netbase procps less locales tzdata keyboard-configuration systemd-timesyncd systemd-resolved
   openssh-server sudo cloud-init python3 python3-psycopg2 haproxy postgresql nginx-light
 )
 boot_mib=512           # size of p1, as in Raspberry Pi OS
@@ -260,6 +266,8 @@ dd if="$partial" of="$work/bootfs.img" bs=1M skip=$(( boot_start / 2048 )) count
 fsck.vfat -n "$work/bootfs.img" >/dev/null || { log "bootfs is not clean"; fsck.vfat -n "$work/bootfs.img" >&2; exit 1; }
 e2fsck -fn "$partial?offset=$(( root_start * 512 ))" >/dev/null || { log "rootfs is not clean"; exit 1; }
 mv "$partial" "$image"
+# Older builds of this script are stale by definition: drop them (about 0.8 GiB each).
+for stale in "$cache/debian-$suite-$arch-"*.img; do [ "$stale" = "$image" ] || rm -f "$stale"; done
 elapsed=$(( $(date +%s) - started ))
 log "built $image in $elapsed s ($(du -k --apparent-size "$image" | cut -f1) KiB apparent, $(du -k "$image" | cut -f1) KiB allocated)"
 deliver

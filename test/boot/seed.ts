@@ -61,7 +61,9 @@ export function seedFiles(node: SeedNode): { name: string; text: string }[] {
     '  ethernets:',
     '    eth0:',
     `      addresses: [${node.address}]`,
-    `      routes: [{to: default, via: ${node.gateway}}]`,
+    // `to: default` is netplan's spelling, but cloud-init 22.4 (bookworm) rejects it and skips
+    // the whole network config; 0.0.0.0/0 means the same to every cloud-init version.
+    `      routes: [{to: 0.0.0.0/0, via: ${node.gateway}}]`,
     `      nameservers: {addresses: [${node.dns.join(', ')}], search: [${node.domain}]}`,
     '',
   ].join('\n');
