@@ -5,6 +5,7 @@
  */
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { Inventory } from '../../builder/inventory/types.ts';
 import { QemuVm, ssh, waitForSsh, type SshTarget, type VmArch } from '../helpers/qemu.ts';
 
 export interface NodeExpectations {
@@ -74,69 +75,116 @@ export async function bootAndCheck(
   }
 }
 
+/** Runs several commands in one ssh session (each round trip costs seconds under TCG). */
+async function gather(target: SshTarget, commands: Record<string, string>): Promise<Record<string, { out: string; code: number }>> {
+  const names = Object.keys(commands);
+  const script = names.map((name) => `echo '@@begin ${name}'; ( ${commands[name]} ) 2>&1; echo "@@end $?"`).join('\n');
+  const result = await ssh(target, script, 120_000);
+  if (result.exitCode !== 0 && !`${result.stdout}`.includes('@@end')) {
+    throw new Error(`ssh to the node failed: ${`${result.stderr ?? ''}`.trim()}`);
+  }
+  const facts: Record<string, { out: string; code: number }> = {};
+  const pattern = /^@@begin (\S+)\n([\s\S]*?)^@@end (\d+)$/gm;
+  for (const m of `${result.stdout}`.matchAll(pattern)) facts[m[1] ?? ''] = { out: (m[2] ?? '').trim(), code: Number(m[3]) };
+  for (const name of names) if (!facts[name]) throw new Error(`no answer for ${name} from the node: ${result.stdout}`);
+  return facts;
+}
+
 /** Everything that differs from the expectations, one line each (empty: the node is right). */
 async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp: string): Promise<string[]> {
   const problems: string[] = [];
-  const run = async (command: string) => {
-    const result = await ssh(target, command);
-    return { out: `${result.stdout ?? ''}`.trim(), code: result.exitCode, err: `${result.stderr ?? ''}`.trim() };
-  };
   const same = (what: string, actual: string, wanted: string) => {
     if (actual !== wanted) problems.push(`${what}: got ${JSON.stringify(actual)}, expected ${JSON.stringify(wanted)}`);
   };
+  const commands: Record<string, string> = {
+    hostname: 'hostname',
+    user: 'id -un',
+    groups: 'id -nG',
+    sudo: 'sudo -n true',
+    addresses: 'ip -4 -o addr show dev eth0',
+    route: 'ip -4 route show default',
+    listening: "ss -Htln 'sport = :22'",
+    services: `systemctl is-active ${expected.services.join(' ')}`,
+    failed: 'systemctl list-units --failed --plain --no-legend',
+    result: 'cat /var/lib/cloud/data/result.json',
+    // The user-data itself must satisfy cloud-init's schema on the node.
+    schema: 'sudo -n cloud-init schema --system',
+    // Any other warning is a problem. Raspberry Pi OS's own 99_raspberry-pi.cfg (ssh_genkeytypes: [])
+    // is "too short" for 22.4's schema; that one warning about the merged system config is known.
+    warnings: "grep -E ' (WARNING|ERROR)' /var/log/cloud-init.log | grep -v 'Invalid cloud-config provided: Please run' || true",
+    machineId: 'cat /etc/machine-id',
+    bootMount: 'findmnt -n -o FSTYPE /boot/firmware',
+    timezone: 'cat /etc/timezone',
+  };
+  (expected.files ?? []).forEach((file, i) => {
+    commands[`file${i}`] = `sudo -n cat ${file.path}`;
+  });
+  const f = await gather(target, commands);
+  const fact = (name: string) => f[name] ?? { out: '', code: -1 };
 
-  same('hostname', (await run('hostname')).out, expected.hostname);
-  same('login user', (await run('id -un')).out, expected.admin.user);
-  const groups = (await run('id -nG')).out.split(/\s+/);
+  same('hostname', fact('hostname').out, expected.hostname);
+  same('login user', fact('user').out, expected.admin.user);
+  const groups = fact('groups').out.split(/\s+/);
   for (const group of expected.admin.groups) {
     if (!groups.includes(group)) problems.push(`${expected.admin.user} is not in group ${group} (groups: ${groups.join(' ')})`);
   }
-  const sudo = await run('sudo -n true');
-  if (sudo.code !== 0) problems.push(`sudo without password fails for ${expected.admin.user}: ${sudo.err}`);
+  if (fact('sudo').code !== 0) problems.push(`sudo without password fails for ${expected.admin.user}: ${fact('sudo').out}`);
 
-  const addresses = (await run('ip -4 -o addr show dev eth0')).out;
-  if (!addresses.includes(`inet ${expected.address} `)) problems.push(`eth0 has no ${expected.address}: ${addresses}`);
-  const route = (await run('ip -4 route show default')).out;
-  if (!route.includes(`via ${expected.gateway} `)) problems.push(`default route is not via ${expected.gateway}: ${route}`);
-  const listening = (await run(`ss -Htln 'sport = :22'`)).out;
+  if (!fact('addresses').out.includes(`inet ${expected.address} `)) problems.push(`eth0 has no ${expected.address}: ${fact('addresses').out}`);
+  if (!fact('route').out.includes(`via ${expected.gateway} `)) problems.push(`default route is not via ${expected.gateway}: ${fact('route').out}`);
+  const listening = fact('listening').out;
   if (!listening.includes('0.0.0.0:22') && !listening.includes(`${guestIp}:22`)) problems.push(`sshd does not listen on ${guestIp}: ${listening}`);
 
-  const services = await run(`systemctl is-active ${expected.services.join(' ')}`);
-  const states = services.out.split('\n');
+  const states = fact('services').out.split('\n');
   expected.services.forEach((service, i) => {
     if (states[i] !== 'active') problems.push(`service ${service} is ${states[i] ?? 'unknown'}`);
   });
-  const failed = (await run('systemctl list-units --failed --plain --no-legend')).out;
-  if (failed) problems.push(`failed units: ${failed.replace(/\n/g, '; ')}`);
+  if (fact('failed').out) problems.push(`failed units: ${fact('failed').out.replace(/\n/g, '; ')}`);
 
   // cloud-init's own verdict: the NoCloud seed from the boot partition was used, with no errors.
-  const result = await run('cat /var/lib/cloud/data/result.json');
   try {
-    const v1 = (JSON.parse(result.out) as { v1: { datasource: string | null; errors: string[] } }).v1;
+    const v1 = (JSON.parse(fact('result').out) as { v1: { datasource: string | null; errors: string[] } }).v1;
     if (!/NoCloud/.test(v1.datasource ?? '')) problems.push(`cloud-init used datasource ${v1.datasource}, not NoCloud`);
     if (v1.errors.length > 0) problems.push(`cloud-init errors: ${v1.errors.join('; ')}`);
   } catch {
-    problems.push(`no readable /var/lib/cloud/data/result.json: ${result.out || result.err}`);
+    problems.push(`no readable /var/lib/cloud/data/result.json: ${fact('result').out}`);
   }
-  // The user-data itself must satisfy cloud-init's schema on the node.
-  const schema = await run('sudo -n cloud-init schema --system');
-  if (schema.code !== 0) problems.push(`user-data fails cloud-init's schema: ${schema.out} ${schema.err}`);
-  // Any other warning is a problem. Raspberry Pi OS's own 99_raspberry-pi.cfg (ssh_genkeytypes: [])
-  // is "too short" for 22.4's schema; that one warning about the merged system config is known.
-  const warnings = (await run(`grep -E ' (WARNING|ERROR)' /var/log/cloud-init.log | grep -v 'Invalid cloud-config provided: Please run' || true`)).out;
+  if (fact('schema').code !== 0) problems.push(`user-data fails cloud-init's schema: ${fact('schema').out}`);
+  const warnings = fact('warnings').out;
   if (warnings) problems.push(`cloud-init.log has warnings:\n    ${warnings.split('\n').slice(0, 10).join('\n    ')}`);
 
   // First boot made this card its own machine.
-  const machineId = (await run('cat /etc/machine-id')).out;
-  if (!/^[0-9a-f]{32}$/.test(machineId)) problems.push(`/etc/machine-id is ${JSON.stringify(machineId)}, not a fresh id`);
-  const bootMount = (await run('findmnt -n -o FSTYPE /boot/firmware')).out;
-  same('/boot/firmware file system', bootMount, 'vfat');
+  if (!/^[0-9a-f]{32}$/.test(fact('machineId').out)) problems.push(`/etc/machine-id is ${JSON.stringify(fact('machineId').out)}, not a fresh id`);
+  same('/boot/firmware file system', fact('bootMount').out, 'vfat');
 
-  if (expected.timezone) same('timezone', (await run('cat /etc/timezone')).out, expected.timezone);
-  for (const file of expected.files ?? []) {
-    const content = await run(`sudo -n cat ${file.path}`);
-    if (content.code !== 0) problems.push(`${file.path} is missing: ${content.err}`);
+  if (expected.timezone) same('timezone', fact('timezone').out, expected.timezone);
+  (expected.files ?? []).forEach((file, i) => {
+    const content = fact(`file${i}`);
+    if (content.code !== 0) problems.push(`${file.path} is missing: ${content.out}`);
     else same(file.path, content.out, file.content.trim());
-  }
+  });
   return problems;
+}
+
+/**
+ * Expectations for a pibake-built node, from the inventory it was built from. The services are
+ * the node's role's `services` (roles/<role>.yaml), without the `.service` suffix or with it.
+ */
+export function expectationsFor(
+  inventory: Inventory,
+  nodeName: string,
+  options: { keyFile: string; services: string[]; files?: { path: string; content: string }[] },
+): NodeExpectations {
+  const node = inventory.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new Error(`no node ${nodeName} in ${inventory.file}`);
+  return {
+    hostname: node.name,
+    address: `${node.ip}/${inventory.network.prefixLength}`,
+    cidr: inventory.network.cidr,
+    gateway: inventory.network.gateway,
+    admin: { user: inventory.admin.user, keyFile: options.keyFile, groups: ['sudo'] },
+    services: ['ssh', ...options.services],
+    files: options.files,
+    timezone: inventory.locale.timezone,
+  };
 }
