@@ -17,12 +17,14 @@ import { bootAndCheck, type NodeExpectations } from './boot-and-check.ts';
 import { writeSeeds, type SeedNode } from './seed.ts';
 import { ensureTestBase } from './test-base.ts';
 
+// PIBAKE_BOOT_ARCH=arm64 boots the arm64 base under qemu-system-aarch64 (opt-in: slow here).
+const arch = process.env.PIBAKE_BOOT_ARCH === 'arm64' ? 'arm64' : 'amd64';
 let dir: string;
 let base: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pibake-boot-test-'));
-  base = await ensureTestBase('amd64');
+  base = await ensureTestBase(arch);
 });
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -71,7 +73,11 @@ describe('first boot of a node image under qemu', () => {
     };
 
     const image = await seededTestBase(node);  // ← the one line to change for a pibake-built image
-    const report = await bootAndCheck(image, expected, { keepConsoleAs: process.env.PIBAKE_BOOT_CONSOLE });
+    const report = await bootAndCheck(image, expected, {
+      arch,
+      bootTimeoutMs: (arch === 'arm64' ? 20 : 10) * 60_000,
+      keepConsoleAs: process.env.PIBAKE_BOOT_CONSOLE,
+    });
     console.log(`boot test: cloud-init finished ${report.cloudInitSeconds.toFixed(0)} s after qemu started (${report.finishedLine})`);
     expect(report.finishedLine).toMatch(/DataSourceNoCloud/);
   });
