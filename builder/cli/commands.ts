@@ -1,5 +1,12 @@
 /** Every pibake subcommand, in pipeline order. Each lives in its own module beside this one. */
 import type { CommandModule } from 'yargs';
+import { buildCommand } from './build.ts';
+import { inspectCommand } from './inspect.ts';
+import { renderCommandModule } from './render.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [
+  renderCommandModule,
+  buildCommand,
+  inspectCommand,
+];

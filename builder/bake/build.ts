@@ -1,0 +1,293 @@
+/**
+ * `pibake build`: every card of the cluster in one run. Loads the inventory, prepares the base once,
+ * renders each node, decides from digests which images are out of date, bakes those (in parallel),
+ * packages them, and records the result in output/<cluster>/manifest.json.
+ */
+import { rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { PibakeError } from '../common/errors.ts';
+import { projectDir, toolVersion } from '../common/paths.ts';
+import { obtainBase } from '../image/intake.ts';
+import { openRaspiosImage } from '../image/raspios.ts';
+import { loadInventory } from '../inventory/load.ts';
+import type { BaseImageSpec, Inventory, NodeSpec } from '../inventory/types.ts';
+import { compressImage } from '../package/compress.ts';
+import { createBmap } from '../package/bmap.ts';
+import { sha256File } from '../package/checksums.ts';
+import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
+import { decideNode } from '../plan/plan.ts';
+import { loadRoles } from '../render/roles.ts';
+import { renderNode } from '../render/render.ts';
+import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
+import type { RenderedNode, RootEntry } from '../render/types.ts';
+import { bakeNodeImage } from './bake-node.ts';
+import {
+  MANIFEST_FORMAT, ensureOutputDir, fileState, partialName, readManifest, sha256SumsText, sweepPartials,
+  writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
+} from './output.ts';
+import type { Reporter } from './report.ts';
+
+export type Compression = 'zstd' | 'xz';
+
+export interface BuildOptions {
+  config: string;
+  /** Overrides the inventory's base: a local image file or an https URL (then baseSha256 too). */
+  base?: string;
+  baseSha256?: string;
+  /** Build only these nodes; the others keep what they had. */
+  nodes?: string[];
+  /** Output root; images go to <out>/<cluster>/. */
+  out: string;
+  jobs: number;
+  compress?: Compression;
+  bmap: boolean;
+  force: boolean;
+  cacheDir?: string;
+  progress: boolean;
+  reporter: Reporter;
+}
+
+export interface BuildResult {
+  dir: string;
+  manifest: OutputManifest;
+  baked: string[];
+  kept: string[];
+}
+
+const EXTENSION: Record<Compression, string> = { zstd: 'zst', xz: 'xz' };
+/** Stands in for the build id in the rendering whose digest becomes the build id. */
+const PENDING_BUILD_ID = '0'.repeat(64);
+
+export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const overlaysDir = projectDir(options.config, 'overlays');
+  const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
+  const inventory = await loadInventory(options.config, roles);
+  const selected = selectNodes(inventory, options.nodes);
+
+  const spec = baseSpec(inventory, options);
+  const base = await obtainBase(spec, {
+    cacheDir: options.cacheDir,
+    progress: options.progress,
+    validate: async (raw) => {
+      await openRaspiosImage(raw);
+    },
+  });
+  const baseImage = await openRaspiosImage(base.path);
+  const installedPackages = await baseImage.root.readDpkgStatus();
+  const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
+  options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
+
+  const secrets = await loadOrCreateSecrets(inventory, roles);
+  const dir = path.join(path.resolve(options.out), inventory.cluster.name);
+  await ensureOutputDir(dir);
+  await sweepPartials(dir);
+
+  const previous = await readManifest(dir, inventory.cluster.name);
+  const manifest: OutputManifest = {
+    format: MANIFEST_FORMAT,
+    cluster: inventory.cluster.name,
+    pibake: toolVersion,
+    base: { source: spec.url ?? path.basename(spec.path ?? ''), sha256: base.sha256, generation: baseImage.generation },
+    nodes: {},
+  };
+  // Nodes not selected with --node keep their record untouched.
+  for (const node of inventory.nodes) {
+    const record = previous?.nodes[node.name];
+    if (record && !selected.includes(node)) manifest.nodes[node.name] = record;
+  }
+
+  const render = (node: NodeSpec, buildId: string) =>
+    renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId });
+
+  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; bake: boolean }[] = [];
+  for (const node of selected) {
+    const diskId = diskIdFor(inventory.cluster.name, node.name);
+    // The instance-id inside the seeds is derived from the digest, so digest a first rendering
+    // made without it, then render for real.
+    const digest = digestNode({ toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID) });
+    const rendered = await render(node, digest.digest);
+    const imageFile = path.join(dir, `${node.name}.img`);
+    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force);
+    options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
+    work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake' });
+  }
+
+  const persist = serialised(async () => {
+    await writeFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeFileAtomic(path.join(dir, 'SHA256SUMS'), sha256SumsText(manifest));
+  });
+
+  await inParallel(work, options.jobs, async (item) => {
+    const name = item.node.name;
+    const nodeStarted = Date.now();
+    const imageFile = path.join(dir, `${name}.img`);
+    const stage = (s: string) => options.reporter.event({ type: 'stage', node: name, stage: s });
+    let record = previous?.nodes[name];
+    if (item.bake || !record) {
+      const partial = partialName(imageFile);
+      try {
+        await bakeNodeImage({
+          basePath: base.path,
+          target: partial,
+          diskId: item.diskId,
+          rendered: item.rendered,
+          extraRootEntries: [inImageManifest(inventory, item, base.sha256)],
+          onStage: stage,
+        });
+        stage('checksum');
+        const sha256 = await sha256File(partial);
+        await rename(partial, imageFile);
+        const state = await fileState(imageFile);
+        if (!state) throw new PibakeError(`${imageFile} vanished right after it was written`);
+        record = {
+          role: item.node.role,
+          ip: item.node.ip,
+          diskId: item.diskId,
+          digest: item.digest.digest,
+          files: item.digest.files,
+          image: { file: `${name}.img`, ...state, sha256 },
+          extras: {},
+        };
+      } finally {
+        await rm(partial, { force: true });
+      }
+    }
+    record = { ...record, extras: await packageExtras(dir, record, options, stage) };
+    manifest.nodes[name] = record;
+    await persist();
+    if (item.bake) options.reporter.event({ type: 'done', node: name, seconds: (Date.now() - nodeStarted) / 1000, file: path.join(dir, record.image.file) });
+  });
+
+  await removeDroppedNodes(dir, inventory, previous, manifest, options.reporter);
+  await writeFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
+  await persist();
+  const baked = work.filter((w) => w.bake).map((w) => w.node.name);
+  const kept = work.filter((w) => !w.bake).map((w) => w.node.name);
+  options.reporter.event({ type: 'summary', baked: baked.length, kept: kept.length, seconds: (Date.now() - started) / 1000, out: dir });
+  return { dir, manifest, baked, kept };
+}
+
+function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
+  if (!names || names.length === 0) return inventory.nodes;
+  const known = new Map(inventory.nodes.map((n) => [n.name, n]));
+  const unknown = names.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    throw new PibakeError(`no node named ${unknown.join(', ')} in ${inventory.file}`, {
+      hint: `known nodes: ${[...known.keys()].join(', ')}`,
+    });
+  }
+  return inventory.nodes.filter((n) => names.includes(n.name));
+}
+
+function baseSpec(inventory: Inventory, options: BuildOptions): BaseImageSpec {
+  if (!options.base) return inventory.base;
+  if (/^https?:\/\//.test(options.base)) return { url: options.base, sha256: options.baseSha256 };
+  return { path: path.resolve(options.base), sha256: options.baseSha256 };
+}
+
+/** /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets). */
+function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string }, baseSha256: string): RootEntry {
+  const body = {
+    pibake: toolVersion,
+    cluster: inventory.cluster.name,
+    node: item.node.name,
+    role: item.node.role,
+    ip: item.node.ip,
+    diskId: item.diskId,
+    digest: item.digest.digest,
+    base: { sha256: baseSha256 },
+    files: item.digest.files,
+  };
+  return {
+    kind: 'file',
+    path: '/etc/pibake/manifest.json',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    data: Buffer.from(`${JSON.stringify(body, null, 2)}\n`),
+  };
+}
+
+/** Compressed images and .bmap files, made (again) only when missing or older than the image. */
+async function packageExtras(
+  dir: string,
+  record: ManifestNode,
+  options: BuildOptions,
+  stage: (s: string) => void,
+): Promise<ManifestNode['extras']> {
+  const wanted: { kind: string; file: string; make: (src: string, dst: string) => Promise<void> }[] = [];
+  const image = path.join(dir, record.image.file);
+  if (options.bmap) {
+    wanted.push({
+      kind: 'bmap',
+      file: `${record.image.file}.bmap`,
+      make: async (src, dst) => writeFileAtomic(dst, await createBmap(src)),
+    });
+  }
+  if (options.compress) {
+    const compression = options.compress;
+    wanted.push({
+      kind: EXTENSION[compression],
+      file: `${record.image.file}.${EXTENSION[compression]}`,
+      make: (src, dst) => compressImage(src, dst, compression),
+    });
+  }
+  const extras: ManifestNode['extras'] = {};
+  for (const want of wanted) {
+    const existing = record.extras[want.kind];
+    const target = path.join(dir, want.file);
+    const state = await fileState(target);
+    if (existing && existing.fromDigest === record.digest && state && state.size === existing.size && state.mtimeMs === existing.mtimeMs) {
+      extras[want.kind] = existing;
+      continue;
+    }
+    stage(want.kind === 'bmap' ? 'bmap' : `compress ${want.kind}`);
+    await want.make(image, target);
+    const made = (await fileState(target)) as { size: number; mtimeMs: number };
+    const artifact: Artifact = { file: want.file, ...made, sha256: await sha256File(target) };
+    extras[want.kind] = { ...artifact, fromDigest: record.digest };
+  }
+  return extras;
+}
+
+/** A node taken out of the inventory loses its outputs, so SHA256SUMS and the folder agree. */
+async function removeDroppedNodes(
+  dir: string,
+  inventory: Inventory,
+  previous: OutputManifest | undefined,
+  manifest: OutputManifest,
+  reporter: Reporter,
+): Promise<void> {
+  if (!previous) return;
+  const current = new Set(inventory.nodes.map((n) => n.name));
+  for (const [name, record] of Object.entries(previous.nodes)) {
+    if (current.has(name)) continue;
+    const files = [record.image.file, ...Object.values(record.extras).map((e) => e.file)];
+    await Promise.all(files.map((f) => rm(path.join(dir, f), { force: true })));
+    delete manifest.nodes[name];
+    reporter.event({ type: 'removed', node: name, files });
+  }
+}
+
+/** Runs `fn` over items with at most `limit` at a time; the first failure fails the whole. */
+async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+/** Wraps an async function so calls run one after another (manifest writes from parallel nodes). */
+function serialised(fn: () => Promise<void>): () => Promise<void> {
+  let chain: Promise<void> = Promise.resolve();
+  return () => {
+    chain = chain.then(fn, fn);
+    return chain;
+  };
+}
+

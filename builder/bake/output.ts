@@ -1,0 +1,109 @@
+/**
+ * The output folder of one cluster (output/<cluster>/): finished files appear only by rename, so a
+ * crash or Ctrl-C never leaves something that looks finished; work in progress carries a
+ * `.partial` name that the next build sweeps away. manifest.json is both the operator's record
+ * and the incremental state.
+ */
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { PibakeError } from '../common/errors.ts';
+
+export const MANIFEST_FORMAT = 1;
+
+export interface Artifact {
+  file: string;
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+}
+
+export interface ManifestNode {
+  role: string;
+  ip: string;
+  diskId: string;
+  digest: string;
+  /** `root:/path` / `boot:path` -> digest; lets the next build say which files changed. */
+  files: Record<string, string>;
+  image: Artifact;
+  /** Compressed images and .bmap files made from this image, by kind ('zst', 'xz', 'bmap'). */
+  extras: Record<string, Artifact & { fromDigest: string }>;
+}
+
+export interface OutputManifest {
+  format: number;
+  cluster: string;
+  pibake: string;
+  base: { source: string; sha256: string; generation: string };
+  nodes: Record<string, ManifestNode>;
+}
+
+const PARTIAL = '.partial';
+
+export function partialName(finalPath: string): string {
+  return path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.${process.pid}${PARTIAL}`);
+}
+
+/** Removes work in progress left by an interrupted build. */
+export async function sweepPartials(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  await Promise.all(names.filter((n) => n.endsWith(PARTIAL)).map((n) => rm(path.join(dir, n), { force: true })));
+}
+
+export async function ensureOutputDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (cause) {
+    throw new PibakeError(`cannot create the output folder ${dir}`, { cause, hint: 'choose another one with --out' });
+  }
+}
+
+/** Writes a small file atomically: temp name, fsync, rename. */
+export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const temp = partialName(file);
+  const handle = await open(temp, 'w', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
+}
+
+export async function readManifest(dir: string, cluster: string): Promise<OutputManifest | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as OutputManifest;
+    if (parsed.format !== MANIFEST_FORMAT || parsed.cluster !== cluster || typeof parsed.nodes !== 'object') return undefined;
+    return parsed;
+  } catch {
+    return undefined; // no usable record: every node is built again
+  }
+}
+
+export async function fileState(file: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+  try {
+    const s = await stat(file);
+    return s.isFile() ? { size: s.size, mtimeMs: s.mtimeMs } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `SHA256SUMS` in the format `sha256sum -c` reads. */
+export function sha256SumsText(manifest: OutputManifest): string {
+  const lines: string[] = [];
+  for (const name of Object.keys(manifest.nodes).sort()) {
+    const node = manifest.nodes[name] as ManifestNode;
+    lines.push(`${node.image.sha256}  ${node.image.file}`);
+    for (const kind of Object.keys(node.extras).sort()) {
+      const extra = node.extras[kind] as Artifact;
+      lines.push(`${extra.sha256}  ${extra.file}`);
+    }
+  }
+  return lines.map((l) => `${l}\n`).join('');
+}

@@ -1,0 +1,91 @@
+/**
+ * How a build tells the user what it is doing: redrawn progress lines on a terminal, plain log
+ * lines otherwise, or one JSON event per line for CI (--json).
+ */
+export type BuildEvent =
+  | { type: 'base'; source: string; sha256: string; generation: string }
+  | { type: 'plan'; node: string; action: 'bake' | 'keep'; reasons: string[] }
+  | { type: 'stage'; node: string; stage: string; bytes?: number; total?: number }
+  | { type: 'done'; node: string; seconds: number; file: string }
+  | { type: 'removed'; node: string; files: string[] }
+  | { type: 'summary'; baked: number; kept: number; seconds: number; out: string };
+
+export interface Reporter {
+  event(event: BuildEvent): void;
+  close(): void;
+}
+
+export function jsonReporter(write: (line: string) => void = (l) => process.stdout.write(l)): Reporter {
+  return { event: (e) => write(`${JSON.stringify(e)}\n`), close: () => {} };
+}
+
+function describe(event: BuildEvent): string | undefined {
+  switch (event.type) {
+    case 'base':
+      return `base ${event.source} (${event.generation}, sha256 ${event.sha256.slice(0, 12)}…)`;
+    case 'plan':
+      return event.action === 'keep'
+        ? `${event.node}: up to date`
+        : `${event.node}: baking — ${event.reasons.join('; ')}`;
+    case 'stage':
+      return undefined;
+    case 'done':
+      return `${event.node}: ${event.file} ready in ${event.seconds.toFixed(1)} s`;
+    case 'removed':
+      return `${event.node}: no longer in the inventory, removed ${event.files.join(', ')}`;
+    case 'summary':
+      return `${event.baked} baked, ${event.kept} up to date in ${event.seconds.toFixed(1)} s → ${event.out}`;
+  }
+}
+
+export function lineReporter(write: (line: string) => void = (l) => process.stderr.write(l)): Reporter {
+  return {
+    event(e) {
+      const text = describe(e) ?? (e.type === 'stage' ? `${e.node}: ${e.stage}` : undefined);
+      if (text) write(`${text}\n`);
+    },
+    close: () => {},
+  };
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  return `${(bytes / (1 << 20)).toFixed(0)} MiB`;
+}
+
+/** A status line per node, redrawn in place (stage, bytes done, rate), with log lines above. */
+export function ttyReporter(stream: NodeJS.WriteStream = process.stderr): Reporter {
+  const status = new Map<string, { stage: string; since: number; bytes?: number; total?: number }>();
+  let drawn = 0;
+  const redraw = () => {
+    if (drawn > 0) stream.write(`\x1b[${drawn}A\x1b[J`);
+    const lines = [...status.entries()].map(([node, s]) => {
+      const seconds = (Date.now() - s.since) / 1000;
+      const amount = s.bytes !== undefined ? ` ${formatBytes(s.bytes)}${s.total ? ` / ${formatBytes(s.total)}` : ''}` : '';
+      const rate = s.bytes !== undefined && seconds > 0.5 ? ` ${formatBytes(s.bytes / seconds)}/s` : '';
+      return `  ${node.padEnd(12)} ${s.stage}${amount}${rate}`;
+    });
+    for (const line of lines) stream.write(`${line}\n`);
+    drawn = lines.length;
+  };
+  return {
+    event(e) {
+      if (e.type === 'stage') {
+        const previous = status.get(e.node);
+        const since = previous && previous.stage === e.stage ? previous.since : Date.now();
+        status.set(e.node, { stage: e.stage, since, bytes: e.bytes, total: e.total });
+      } else {
+        if (e.type === 'done') status.delete(e.node);
+        const text = describe(e);
+        if (drawn > 0) stream.write(`\x1b[${drawn}A\x1b[J`);
+        drawn = 0;
+        if (text) stream.write(`${text}\n`);
+      }
+      redraw();
+    },
+    close() {
+      if (drawn > 0) stream.write(`\x1b[${drawn}A\x1b[J`);
+      drawn = 0;
+    },
+  };
+}

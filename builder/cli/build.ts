@@ -1,0 +1,88 @@
+/** `pibake build`: every card of the cluster in one command. */
+import { readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { CommandModule } from 'yargs';
+import { buildCluster, type Compression } from '../bake/build.ts';
+import { jsonReporter, lineReporter, ttyReporter } from '../bake/report.ts';
+
+interface BuildArgs {
+  config: string;
+  base?: string;
+  'base-sha256'?: string;
+  node?: string[];
+  out: string;
+  jobs: number;
+  compress?: Compression;
+  bmap: boolean;
+  force: boolean;
+  json: boolean;
+  'cache-dir'?: string;
+}
+
+export const buildCommand: CommandModule<object, BuildArgs> = {
+  command: 'build',
+  describe: 'Bake output/<cluster>/<node>.img for every node of the inventory (only what changed)',
+  builder: (y) =>
+    y
+      .option('config', { alias: 'c', type: 'string', default: 'cluster.yaml', describe: 'the cluster inventory' })
+      .option('base', { type: 'string', describe: 'base image file (.img, .img.xz, .img.zst, .zip) or https URL; overrides the inventory' })
+      .option('base-sha256', { type: 'string', describe: 'SHA-256 of --base (required for a URL)' })
+      .option('node', { type: 'string', array: true, describe: 'build only these nodes (repeatable)' })
+      .option('out', { alias: 'o', type: 'string', default: 'output', describe: 'output root; images go to <out>/<cluster>/' })
+      .option('jobs', { alias: 'j', type: 'number', default: Math.max(1, Math.min(4, os.availableParallelism())), describe: 'nodes baked at once' })
+      .option('compress', { type: 'string', choices: ['zstd', 'xz'] as const, describe: 'also write <node>.img.zst / .img.xz' })
+      .option('bmap', { type: 'boolean', default: false, describe: 'also write <node>.img.bmap (bmaptool format)' })
+      .option('force', { type: 'boolean', default: false, describe: 'bake every selected node even if up to date' })
+      .option('json', { type: 'boolean', default: false, describe: 'print one JSON event per line on stdout (for CI)' })
+      .option('cache-dir', { type: 'string', describe: 'where prepared base images are cached (default: XDG cache)' }) as never,
+  handler: async (args) => {
+    const reporter = args.json ? jsonReporter() : process.stderr.isTTY ? ttyReporter() : lineReporter();
+    const stopInterrupted = cleanUpOnInterrupt(path.resolve(args.out));
+    try {
+      await buildCluster({
+        config: args.config,
+        base: args.base,
+        baseSha256: args['base-sha256'],
+        nodes: args.node,
+        out: args.out,
+        jobs: args.jobs,
+        compress: args.compress,
+        bmap: args.bmap,
+        force: args.force,
+        cacheDir: args['cache-dir'],
+        progress: process.stderr.isTTY === true && !args.json,
+        reporter,
+      });
+    } finally {
+      reporter.close();
+      stopInterrupted();
+    }
+  },
+};
+
+/**
+ * On Ctrl-C, delete this process's unfinished files before exiting, so nothing half-written is
+ * left; files from a crash are swept by the next build instead.
+ */
+function cleanUpOnInterrupt(outRoot: string): () => void {
+  const onSignal = async (signal: NodeJS.Signals) => {
+    process.stderr.write(`\ninterrupted (${signal}): removing unfinished files\n`);
+    const suffix = `.${process.pid}.partial`;
+    try {
+      for (const cluster of await readdir(outRoot)) {
+        const dir = path.join(outRoot, cluster);
+        const names = await readdir(dir).catch(() => [] as string[]);
+        await Promise.all(names.filter((n) => n.endsWith(suffix)).map((n) => rm(path.join(dir, n), { force: true })));
+      }
+    } finally {
+      process.exit(130);
+    }
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}

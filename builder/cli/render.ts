@@ -1,0 +1,98 @@
+/**
+ * `pibake render`: render each node's files into a folder, without touching any image. Shows
+ * exactly what `pibake build` would bake, for review and for testing roles and overlays.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Argv, CommandModule } from 'yargs';
+import { PibakeError } from '../common/errors.ts';
+import { loadInventory } from '../inventory/load.ts';
+import type { Generation, Inventory } from '../inventory/types.ts';
+import { renderNode } from '../render/render.ts';
+import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
+import type { RenderedNode } from '../render/types.ts';
+import { writeRenderedNode } from '../render/write-tree.ts';
+
+const PIBAKE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * Packages of a typical Raspberry Pi OS Lite image (what `render` assumes when no base image is
+ * read; `pibake build` passes the real base's dpkg status instead).
+ */
+export const TYPICAL_LITE_PACKAGES: ReadonlySet<string> = new Set(
+  // One string, split: these are package names, not commands pibake runs.
+  ('openssh-server openssh-client cloud-init rpi-cloud-init-mods python3 sudo network-manager systemd ' +
+    'systemd-timesyncd raspberrypi-sys-mods raspi-config curl ca-certificates less nano rsync avahi-daemon ' +
+    'locales keyboard-configuration console-setup dosfstools parted iptables').split(' '),
+);
+
+export interface RenderCommandOptions {
+  config: string;
+  node?: string;
+  out: string;
+  generation: Generation;
+  roles: string;
+  overlays: string;
+  cmdline?: string;
+}
+
+/** A node's build id when no build supplies one: a digest of what the node renders to. */
+export function contentBuildId(node: RenderedNode, generation: Generation): string {
+  const hash = createHash('sha256').update(`pibake-render ${generation} ${node.node} ${node.role}\0`);
+  for (const e of node.rootEntries) {
+    hash.update(`${e.kind} ${e.path} ${e.mode} ${e.uid} ${e.gid}\0`);
+    if (e.kind === 'file') hash.update(e.data);
+    if (e.kind === 'symlink') hash.update(e.target);
+    hash.update('\0');
+  }
+  for (const f of node.bootFiles) hash.update(`${f.path}\0`).update(f.data).update('\0');
+  for (const edit of node.bootEdits) hash.update(`${edit.path} ${edit.describe}\0`);
+  return hash.digest('hex');
+}
+
+type InventoryLoader = (file: string, roles: ReadonlyMap<string, { tags: string[] }>) => Promise<Inventory>;
+
+export async function renderCommand(options: RenderCommandOptions, load: InventoryLoader = loadInventory): Promise<string[]> {
+  const roles: RoleCatalog = await loadRoles(options.roles, options.overlays);
+  const inventory = await load(options.config, roles);
+  const names = options.node ? [options.node] : inventory.nodes.map((n) => n.name);
+  if (options.node && !inventory.nodes.some((n) => n.name === options.node)) {
+    throw new PibakeError(`no node named "${options.node}" in ${inventory.file}`, { hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
+  }
+  const secrets = await loadOrCreateSecrets(inventory, roles);
+  const cmdline = options.cmdline === undefined ? undefined : await readFile(options.cmdline, 'utf8');
+  const written: string[] = [];
+  for (const nodeName of names) {
+    const input = {
+      inventory, nodeName, roles, secrets, overlaysDir: options.overlays,
+      base: { generation: options.generation, installedPackages: TYPICAL_LITE_PACKAGES },
+    };
+    // Render once with a neutral id to learn the content, then with the content's digest as id.
+    const draft = await renderNode({ ...input, buildId: '0'.repeat(64) });
+    const rendered = await renderNode({ ...input, buildId: contentBuildId(draft, options.generation) });
+    written.push(await writeRenderedNode(options.out, rendered, cmdline));
+  }
+  await writeFile(path.join(options.out, 'known_hosts'), knownHosts(inventory, secrets));
+  return written;
+}
+
+export const renderCommandModule: CommandModule<object, RenderCommandOptions> = {
+  command: 'render',
+  describe: 'Render every node\'s files (rootfs, boot partition, seeds) into a folder for review; touches no image',
+  builder: (yargs: Argv) =>
+    yargs
+      .option('config', { alias: 'c', type: 'string', default: 'cluster.yaml', describe: 'cluster inventory' })
+      .option('node', { alias: 'n', type: 'string', describe: 'render only this node' })
+      .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'output folder (DIR/<node>/rootfs, bootfs, modes.txt)' })
+      .option('generation', { choices: ['trixie', 'bookworm'] as const, default: 'trixie' as Generation, describe: 'Raspberry Pi OS generation of the base' })
+      .option('roles', { type: 'string', default: path.join(PIBAKE_ROOT, 'roles'), describe: 'folder of role files' })
+      .option('overlays', { type: 'string', default: path.join(PIBAKE_ROOT, 'overlays'), describe: 'folder of overlays' })
+      .option('cmdline', { type: 'string', describe: 'a base cmdline.txt to apply the boot edits to (writes bootfs/cmdline.txt)' }) as unknown as Argv<RenderCommandOptions>,
+  handler: async (argv) => {
+    const written = await renderCommand(argv);
+    for (const dir of written) process.stdout.write(`rendered ${dir}\n`);
+  },
+};

@@ -1,0 +1,19 @@
+/** Where pibake's own data lives, and where a project's roles and overlays are found. */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export const toolVersion: string = (
+  JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }
+).version;
+
+/**
+ * `roles/` or `overlays/` beside the inventory when the project has its own, otherwise the ones
+ * shipped with pibake — so a user's new role is a file and a folder, never a code change.
+ */
+export function projectDir(inventoryFile: string, name: 'roles' | 'overlays'): string {
+  const beside = path.join(path.dirname(path.resolve(inventoryFile)), name);
+  return existsSync(beside) ? beside : path.join(packageRoot, name);
+}

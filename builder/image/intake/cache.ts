@@ -1,0 +1,182 @@
+/**
+ * The base-image cache: decompressed images keyed by the SHA-256 of the file the user gave
+ * (`base-<sha>.img`), each with a `base-<sha>.json` record (raw image SHA-256, size, where it came
+ * from). Writers use temp names (`.tmp-<pid>-…`) in the same folder and rename when complete, so a
+ * cache entry is always whole; temps of dead processes are swept at the next start, and a Ctrl-C
+ * or exit removes the temps of the running one.
+ */
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export interface CacheRecord {
+  /** SHA-256 of the input file (compressed file when compressed): the cache key. */
+  inputSha256: string;
+  /** SHA-256 of the raw image. */
+  rawSha256: string;
+  sizeBytes: number;
+  /** Local files this entry was made from, so a later call with the same unchanged file hits without re-hashing. */
+  files: FileIdentity[];
+  url?: string;
+}
+
+/** What identifies an unchanged local file without reading it (the way make and git do). */
+export interface FileIdentity {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  ino: number;
+}
+
+/** `$PIBAKE_CACHE_DIR`, else `$XDG_CACHE_HOME/pibake`, else `~/.cache/pibake`; an explicit option wins. */
+export function resolveCacheDir(option?: string): string {
+  if (option) return option;
+  if (process.env.PIBAKE_CACHE_DIR) return process.env.PIBAKE_CACHE_DIR;
+  const xdg = process.env.XDG_CACHE_HOME;
+  return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), 'pibake');
+}
+
+export function imagePathFor(cacheDir: string, inputSha256: string): string {
+  return join(cacheDir, `base-${inputSha256}.img`);
+}
+
+function recordPathFor(cacheDir: string, inputSha256: string): string {
+  return join(cacheDir, `base-${inputSha256}.json`);
+}
+
+/** The cache entry for `inputSha256`, if complete. */
+export async function lookup(cacheDir: string, inputSha256: string): Promise<CacheRecord | undefined> {
+  try {
+    const record = JSON.parse(await readFile(recordPathFor(cacheDir, inputSha256), 'utf8')) as CacheRecord;
+    const image = await stat(imagePathFor(cacheDir, inputSha256));
+    if (record.inputSha256 !== inputSha256 || image.size !== record.sizeBytes) return undefined;
+    return record;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The input SHA-256 a previous intake recorded for this very (unchanged) file, if any. */
+export async function lookupByFile(cacheDir: string, file: FileIdentity): Promise<string | undefined> {
+  let names: string[];
+  try {
+    names = await readdir(cacheDir);
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    if (!/^base-[0-9a-f]{64}\.json$/.test(name)) continue;
+    try {
+      const record = JSON.parse(await readFile(join(cacheDir, name), 'utf8')) as CacheRecord;
+      if (record.files.some((f) => sameFile(f, file))) return record.inputSha256;
+    } catch {
+      // unreadable record: ignore, the entry will be rebuilt
+    }
+  }
+  return undefined;
+}
+
+function sameFile(a: FileIdentity, b: FileIdentity): boolean {
+  return a.path === b.path && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+}
+
+/**
+ * Publish a finished image: record first, image last (renames are atomic), so a present image
+ * always has its record. If the entry exists already (same input), the temp image is dropped.
+ */
+export async function publish(cacheDir: string, tempImage: string, record: CacheRecord): Promise<void> {
+  const existing = await lookup(cacheDir, record.inputSha256);
+  const merged: CacheRecord = existing
+    ? { ...existing, files: mergeFiles(existing.files, record.files), url: existing.url ?? record.url }
+    : record;
+  const tempRecord = tempPath(cacheDir, '.json');
+  await writeFile(tempRecord, `${JSON.stringify(merged, null, 2)}\n`);
+  try {
+    await rename(tempRecord, recordPathFor(cacheDir, record.inputSha256));
+  } catch (error) {
+    await rm(tempRecord, { force: true });
+    throw error;
+  }
+  if (existing) await rm(tempImage, { force: true });
+  else await rename(tempImage, imagePathFor(cacheDir, record.inputSha256));
+}
+
+function mergeFiles(a: FileIdentity[], b: FileIdentity[]): FileIdentity[] {
+  const kept = a.filter((f) => !b.some((g) => g.path === f.path));
+  return [...kept, ...b];
+}
+
+const TEMP_PREFIX = '.tmp-';
+
+/** A fresh temp name in the cache folder, registered for removal on Ctrl-C/exit until released. */
+export function tempPath(cacheDir: string, suffix: string): string {
+  const path = join(cacheDir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`);
+  track(path);
+  return path;
+}
+
+/** Remove a temp file (if still there) and stop tracking it. */
+export async function releaseTemp(path: string): Promise<void> {
+  await rm(path, { force: true });
+  untrack(path);
+}
+
+/** Delete temp files left by pibake processes that no longer run (killed, crashed, power loss). */
+export async function sweepStaleTemps(cacheDir: string): Promise<void> {
+  await mkdir(cacheDir, { recursive: true });
+  for (const name of await readdir(cacheDir)) {
+    const match = /^\.tmp-(\d+)-/.exec(name);
+    if (match && !isAlive(Number(match[1]))) await rm(join(cacheDir, name), { force: true, recursive: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+// ---- cleanup on interruption -------------------------------------------------------------------
+const live = new Set<string>();
+
+function removeLiveTemps(): void {
+  for (const path of live) rmSync(path, { force: true });
+  live.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  removeLiveTemps();
+  detach();
+  // Re-raise so the process dies of the signal as it would have without us.
+  process.kill(process.pid, signal);
+}
+
+function attach(): void {
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  process.on('exit', removeLiveTemps);
+}
+
+function detach(): void {
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  process.off('SIGHUP', onSignal);
+  process.off('exit', removeLiveTemps);
+}
+
+function track(path: string): void {
+  if (live.size === 0) attach();
+  live.add(path);
+}
+
+function untrack(path: string): void {
+  live.delete(path);
+  if (live.size === 0) detach();
+}

@@ -1,0 +1,47 @@
+/**
+ * One self-overwriting progress line on stderr (bytes, rate), only when stderr is a terminal:
+ * logs and pipes stay clean.
+ */
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+export function humanBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${UNITS[unit]}`;
+}
+
+export class ProgressLine {
+  private readonly started = Date.now();
+  private lastDraw = 0;
+  private drawn = false;
+
+  constructor(
+    private readonly label: string,
+    private readonly enabled: boolean,
+  ) {}
+
+  /** Size of the input when known, for a percentage. */
+  totalIn: number | undefined;
+  /** Bytes of input read so far, when known. */
+  bytesIn: () => number = () => 0;
+
+  update(bytesOut: number): void {
+    if (!this.enabled) return;
+    const now = Date.now();
+    if (now - this.lastDraw < 250) return;
+    this.lastDraw = now;
+    const seconds = Math.max((now - this.started) / 1000, 0.001);
+    const bytesIn = this.bytesIn();
+    const percent = this.totalIn && bytesIn > 0 ? ` ${Math.min(100, (100 * bytesIn) / this.totalIn).toFixed(0)}% of ${humanBytes(this.totalIn)} read,` : '';
+    process.stderr.write(`\r\x1b[K${this.label}:${percent} ${humanBytes(bytesOut)} written, ${humanBytes(bytesOut / seconds)}/s`);
+    this.drawn = true;
+  }
+
+  done(): void {
+    if (this.drawn) process.stderr.write('\r\x1b[K');
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * Rules that relate several values of cluster.yaml and so cannot live in the per-field schema:
+ * addresses inside the network, unique names, the role tags the cluster needs, the base image
+ * source and the ports. Pure: works on the (possibly partial) data shape.ts produced.
+ */
+import type { Location, Problem } from '../common/errors.ts';
+import { CIDR_PATTERN, IPV4_PATTERN, inSubnet, ipToNumber, parseCidr } from './net.ts';
+import type { Subnet } from './net.ts';
+import { suggest } from './shape.ts';
+
+/** What shape.ts hands over: the valid parts of the file, anything may be missing. */
+export interface RawInventory {
+  network?: { cidr?: string; gateway?: string; dns?: (string | undefined)[] };
+  base?: { url?: string; path?: string; sha256?: string };
+  admin?: { sshKeys?: (string | undefined)[]; generateSshKey?: boolean };
+  nodes?: (RawNode | undefined)[];
+  roles?: Record<string, Record<string, unknown> | undefined>;
+}
+
+export interface RawNode {
+  name?: string;
+  role?: string;
+  ip?: string;
+  mac?: string;
+}
+
+export type RoleTags = ReadonlyMap<string, { tags: string[] }>;
+
+export interface CheckContext {
+  file: string;
+  /** Value locations by YAML key path ("nodes.2.ip"). */
+  locations: ReadonlyMap<string, Location>;
+  /** Key locations by YAML key path. */
+  keyLocations: ReadonlyMap<string, Location>;
+}
+
+export function crossCheck(raw: RawInventory, roles: RoleTags, context: CheckContext): Problem[] {
+  const problems: Problem[] = [];
+  const at = (path: string): Location =>
+    context.locations.get(path) ?? context.keyLocations.get(path) ?? parentLocation(path, context) ?? { file: context.file, line: 1, column: 1 };
+  const report: Report = (path, message, hint, onKey = false) => {
+    const location = (onKey ? context.keyLocations.get(path) : undefined) ?? at(path);
+    problems.push({ message, hint, location });
+  };
+
+  const subnet = checkNetwork(raw, report);
+  checkNodes(raw, subnet, roles, report, at);
+  checkBase(raw, report, (key) => context.keyLocations.has(`base.${key}`));
+  checkSsh(raw, report);
+  checkPorts(raw, report);
+  return problems;
+}
+
+/** onKey: point at the key (`nodes:`) rather than its value. */
+type Report = (path: string, message: string, hint?: string, onKey?: boolean) => void;
+
+function checkNetwork(raw: RawInventory, report: Report): Subnet | undefined {
+  const { cidr, gateway } = raw.network ?? {};
+  if (!cidr || !CIDR_PATTERN.test(cidr)) return undefined;
+  const subnet = parseCidr(cidr);
+  if (gateway && IPV4_PATTERN.test(gateway)) {
+    const problem = hostProblem(ipToNumber(gateway), subnet, cidr);
+    if (problem) report('network.gateway', `gateway ${gateway} ${problem}`, `pick an address inside ${cidr}`);
+  }
+  return subnet;
+}
+
+/** Why an address cannot be a host of the subnet, or undefined when it can. */
+function hostProblem(ip: number, subnet: Subnet, cidr: string): string | undefined {
+  if (!inSubnet(ip, subnet)) return `is outside the network ${cidr}`;
+  if (ip === subnet.network) return `is the network address of ${cidr}`;
+  if (ip === subnet.broadcast) return `is the broadcast address of ${cidr}`;
+  return undefined;
+}
+
+function checkNodes(
+  raw: RawInventory,
+  subnet: Subnet | undefined,
+  roles: RoleTags,
+  report: Report,
+  at: (path: string) => Location,
+): void {
+  const nodes = raw.nodes ?? [];
+  const cidr = raw.network?.cidr ?? '';
+  const gateway = raw.network?.gateway;
+  const seen = { name: new Map<string, number>(), ip: new Map<string, number>(), mac: new Map<string, number>() };
+  const tagged = new Map<string, number[]>();
+  const knownRoles = [...roles.keys()].sort();
+
+  nodes.forEach((node, index) => {
+    if (!node) return;
+    const path = `nodes.${index}`;
+    for (const key of ['name', 'ip', 'mac'] as const) {
+      const value = node[key];
+      if (value === undefined) continue;
+      const first = seen[key].get(value);
+      if (first === undefined) {
+        seen[key].set(value, index);
+        continue;
+      }
+      const firstLine = at(`nodes.${first}.${key}`).line;
+      const label = key === 'name' ? 'node name' : key === 'ip' ? 'IP address' : 'MAC address';
+      report(`${path}.${key}`, `duplicate ${label} "${value}" (nodes ${first} and ${index})`, `it is already used by the node on line ${firstLine}; every node needs its own`);
+    }
+    if (node.ip !== undefined && subnet) {
+      const ip = ipToNumber(node.ip);
+      const problem = hostProblem(ip, subnet, cidr);
+      if (problem) report(`${path}.ip`, `node ${node.name ?? index} address ${node.ip} ${problem}`, `pick a free address inside ${cidr}`);
+      else if (node.ip === gateway) report(`${path}.ip`, `node ${node.name ?? index} address ${node.ip} is the gateway`, 'the gateway is your router; give the node a free address');
+    }
+    if (node.role !== undefined) {
+      const role = roles.get(node.role);
+      if (!role) {
+        const close = suggest(node.role, knownRoles);
+        report(
+          `${path}.role`,
+          `unknown role "${node.role}"`,
+          `known roles: ${knownRoles.join(', ') || '(none)'}${close.startsWith('did you mean') ? `; ${close}` : ''} (a role is a file in roles/)`,
+        );
+      } else {
+        for (const tag of role.tags) tagged.set(tag, [...(tagged.get(tag) ?? []), index]);
+      }
+    }
+  });
+
+  // Without a usable node list the missing list is already reported; counting tags would only add noise.
+  if (!nodes.some((node) => node?.role !== undefined)) return;
+  const needRole = (tag: string, count: string): string => {
+    const names = knownRoles.filter((name) => roles.get(name)?.tags.includes(tag));
+    return names.length
+      ? `give ${count} node the role ${names.join(' or ')}`
+      : `no role in roles/ has the tag ${tag}; add one (a roles/<name>.yaml with tags: [${tag}])`;
+  };
+  const primaries = tagged.get('postgresql-primary') ?? [];
+  if (primaries.length === 0) {
+    report('nodes', 'no node runs the PostgreSQL primary (a role tagged postgresql-primary)', needRole('postgresql-primary', 'exactly one'), true);
+  }
+  for (const index of primaries.slice(1)) {
+    report(
+      `nodes.${index}.role`,
+      `more than one PostgreSQL primary: node ${nodes[index]?.name ?? index} is the ${ordinal(primaries.indexOf(index) + 1)} (first: ${nodes[primaries[0] ?? 0]?.name})`,
+      'streaming replication has exactly one primary; make the others replicas',
+    );
+  }
+  if (!tagged.has('load-balancer')) {
+    report('nodes', 'no load balancer: no node has a role tagged load-balancer', needRole('load-balancer', 'at least one'), true);
+  }
+  if (!tagged.has('web')) {
+    report('nodes', 'no web node: no node has a role tagged web', needRole('web', 'at least one'), true);
+  }
+}
+
+/** `written` tells whether a key is in the file at all (valid or not), so one mistake is reported once. */
+function checkBase(raw: RawInventory, report: Report, written: (key: string) => boolean): void {
+  if (!raw.base) return;
+  if (written('url') && written('path')) {
+    report('base.path', 'base has both url and path', 'keep one: url (downloaded and cached) or path (a local file)');
+  } else if (!written('url') && !written('path')) {
+    report('base', 'base names no image', 'add url: (https address) with sha256:, or path: (a local image file)', true);
+  } else if (written('url') && !written('sha256')) {
+    report('base.url', 'base.url has no sha256', 'add sha256: the digest published next to the image (the .sha256 file) so the download is verified');
+  }
+}
+
+function checkSsh(raw: RawInventory, report: Report): void {
+  const admin = raw.admin;
+  if (!admin) return;
+  if ((admin.sshKeys ?? []).length === 0 && admin.generateSshKey === false) {
+    report(
+      'admin.generate_ssh_key',
+      'no SSH key: ssh_keys is empty and generate_ssh_key is false, so nobody could log in',
+      'set generate_ssh_key: true, or list a public key (a .pub path or the key itself) under ssh_keys',
+    );
+  }
+}
+
+/** Every service port of the cluster, in the order of the doc, so clashes can be named. */
+const PORTS = [
+  ['postgresql', 'port'],
+  ['web', 'port'],
+  ['web', 'app_port'],
+  ['lb', 'stats_port'],
+  ['lb', 'pg_write_port'],
+  ['lb', 'pg_read_port'],
+] as const;
+
+function checkPorts(raw: RawInventory, report: Report): void {
+  const seen = new Map<number, string>();
+  for (const [section, key] of PORTS) {
+    const prop = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const port = raw.roles?.[section]?.[prop];
+    if (typeof port !== 'number') continue;
+    const path = `roles.${section}.${key}`;
+    const first = seen.get(port);
+    if (first) report(path, `${path} ${port} is already used by ${first}`, 'give every service its own port');
+    else seen.set(port, path);
+  }
+}
+
+function parentLocation(path: string, context: CheckContext): Location | undefined {
+  const parts = path.split('.');
+  while (parts.length > 1) {
+    parts.pop();
+    const location = context.keyLocations.get(parts.join('.')) ?? context.locations.get(parts.join('.'));
+    if (location) return location;
+  }
+  return undefined;
+}
+
+function ordinal(n: number): string {
+  return n === 2 ? 'second' : n === 3 ? 'third' : `${n}th`;
+}

@@ -1,0 +1,107 @@
+/**
+ * loadInventory: cluster.yaml -> a validated Inventory, or one PibakeError listing every problem
+ * with file:line:column. Reads the inventory and the SSH key files it names, nothing else.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { PibakeError } from '../common/errors.ts';
+import type { Location, Problem } from '../common/errors.ts';
+import { crossCheck } from './checks.ts';
+import type { RawInventory, RoleTags } from './checks.ts';
+import { parseCidr } from './net.ts';
+import { INVENTORY_SPEC } from './schema.ts';
+import { validateShape } from './shape.ts';
+import { readSshKeyEntry, resolveUserPath } from './ssh-keys.ts';
+import type { Inventory } from './types.ts';
+import { parseYamlTree } from './yaml-tree.ts';
+
+/**
+ * @param roles role name -> its tags (from loadRoles): which roles exist and which node is the
+ *   PostgreSQL primary, a load balancer or a web node.
+ */
+export async function loadInventory(file: string, roles: RoleTags): Promise<Inventory> {
+  const path = resolve(file);
+  let source: string;
+  try {
+    source = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new PibakeError(`cannot read the inventory ${path}${code ? ` (${code})` : ''}`, {
+      hint: code === 'ENOENT' ? 'pass the path of your cluster.yaml (start from the one shipped with pibake)' : 'check the file permissions',
+      cause: error,
+      location: { file: path },
+    });
+  }
+  return parseInventory(source, path, roles);
+}
+
+/** The same as loadInventory for text already in memory; `file` is used for locations and relative paths. */
+export async function parseInventory(source: string, file: string, roles: RoleTags): Promise<Inventory> {
+  const parsed = parseYamlTree(source, file);
+  const shape = validateShape(parsed.root, INVENTORY_SPEC, file);
+  const problems: Problem[] = [...parsed.problems, ...shape.problems];
+  const raw = (shape.value ?? {}) as RawInventory & Record<string, unknown>;
+  problems.push(...crossCheck(raw, roles, { file, locations: shape.locations, keyLocations: shape.keyLocations }));
+  const sshKeys = await readSshKeys(raw, file, shape.locations, problems);
+
+  if (problems.length > 0) {
+    problems.sort(byLocation);
+    const count = problems.length === 1 ? 'a problem' : `${problems.length} problems`;
+    throw PibakeError.fromProblems(`${file} has ${count}`, problems);
+  }
+  return toInventory(raw, file, sshKeys, shape.locations);
+}
+
+async function readSshKeys(raw: RawInventory, file: string, locations: ReadonlyMap<string, Location>, problems: Problem[]): Promise<string[]> {
+  const keys: string[] = [];
+  const entries = raw.admin?.sshKeys ?? [];
+  for (const [index, entry] of entries.entries()) {
+    if (entry === undefined) continue;
+    const result = await readSshKeyEntry(entry, file);
+    if (Array.isArray(result)) keys.push(...result);
+    else problems.push({ ...result, location: locations.get(`admin.ssh_keys.${index}`) ?? { file } });
+  }
+  return [...new Set(keys)];
+}
+
+/** Only called when there were no problems, so every required value is present and valid. */
+function toInventory(raw: Record<string, unknown>, file: string, sshKeys: string[], locations: Map<string, Location>): Inventory {
+  const data = raw as unknown as ValidData;
+  const { cidr, gateway, dns } = data.network;
+  const base = { ...data.base };
+  if (base.path !== undefined) base.path = resolveUserPath(base.path, file);
+  const password = data.admin.password;
+  return {
+    file,
+    cluster: data.cluster,
+    network: { cidr, prefixLength: parseCidr(cidr).prefixLength, gateway, dns: dns ?? [gateway] },
+    base,
+    admin: {
+      user: data.admin.user,
+      sshKeys,
+      generateSshKey: data.admin.generateSshKey,
+      password: password === 'none' || password === 'generate' ? password : { hash: password },
+    },
+    locale: data.locale,
+    ...(data.wifi ? { wifi: data.wifi } : {}),
+    nodes: data.nodes.map((node) => ({ name: node.name, role: node.role, ip: node.ip, ...(node.mac ? { mac: node.mac } : {}) })),
+    roles: data.roles,
+    locations,
+  };
+}
+
+/** The camelCase data the schema produces for a valid file (admin keys and password still raw). */
+interface ValidData {
+  cluster: Inventory['cluster'];
+  network: { cidr: string; gateway: string; dns?: string[] };
+  base: Inventory['base'];
+  admin: { user: string; sshKeys: string[]; generateSshKey: boolean; password: string };
+  locale: Inventory['locale'];
+  wifi?: Inventory['wifi'];
+  nodes: Inventory['nodes'];
+  roles: Inventory['roles'];
+}
+
+function byLocation(a: Problem, b: Problem): number {
+  return (a.location?.line ?? 0) - (b.location?.line ?? 0) || (a.location?.column ?? 0) - (b.location?.column ?? 0);
+}

@@ -1,0 +1,382 @@
+/**
+ * cluster.yaml, declared once. Every key, its type, default, validation and description lives in
+ * this table; the validator, the JSON Schema (schema/cluster.schema.json) and the reference doc
+ * (docs/inventory.md) are all generated from it. Rules that relate several values (IPs inside the
+ * CIDR, unique names, role tags, SSH keys on disk) live in checks.ts.
+ */
+import type { Field, Issue, ObjectSpec } from './spec.ts';
+import { CIDR_PATTERN, DOMAIN_PATTERN, IPV4_PATTERN, LABEL_PATTERN, MAC_PATTERN, parseCidr, numberToIp } from './net.ts';
+
+const LABEL_FORMAT = "lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-' (RFC 1123)";
+const PORT = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+const IPV4 = { type: 'string', pattern: IPV4_PATTERN, label: 'IPv4 address', format: 'four numbers 0-255 without leading zeros, e.g. 10.0.0.11' } as const;
+
+/** Password values accepted: no password, a generated one, or a crypt(3) hash. */
+const PASSWORD_PATTERN = /^(none|generate|\$(y|gy|7|6|5)\$[./0-9A-Za-z$=,]+)$/;
+
+function checkCidr(cidr: string): Issue | undefined {
+  if (!CIDR_PATTERN.test(cidr)) return undefined;
+  const subnet = parseCidr(cidr);
+  if (subnet.prefixLength > 30) {
+    return { message: `network /${subnet.prefixLength} is too small for a cluster`, hint: 'use a prefix of /30 or shorter, e.g. /24' };
+  }
+  if (subnet.address !== subnet.network) {
+    return {
+      message: `"${cidr}" has host bits set`,
+      hint: `write the network address: ${numberToIp(subnet.network)}/${subnet.prefixLength}`,
+    };
+  }
+  return undefined;
+}
+
+function checkPassword(value: string): Issue | undefined {
+  if (PASSWORD_PATTERN.test(value)) return undefined;
+  return {
+    message: 'admin.password must be none, generate or a crypt hash; a plaintext password is not accepted',
+    hint:
+      'cluster.yaml is meant to be shared and committed, and a plaintext password would be readable by anyone with it; ' +
+      'write `generate` (pibake keeps a random one in the secrets folder) or a hash from `mkpasswd -m yescrypt` or `openssl passwd -6`',
+  };
+}
+
+function checkUser(value: string): Issue | undefined {
+  if (value === 'root') return { message: 'admin.user may not be root', hint: 'name an ordinary user; it gets sudo rights' };
+  return undefined;
+}
+
+function checkSsid(value: string): Issue | undefined {
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes < 1 || bytes > 32) return { message: `SSID is ${bytes} bytes long`, hint: 'an SSID has 1-32 bytes' };
+  return undefined;
+}
+
+function checkHttps(value: string): Issue | undefined {
+  if (!/^https:\/\//.test(value)) {
+    return {
+      message: `base.url "${value}" is not an https URL`,
+      hint: 'use the https:// address (downloads.raspberrypi.com serves https); the sha256 pins the content, https keeps the download private and tamper-evident',
+    };
+  }
+  if (/\s/.test(value)) return { message: `base.url "${value}" contains spaces`, hint: 'percent-encode spaces as %20' };
+  return undefined;
+}
+
+export const INVENTORY_FIELDS: readonly Field[] = [
+  {
+    key: 'cluster',
+    description: 'Names shared by every node.',
+    required: true,
+    spec: {
+      type: 'object',
+      fields: [
+        {
+          key: 'name',
+          description: 'Cluster name: secrets folder, instance ids and output file names are derived from it.',
+          required: true,
+          example: 'pistack',
+          spec: { type: 'string', pattern: LABEL_PATTERN, label: 'cluster name', format: LABEL_FORMAT },
+        },
+        {
+          key: 'domain',
+          description: 'DNS domain of the nodes; a node\'s FQDN is <name>.<domain> (written to /etc/hosts).',
+          required: true,
+          example: 'pistack.lan',
+          spec: { type: 'string', pattern: DOMAIN_PATTERN, label: 'domain', format: `dot-separated labels of ${LABEL_FORMAT}, e.g. pistack.lan` },
+        },
+      ],
+    },
+  },
+  {
+    key: 'network',
+    description: 'The wired network all nodes share; every node gets a static address on eth0.',
+    required: true,
+    spec: {
+      type: 'object',
+      fields: [
+        {
+          key: 'cidr',
+          description: 'Network address and prefix length of the cluster network.',
+          required: true,
+          example: '10.0.0.0/24',
+          spec: { type: 'string', pattern: CIDR_PATTERN, label: 'CIDR', format: 'network address / prefix length, e.g. 10.0.0.0/24', check: checkCidr },
+        },
+        {
+          key: 'gateway',
+          description: 'Default route; must lie inside the CIDR.',
+          required: true,
+          example: '10.0.0.1',
+          spec: IPV4,
+        },
+        {
+          key: 'dns',
+          description: 'Name servers the nodes use.',
+          defaultText: 'the gateway',
+          example: '[10.0.0.1]',
+          spec: { type: 'array', items: IPV4, minItems: 1 },
+        },
+      ],
+    },
+  },
+  {
+    key: 'base',
+    description:
+      'The Raspberry Pi OS image every node image starts from: a download `url` with its `sha256`, or a local `path` (sha256 optional, checked when given).',
+    required: true,
+    spec: {
+      type: 'object',
+      rules: 'Give either `url` and `sha256`, or `path` (with an optional `sha256`), not both.',
+      jsonSchema: { oneOf: [{ required: ['url', 'sha256'], not: { required: ['path'] } }, { required: ['path'], not: { required: ['url'] } }] },
+      fields: [
+        {
+          key: 'url',
+          description: 'https address of a .img.xz/.img.zst/.zip/.img; downloaded once into the cache.',
+          example: 'https://downloads.raspberrypi.com/raspios_lite_arm64/images/…/…-raspios-trixie-arm64-lite.img.xz',
+          spec: { type: 'string', pattern: /^https:\/\/\S+$/, label: 'https URL', format: 'https://host/path', check: checkHttps },
+        },
+        {
+          key: 'path',
+          description: 'A local image file; `~` is your home folder, relative paths start at the folder of cluster.yaml.',
+          example: './raspios.img.xz',
+          spec: { type: 'string', minLength: 1 },
+        },
+        {
+          key: 'sha256',
+          description: 'SHA-256 of the file as downloaded (of the compressed file when it is compressed), 64 hex digits.',
+          spec: { type: 'string', pattern: /^[0-9a-fA-F]{64}$/, label: 'SHA-256', format: '64 hexadecimal digits, as printed by sha256sum', lowercase: true },
+        },
+      ],
+    },
+  },
+  {
+    key: 'admin',
+    description: 'The login account created on every node (with sudo).',
+    required: true,
+    spec: {
+      type: 'object',
+      fields: [
+        {
+          key: 'user',
+          description: 'User name.',
+          required: true,
+          example: 'pi',
+          spec: {
+            type: 'string',
+            pattern: /^[a-z_][a-z0-9_-]{0,31}$/,
+            label: 'user name',
+            format: 'lowercase letters, digits, _ and -, starting with a letter or _, at most 32 characters',
+            check: checkUser,
+          },
+        },
+        {
+          key: 'ssh_keys',
+          description:
+            'Public keys allowed to log in: each entry is a path to a .pub file (`~` and relative paths allowed) or a key written out ("ssh-ed25519 AAAA… me@laptop").',
+          default: [],
+          spec: { type: 'array', items: { type: 'string', minLength: 1 } },
+        },
+        {
+          key: 'generate_ssh_key',
+          description: 'Make a cluster admin key pair (ed25519) in the secrets folder and authorise it on every node.',
+          default: true,
+          spec: { type: 'boolean' },
+        },
+        {
+          key: 'password',
+          description:
+            '`none`: no password login at all (SSH keys only); `generate`: a random password kept in the secrets folder; or a crypt hash ($y$… yescrypt, $6$… sha512crypt). Plaintext is refused.',
+          default: 'none',
+          spec: { type: 'string', pattern: PASSWORD_PATTERN, label: 'password setting', check: checkPassword },
+        },
+      ],
+    },
+  },
+  {
+    key: 'locale',
+    description: 'Time zone, language and keyboard of every node.',
+    default: {},
+    spec: {
+      type: 'object',
+      fields: [
+        {
+          key: 'timezone',
+          description: 'IANA time zone name.',
+          default: 'Etc/UTC',
+          example: 'Europe/London',
+          spec: {
+            type: 'string',
+            pattern: /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/,
+            label: 'time zone',
+            format: 'an IANA zone name such as Europe/London or UTC (list them with `timedatectl list-timezones`)',
+          },
+        },
+        {
+          key: 'locale',
+          description: 'System locale (LANG).',
+          default: 'C.UTF-8',
+          example: 'en_GB.UTF-8',
+          spec: {
+            type: 'string',
+            pattern: /^(C|[a-z]{2,3}(_[A-Z]{2})?)\.(UTF-8|utf8)(@[a-z]+)?$/,
+            label: 'locale',
+            format: 'language_COUNTRY.UTF-8, e.g. en_GB.UTF-8, or C.UTF-8',
+          },
+        },
+        {
+          key: 'keyboard',
+          description: 'Console keyboard layout (XKB layout name).',
+          default: 'us',
+          example: 'gb',
+          spec: { type: 'string', pattern: /^[a-z][a-z0-9]{1,9}$/, label: 'keyboard layout', format: 'an XKB layout name such as gb, us or de' },
+        },
+      ],
+    },
+  },
+  {
+    key: 'wifi',
+    description: 'Optional Wi-Fi network for every node (the cluster itself runs on the wired network).',
+    spec: {
+      type: 'object',
+      fields: [
+        {
+          key: 'country',
+          description: 'Regulatory domain; without it the Wi-Fi radio stays blocked.',
+          required: true,
+          example: 'GB',
+          spec: { type: 'string', pattern: /^[A-Z]{2}$/, label: 'Wi-Fi country', format: 'a two-letter ISO 3166-1 code in capitals, e.g. GB, US, DE' },
+        },
+        {
+          key: 'ssid',
+          description: 'Network name.',
+          required: true,
+          spec: { type: 'string', check: checkSsid },
+        },
+        {
+          key: 'passphrase',
+          description:
+            'WPA2 passphrase (8-63 characters), or the 64-hex-digit PSK that `wpa_passphrase <ssid>` prints, which keeps the passphrase itself out of cluster.yaml.',
+          required: true,
+          spec: {
+            type: 'string',
+            pattern: /^([\x20-\x7e]{8,63}|[0-9a-fA-F]{64})$/,
+            label: 'WPA2 passphrase',
+            format: '8-63 printable ASCII characters, or 64 hexadecimal digits',
+          },
+        },
+      ],
+    },
+  },
+  {
+    key: 'nodes',
+    description: 'Every Raspberry Pi of the cluster, one image each. Order matters: it is the order of templates\' node lists.',
+    required: true,
+    spec: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        fields: [
+          {
+            key: 'name',
+            description: 'Host name, unique in the cluster.',
+            required: true,
+            example: 'web1',
+            spec: { type: 'string', pattern: LABEL_PATTERN, label: 'host name', format: LABEL_FORMAT },
+          },
+          {
+            key: 'role',
+            description: 'A role file in roles/ (shipped: lb, primary, replica).',
+            required: true,
+            example: 'replica',
+            spec: { type: 'string', minLength: 1 },
+          },
+          {
+            key: 'ip',
+            description: 'Static address inside network.cidr; not the network, broadcast or gateway address.',
+            required: true,
+            example: '10.0.0.11',
+            spec: IPV4,
+          },
+          {
+            key: 'mac',
+            description: 'Ethernet MAC address, for DHCP reservations and for telling cards apart (optional).',
+            example: '"dc:a6:32:00:00:13"',
+            spec: { type: 'string', pattern: MAC_PATTERN, label: 'MAC address', format: 'six pairs of hex digits separated by colons, e.g. dc:a6:32:01:02:03', lowercase: true },
+          },
+        ],
+      },
+    },
+  },
+  {
+    key: 'roles',
+    description: 'Settings of the services the roles run. Every key has a default; leave the section out to take them all.',
+    default: {},
+    spec: {
+      type: 'object',
+      rules: 'All ports in this section must differ from each other.',
+      fields: [
+        {
+          key: 'postgresql',
+          description: 'PostgreSQL on the primary and the streaming replicas.',
+          default: {},
+          spec: {
+            type: 'object',
+            fields: [
+              {
+                key: 'version',
+                description: 'Major version; by default the one Debian ships with the base image (15 for bookworm, 17 for trixie).',
+                defaultText: 'the base image generation\'s version',
+                spec: { type: 'integer', minimum: 10, maximum: 99 },
+              },
+              { key: 'port', description: 'Port PostgreSQL listens on.', default: 5432, spec: PORT },
+              {
+                key: 'database',
+                description: 'Database created for the web application.',
+                default: 'pibake',
+                spec: { type: 'string', pattern: /^[a-z_][a-z0-9_]{0,62}$/, label: 'database name', format: 'lowercase letters, digits and _, starting with a letter or _' },
+              },
+              {
+                key: 'max_slot_wal_keep_size',
+                description: 'How much WAL a replication slot may hold back, so a dead replica cannot fill the primary\'s card.',
+                default: '1GB',
+                spec: { type: 'string', pattern: /^[1-9][0-9]*(MB|GB|TB)$/, label: 'size', format: 'a number with MB, GB or TB, e.g. 1GB' },
+              },
+            ],
+          },
+        },
+        {
+          key: 'web',
+          description: 'The web tier on every node tagged web.',
+          default: {},
+          spec: {
+            type: 'object',
+            fields: [
+              { key: 'port', description: 'Port nginx listens on.', default: 80, spec: PORT },
+              { key: 'app_port', description: 'Port of the application behind nginx (localhost only).', default: 8000, spec: PORT },
+            ],
+          },
+        },
+        {
+          key: 'lb',
+          description: 'HAProxy on the load balancer.',
+          default: {},
+          spec: {
+            type: 'object',
+            fields: [
+              { key: 'stats_port', description: 'Port of the HAProxy statistics page.', default: 8404, spec: PORT },
+              {
+                key: 'stats_user',
+                description: 'User name for the statistics page; its password is a generated cluster secret.',
+                default: 'admin',
+                spec: { type: 'string', pattern: /^[A-Za-z0-9_.-]{1,32}$/, label: 'user name', format: 'letters, digits, _ . and -' },
+              },
+              { key: 'pg_write_port', description: 'Port that forwards to the PostgreSQL primary.', default: 5000, spec: PORT },
+              { key: 'pg_read_port', description: 'Port that balances over the PostgreSQL replicas.', default: 5001, spec: PORT },
+            ],
+          },
+        },
+      ],
+    },
+  },
+];
+
+export const INVENTORY_SPEC: ObjectSpec = { type: 'object', fields: INVENTORY_FIELDS };

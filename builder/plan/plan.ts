@@ -1,0 +1,56 @@
+/**
+ * Decides, per node, whether its image must be baked again and says why. Pure: it compares what
+ * the previous build recorded (output manifest) with this build's digests and the files on disk.
+ */
+import type { NodeDigest } from './digest.ts';
+
+/** What the previous build recorded for one node (a slice of the output manifest). */
+export interface PreviousNode {
+  digest: string;
+  files: Record<string, string>;
+  image: { size: number; mtimeMs: number };
+}
+
+export interface ImageOnDisk {
+  size: number;
+  mtimeMs: number;
+}
+
+export interface NodeDecision {
+  node: string;
+  action: 'bake' | 'keep';
+  /** Why it is baked; empty when kept. */
+  reasons: string[];
+}
+
+export function decideNode(
+  node: string,
+  current: NodeDigest,
+  previous: PreviousNode | undefined,
+  onDisk: ImageOnDisk | undefined,
+  force = false,
+): NodeDecision {
+  const reasons: string[] = [];
+  if (force) reasons.push('rebuild forced');
+  if (!previous) reasons.push('new node (no previous build)');
+  else if (!onDisk) reasons.push('image missing from the output folder');
+  else if (onDisk.size !== previous.image.size || onDisk.mtimeMs !== previous.image.mtimeMs)
+    reasons.push('image changed on disk since it was built');
+  if (previous && previous.digest !== current.digest) reasons.push(...describeChanges(previous.files, current.files));
+  if (previous && previous.digest !== current.digest && reasons.length === 0) reasons.push('base image, pibake version or disk id changed');
+  return { node, action: reasons.length > 0 ? 'bake' : 'keep', reasons };
+}
+
+const MAX_LISTED_CHANGES = 5;
+
+/** "changed root:/etc/haproxy/haproxy.cfg", "added boot:user-data", ... (at most a few, then a count). */
+export function describeChanges(before: Record<string, string>, after: Record<string, string>): string[] {
+  const changes: string[] = [];
+  for (const [key, digest] of Object.entries(after)) {
+    if (!(key in before)) changes.push(`added ${key}`);
+    else if (before[key] !== digest) changes.push(`changed ${key}`);
+  }
+  for (const key of Object.keys(before)) if (!(key in after)) changes.push(`removed ${key}`);
+  if (changes.length <= MAX_LISTED_CHANGES) return changes;
+  return [...changes.slice(0, MAX_LISTED_CHANGES), `and ${changes.length - MAX_LISTED_CHANGES} more files`];
+}

@@ -1,0 +1,108 @@
+/**
+ * The Handlebars context a node's templates see (ROLES-CONTRACT.md "Template context").
+ * Every optional key is present (possibly undefined) because templates run in strict mode.
+ */
+import { PibakeError } from '../common/errors.ts';
+import type { Generation, Inventory, NodeSpec, RoleSettings } from '../inventory/types.ts';
+import type { RoleCatalog } from './roles.ts';
+
+export interface NodeView {
+  name: string;
+  role: string;
+  tags: string[];
+  ip: string;
+  fqdn: string;
+  mac?: string;
+  /** 0-based position in the inventory. */
+  index: number;
+  /** Replication slot name: the node name lowercased, [^a-z0-9_] replaced by `_`. */
+  slot: string;
+}
+
+export interface TemplateContext {
+  cluster: { name: string; domain: string };
+  network: { cidr: string; prefixLength: number; netmask: string; gateway: string; dns: string[] };
+  node: NodeView;
+  nodes: NodeView[];
+  tagged: Record<string, NodeView[]>;
+  primary?: NodeView;
+  replicas: NodeView[];
+  settings: RoleSettings & { postgresql: RoleSettings['postgresql'] & { version: number } };
+  secrets: Record<string, string>;
+  admin: { user: string };
+  generation: Generation;
+}
+
+/** Debian's PostgreSQL major version per generation (what `apt-get install postgresql` gives). */
+export const DEFAULT_POSTGRESQL_VERSION: Record<Generation, number> = { bookworm: 15, trixie: 17 };
+
+export function nodeView(inventory: Inventory, roles: RoleCatalog, node: NodeSpec, index: number): NodeView {
+  const role = roles.get(node.role);
+  if (!role) {
+    throw new PibakeError(`node "${node.name}" has role "${node.role}", which has no file in roles/`, {
+      hint: `known roles: ${[...roles.keys()].join(', ')}`,
+      location: inventory.locations.get(`nodes.${index}.role`),
+    });
+  }
+  return {
+    name: node.name,
+    role: node.role,
+    tags: [...role.tags],
+    ip: node.ip,
+    fqdn: `${node.name}.${inventory.cluster.domain}`,
+    mac: node.mac,
+    index,
+    slot: node.name.toLowerCase().replace(/[^a-z0-9_]/g, '_'),
+  };
+}
+
+export function netmaskOf(prefixLength: number): string {
+  const bits = prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
+  return [24, 16, 8, 0].map((shift) => (bits >>> shift) & 0xff).join('.');
+}
+
+export function buildContext(input: {
+  inventory: Inventory; roles: RoleCatalog; nodeName: string; generation: Generation; secrets: Record<string, string>;
+}): TemplateContext {
+  const { inventory, roles, nodeName, generation } = input;
+  const nodes = inventory.nodes.map((n, i) => nodeView(inventory, roles, n, i));
+  const node = nodes.find((n) => n.name === nodeName);
+  if (!node) {
+    throw new PibakeError(`no node named "${nodeName}" in ${inventory.file}`, {
+      hint: `nodes: ${nodes.map((n) => n.name).join(', ')}`,
+    });
+  }
+  const tagged: Record<string, NodeView[]> = {};
+  for (const role of roles.values()) for (const tag of role.tags) tagged[tag] = [];
+  for (const n of nodes) for (const tag of n.tags) (tagged[tag] ??= []).push(n);
+  const primaries = tagged['postgresql-primary'] ?? [];
+  if (primaries.length > 1) {
+    throw new PibakeError(`more than one node is tagged postgresql-primary: ${primaries.map((p) => p.name).join(', ')}`, {
+      hint: 'give exactly one node a role tagged postgresql-primary',
+    });
+  }
+  const pg = inventory.roles.postgresql;
+  const context: TemplateContext = {
+    cluster: { ...inventory.cluster },
+    network: {
+      cidr: inventory.network.cidr,
+      prefixLength: inventory.network.prefixLength,
+      netmask: netmaskOf(inventory.network.prefixLength),
+      gateway: inventory.network.gateway,
+      dns: [...inventory.network.dns],
+    },
+    node,
+    nodes,
+    tagged,
+    replicas: tagged['postgresql-replica'] ?? [],
+    settings: {
+      ...inventory.roles,
+      postgresql: { ...pg, version: pg.version ?? DEFAULT_POSTGRESQL_VERSION[generation] },
+    },
+    secrets: input.secrets,
+    admin: { user: inventory.admin.user },
+    generation,
+  };
+  if (primaries[0]) context.primary = primaries[0];
+  return context;
+}

@@ -1,0 +1,199 @@
+/**
+ * renderNode: everything one node's image needs, as pure data (RenderedNode). Same inputs give
+ * byte-identical output: entries are sorted, secrets and their hashes come from the secrets file,
+ * and nothing depends on time or the host.
+ *
+ * SSH host keys: each node gets its own ed25519 host key (from the secrets file) in
+ * /etc/ssh/ssh_host_ed25519_key (0600) so the operator's known_hosts is right from the first boot.
+ * Raspberry Pi OS would throw them away: raspberrypi-sys-mods ships regenerate_ssh_host_keys.service
+ * (Before=ssh.service; runs /usr/lib/raspberrypi-sys-mods/regenerate_ssh_host_keys, which does
+ * `rm -f /etc/ssh/ssh_host_*_key*; ssh-keygen -A` and disables itself) and, on bookworm, the
+ * `init=/usr/lib/raspberrypi-sys-mods/firstboot` script calls that same script directly during the
+ * first boot. sshswitch.service only enables ssh when /boot/firmware/ssh exists and does not touch
+ * keys. pi-gen deletes the build host's keys from the image (stage2/01-sys-tweaks/01-run.sh).
+ * So pibake masks the unit (/etc/systemd/system/regenerate_ssh_host_keys.service -> /dev/null), and
+ * on bookworm, where the initramfs-less firstboot script bypasses systemd, also keeps a copy in
+ * /etc/pibake/ssh/ that firstrun.sh (which runs on the boot after firstboot) restores.
+ * On trixie cloud-init is told ssh_deletekeys: false and ssh_genkeytypes: [] (Raspberry Pi's
+ * 99_raspberry-pi.cfg already says so).
+ */
+import { PibakeError } from '../common/errors.ts';
+import type { Generation, Inventory } from '../inventory/types.ts';
+import { buildContext } from './context.ts';
+import { collectOverlays, overlayEntries, ownershipList } from './overlay.ts';
+import type { RoleCatalog } from './roles.ts';
+import type { ClusterSecrets } from './secrets.ts';
+import { bookwormSeeds, cloudInitSeeds, instanceId, type NodeFacts } from './seeds.ts';
+import type { BootFile, RenderedNode, RootEntry } from './types.ts';
+
+export interface RenderInput {
+  inventory: Inventory;
+  nodeName: string;
+  roles: RoleCatalog;
+  secrets: ClusterSecrets;
+  base: { generation: Generation; installedPackages: ReadonlySet<string> };
+  overlaysDir: string;
+  /** Digest of the node's inputs (lowercase hex); its first 12 digits make the cloud-init instance-id. */
+  buildId: string;
+}
+
+const HOST_KEY = '/etc/ssh/ssh_host_ed25519_key';
+/** Paths overlays must leave alone. */
+const RESERVED = [/^\/etc\/machine-id$/, /^\/var\/lib\/dbus\/machine-id$/, /^\/boot\/firmware(\/|$)/];
+const OWNERSHIP_LIST = '/etc/pibake/ownership.list';
+
+export async function renderNode(input: RenderInput): Promise<RenderedNode> {
+  const { inventory, roles, secrets, base, nodeName } = input;
+  const spec = inventory.nodes.find((n) => n.name === nodeName);
+  if (!spec) {
+    throw new PibakeError(`no node named "${nodeName}" in ${inventory.file}`, { hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
+  }
+  const role = roles.get(spec.role);
+  if (!role) throw new PibakeError(`node "${nodeName}" has role "${spec.role}", which has no file in roles/`, { hint: `known roles: ${[...roles.keys()].join(', ')}` });
+
+  const roleSecrets: Record<string, string> = {};
+  for (const name of role.secrets) {
+    const value = secrets.values[name];
+    if (value === undefined) throw new PibakeError(`secret "${name}" of role "${role.name}" is missing from ${secrets.file}`, { hint: 'load secrets with loadOrCreateSecrets for this inventory and these roles' });
+    roleSecrets[name] = value;
+  }
+  const context = buildContext({ inventory, roles, nodeName, generation: base.generation, secrets: roleSecrets });
+  const items = await collectOverlays(input.overlaysDir, role, context);
+  const { entries: overlay, ownership } = overlayEntries(role, items);
+
+  const hostKey = secrets.hostKeys[nodeName];
+  if (!hostKey) throw new PibakeError(`no SSH host key for node "${nodeName}" in ${secrets.file}`, { hint: 'load secrets with loadOrCreateSecrets for this inventory' });
+  const adminKeys = [...inventory.admin.sshKeys];
+  if (secrets.admin.sshKey) adminKeys.push(secrets.admin.sshKey.publicKey);
+  if (adminKeys.length === 0) {
+    throw new PibakeError('no SSH key would let the admin log in', { hint: 'set admin.ssh_keys or admin.generate_ssh_key in the inventory', location: { file: inventory.file } });
+  }
+  const facts: NodeFacts = {
+    inventory,
+    node: context.node,
+    nodes: context.nodes,
+    instanceId: instanceId(nodeName, input.buildId),
+    missingPackages: [...new Set(role.packages)].filter((p) => !base.installedPackages.has(p)).sort(),
+    services: role.services,
+    firstboot: role.firstboot,
+    adminKeys,
+    passwordHash: secrets.admin.passwordHash,
+  };
+  const seeds = base.generation === 'trixie' ? cloudInitSeeds(facts) : bookwormSeeds(facts);
+
+  const generated: RootEntry[] = [
+    fileEntry(HOST_KEY, hostKey.privateKey, 0o600),
+    fileEntry(`${HOST_KEY}.pub`, `${hostKey.publicKey}\n`, 0o644),
+    { kind: 'symlink', path: '/etc/systemd/system/regenerate_ssh_host_keys.service', target: '/dev/null', mode: 0o777, uid: 0, gid: 0 },
+    // sshd enabled the way `systemctl enable ssh` does it: pi-gen disables ssh unless asked, and
+    // nodes must be reachable even if the boot partition's `ssh` flag is not honoured.
+    { kind: 'symlink', path: '/etc/systemd/system/multi-user.target.wants/ssh.service', target: '/lib/systemd/system/ssh.service', mode: 0o777, uid: 0, gid: 0 },
+    fileEntry('/etc/ssh/sshd_config.d/50-pibake.conf', '# Baked by pibake: key-only logins.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n', 0o644),
+    fileEntry(OWNERSHIP_LIST, ownershipList(ownership), 0o644),
+    fileEntry('/etc/pibake/node.json', `${JSON.stringify({
+      node: nodeName, role: role.name, tags: role.tags, cluster: inventory.cluster.name, domain: inventory.cluster.domain,
+      fqdn: context.node.fqdn, ip: spec.ip, generation: base.generation, buildId: input.buildId, instanceId: facts.instanceId,
+    }, null, 2)}\n`, 0o644),
+    ...seeds.rootEntries,
+  ];
+  if (base.generation === 'bookworm') {
+    generated.push(fileEntry(`/etc/pibake/ssh/ssh_host_ed25519_key`, hostKey.privateKey, 0o600));
+    generated.push(fileEntry(`/etc/pibake/ssh/ssh_host_ed25519_key.pub`, `${hostKey.publicKey}\n`, 0o644));
+  }
+
+  const byPath = new Map<string, RootEntry>();
+  for (const entry of overlay) {
+    const reserved = RESERVED.find((r) => r.test(entry.path));
+    if (reserved) {
+      throw new PibakeError(`overlays of role "${role.name}" may not provide ${entry.path}`, {
+        hint: entry.path.startsWith('/boot/')
+          ? 'the boot partition is mounted over /boot/firmware; nothing baked below it would be visible'
+          : '/etc/machine-id must stay as the image has it so every card becomes its own machine at first boot',
+      });
+    }
+    byPath.set(entry.path, entry);
+  }
+  for (const entry of generated) {
+    if (byPath.has(entry.path)) {
+      throw new PibakeError(`overlay file ${entry.path} collides with a file pibake generates for node "${nodeName}"`, {
+        hint: 'remove it from the overlay; pibake owns this path',
+      });
+    }
+    byPath.set(entry.path, entry);
+  }
+  const rootEntries = [...byPath.values()].sort((a, b) => compare(a.path, b.path));
+  for (const entry of rootEntries) checkEntry(entry);
+  checkNothingBelowSymlinks(byPath);
+  const bootFiles: BootFile[] = [...seeds.bootFiles].sort((a, b) => compare(a.path, b.path));
+  assertNoSecretLeak(nodeName, secrets, rootEntries, bootFiles);
+  return { node: nodeName, role: role.name, rootEntries, bootFiles, bootEdits: seeds.bootEdits };
+}
+
+function fileEntry(path: string, data: string, mode: number): RootEntry {
+  return { kind: 'file', path, mode, uid: 0, gid: 0, data: Buffer.from(data) };
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Every root path is absolute and normalised; nothing can name a place outside the root filesystem. */
+function checkEntry(entry: RootEntry): void {
+  const segs = entry.path.split('/');
+  if (!entry.path.startsWith('/') || entry.path === '/' || segs.slice(1).some((s) => s === '' || s === '.' || s === '..')) {
+    throw new PibakeError(`refusing root entry with unsafe path "${entry.path}"`);
+  }
+  if ((entry.mode & ~0o7777) !== 0) throw new PibakeError(`refusing root entry ${entry.path} with invalid mode ${entry.mode.toString(8)}`);
+}
+
+/** No entry may be written through a symlink entry (e.g. an overlay symlink /etc/pibake -> …). */
+function checkNothingBelowSymlinks(byPath: Map<string, RootEntry>): void {
+  for (const entry of byPath.values()) {
+    const segs = entry.path.split('/').filter(Boolean);
+    for (let i = 1; i < segs.length; i++) {
+      const parent = `/${segs.slice(0, i).join('/')}`;
+      if (byPath.get(parent)?.kind === 'symlink') {
+        throw new PibakeError(`${entry.path} would be written through the symlink ${parent}`, { hint: 'make that overlay path a real folder' });
+      }
+    }
+  }
+}
+
+/** Every secret value this cluster has, with a label for messages. */
+export function secretValues(secrets: ClusterSecrets): { label: string; value: string }[] {
+  const out: { label: string; value: string }[] = [];
+  for (const [name, value] of Object.entries(secrets.values)) out.push({ label: `secret ${name}`, value });
+  if (secrets.admin.password) out.push({ label: 'admin password', value: secrets.admin.password });
+  if (secrets.admin.sshKey) out.push({ label: 'admin SSH private key', value: privateKeyBody(secrets.admin.sshKey.privateKey) });
+  for (const [node, key] of Object.entries(secrets.hostKeys)) out.push({ label: `host key of ${node}`, value: privateKeyBody(key.privateKey) });
+  return out;
+}
+
+function privateKeyBody(pem: string): string {
+  return pem.split('\n').filter((l) => l && !l.startsWith('-----')).slice(1, 2).join('') || pem;
+}
+
+/**
+ * The boot partition may hold no secret at all; root files holding one must not be readable by
+ * others (a role's files: rule must give them e.g. "0600" or "0640").
+ */
+function assertNoSecretLeak(node: string, secrets: ClusterSecrets, root: RootEntry[], boot: BootFile[]): void {
+  const values = secretValues(secrets);
+  for (const f of boot) {
+    const text = f.data.toString('latin1');
+    for (const { label, value } of values) {
+      if (text.includes(value)) throw new PibakeError(`${label} would be written to the boot partition file ${f.path} of ${node}`, { hint: 'the boot partition is world-readable FAT; this is a pibake bug' });
+    }
+  }
+  for (const e of root) {
+    if (e.kind !== 'file' || (e.mode & 0o007) === 0) continue;
+    const text = e.data.toString('latin1');
+    for (const { label, value } of values) {
+      if (text.includes(value)) {
+        throw new PibakeError(`${e.path} of ${node} contains the ${label} but would be readable by everyone (mode ${e.mode.toString(8).padStart(4, '0')})`, {
+          hint: `give it a mode without "other" bits in the role's files: map, e.g. ${e.path}: { mode: "0640" }`,
+        });
+      }
+    }
+  }
+}

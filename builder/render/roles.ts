@@ -1,0 +1,257 @@
+/**
+ * Loads roles/<role>.yaml (see ROLES-CONTRACT.md) into a validated RoleCatalog. Every problem in
+ * every file is collected and reported at once with file:line:column.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { PibakeError, type Location, type Problem } from '../common/errors.ts';
+import { globToRegExp, isGlob } from './glob.ts';
+import { isNullScalar, parseLocatedYaml, type YamlNode } from './yaml-source.ts';
+
+export interface FileRule {
+  /** Absolute root-filesystem path or shell-style glob. */
+  pattern: string;
+  matcher: RegExp;
+  exact: boolean;
+  mode?: number;
+  owner?: string;
+  group?: string;
+  location: Location;
+}
+
+export interface RoleDefinition {
+  name: string;
+  /** Absolute path of the role file. */
+  file: string;
+  description: string;
+  tags: string[];
+  overlays: string[];
+  packages: string[];
+  services: string[];
+  firstboot: string[];
+  secrets: string[];
+  files: FileRule[];
+}
+
+export type RoleCatalog = Map<string, RoleDefinition>;
+
+const ROLE_NAME = /^[a-z][a-z0-9-]*$/;
+const TAG = /^[a-z][a-z0-9-]*$/;
+const OVERLAY_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+const PACKAGE = /^[a-z0-9][a-z0-9+.-]+$/;
+const UNIT = /^[A-Za-z0-9][A-Za-z0-9@_.:-]*\.(service|timer|socket|target|path|mount)$/;
+const SECRET = /^[a-z][a-z0-9_]*$/;
+const ACCOUNT = /^[a-z_][a-z0-9_-]*$/;
+const MODE = /^0[0-7]{3}$/;
+const KEYS = ['description', 'tags', 'overlays', 'packages', 'services', 'firstboot', 'secrets', 'files'];
+
+/**
+ * Read every roles/*.yaml. Overlays named by a role must exist as folders of `overlaysDir`
+ * (default: `overlays/` beside `rolesDir`).
+ */
+export async function loadRoles(rolesDir: string, overlaysDir = path.join(rolesDir, '..', 'overlays')): Promise<RoleCatalog> {
+  let names: string[];
+  try {
+    names = (await readdir(rolesDir)).filter((n) => n.endsWith('.yaml') || n.endsWith('.yml')).sort();
+  } catch (error) {
+    throw new PibakeError(`cannot read the roles folder ${rolesDir}`, { hint: 'pass the folder holding <role>.yaml files', cause: error });
+  }
+  if (names.length === 0) throw new PibakeError(`no role files (*.yaml) in ${rolesDir}`);
+  const problems: Problem[] = [];
+  const catalog: RoleCatalog = new Map();
+  for (const name of names) {
+    const file = path.resolve(rolesDir, name);
+    const roleName = name.replace(/\.ya?ml$/, '');
+    if (!ROLE_NAME.test(roleName)) {
+      problems.push({ message: `role file name "${name}" is not a valid role name`, hint: 'use lowercase letters, digits and dashes', location: { file } });
+      continue;
+    }
+    if (catalog.has(roleName)) {
+      problems.push({ message: `role "${roleName}" is defined twice (.yaml and .yml)`, location: { file } });
+      continue;
+    }
+    try {
+      const role = parseRole(roleName, file, await readFile(file, 'utf8'), problems);
+      if (role) catalog.set(roleName, role);
+    } catch (error) {
+      if (error instanceof PibakeError) problems.push(...error.problems);
+      else throw error;
+    }
+  }
+  for (const role of catalog.values()) {
+    for (const overlay of role.overlays) {
+      const dir = path.join(overlaysDir, overlay);
+      const info = await stat(dir).catch(() => undefined);
+      if (!info?.isDirectory()) {
+        problems.push({
+          message: `overlay "${overlay}" of role "${role.name}" does not exist`,
+          hint: `create the folder ${dir} or remove it from overlays`,
+          location: overlayLocation(role, overlay),
+        });
+      }
+    }
+  }
+  if (problems.length > 0) throw PibakeError.fromProblems(`invalid role files in ${rolesDir}`, problems);
+  return catalog;
+}
+
+const overlayLocations = new WeakMap<RoleDefinition, Map<string, Location>>();
+function overlayLocation(role: RoleDefinition, overlay: string): Location {
+  return overlayLocations.get(role)?.get(overlay) ?? { file: role.file };
+}
+
+/** Parse and validate one role file's text; problems are appended, undefined if unusable. */
+export function parseRole(name: string, file: string, text: string, problems: Problem[]): RoleDefinition | undefined {
+  const root = parseLocatedYaml(text, file);
+  if (!root || root.kind !== 'mapping') {
+    problems.push({ message: 'a role file must be a mapping (description, tags, overlays, ...)', location: root?.location ?? { file } });
+    return undefined;
+  }
+  const role: RoleDefinition = {
+    name, file, description: '', tags: [], overlays: [], packages: [], services: [], firstboot: [], secrets: [], files: [],
+  };
+  const locations = new Map<string, Location>();
+  for (const { key, keyLocation, value } of root.entries) {
+    switch (key) {
+      case 'description':
+        if (value.kind === 'scalar' && !isNullScalar(value)) role.description = value.value;
+        else if (!isNullScalar(value)) problems.push({ message: 'description must be text', location: value.location });
+        break;
+      case 'tags':
+        role.tags = stringList(value, key, TAG, 'lowercase letters, digits and dashes', problems);
+        break;
+      case 'overlays':
+        role.overlays = stringList(value, key, OVERLAY_NAME, 'a folder name of overlays/', problems, locations);
+        break;
+      case 'packages':
+        role.packages = stringList(value, key, PACKAGE, 'a Debian package name', problems);
+        break;
+      case 'services':
+        role.services = stringList(value, key, UNIT, 'a systemd unit name such as nginx.service', problems);
+        break;
+      case 'firstboot':
+        role.firstboot = stringList(value, key, UNIT, 'a systemd unit name such as pibake-setup.service', problems);
+        break;
+      case 'secrets':
+        role.secrets = stringList(value, key, SECRET, 'lowercase letters, digits and underscores, starting with a letter', problems);
+        break;
+      case 'files':
+        role.files = fileRules(value, problems);
+        break;
+      default:
+        problems.push({
+          message: `unknown key "${key}" in role file`,
+          hint: `known keys: ${KEYS.join(', ')}${suggest(key, KEYS)}`,
+          location: keyLocation,
+        });
+    }
+  }
+  overlayLocations.set(role, locations);
+  return role;
+}
+
+function stringList(
+  node: YamlNode, key: string, pattern: RegExp, what: string, problems: Problem[], locations?: Map<string, Location>,
+): string[] {
+  if (isNullScalar(node)) return [];
+  if (node.kind !== 'sequence') {
+    problems.push({ message: `${key} must be a list`, hint: `e.g. ${key}: [a, b]`, location: node.location });
+    return [];
+  }
+  const out: string[] = [];
+  for (const item of node.items) {
+    if (item.kind !== 'scalar' || !pattern.test(item.value)) {
+      const shown = item.kind === 'scalar' ? `"${item.value}"` : `a ${item.kind}`;
+      problems.push({ message: `${key}: ${shown} is not valid`, hint: `expected ${what}`, location: item.location });
+      continue;
+    }
+    if (out.includes(item.value)) {
+      problems.push({ message: `${key}: "${item.value}" is listed twice`, location: item.location });
+      continue;
+    }
+    out.push(item.value);
+    locations?.set(item.value, item.location);
+  }
+  return out;
+}
+
+function fileRules(node: YamlNode, problems: Problem[]): FileRule[] {
+  if (isNullScalar(node)) return [];
+  if (node.kind !== 'mapping') {
+    problems.push({ message: 'files must be a mapping of path -> { mode, owner, group }', location: node.location });
+    return [];
+  }
+  const rules: FileRule[] = [];
+  for (const { key, keyLocation, value } of node.entries) {
+    const normal = path.posix.normalize(key);
+    if (!key.startsWith('/') || key.split('/').includes('..') || normal !== key || /\s/.test(key)) {
+      problems.push({
+        message: `files: "${key}" is not an absolute, normalised root-filesystem path`,
+        hint: 'write it like /etc/haproxy/haproxy.cfg (no "..", no trailing slash, no spaces)',
+        location: keyLocation,
+      });
+      continue;
+    }
+    const rule: FileRule = { pattern: key, matcher: globToRegExp(key), exact: !isGlob(key), location: keyLocation };
+    if (value.kind !== 'mapping') {
+      problems.push({ message: `files: "${key}" must map to { mode, owner, group }`, location: value.location });
+      continue;
+    }
+    for (const entry of value.entries) {
+      const v = entry.value;
+      if (v.kind !== 'scalar') {
+        problems.push({ message: `files: ${entry.key} of "${key}" must be a single value`, location: v.location });
+        continue;
+      }
+      if (entry.key === 'mode') {
+        if (!v.quoted || !MODE.test(v.value)) {
+          problems.push({
+            message: `files: mode ${v.quoted ? `"${v.value}"` : v.value} of "${key}" is not a quoted four-digit octal mode`,
+            hint: 'write it quoted with a leading zero, e.g. mode: "0644"',
+            location: v.location,
+          });
+        } else rule.mode = parseInt(v.value, 8);
+      } else if (entry.key === 'owner' || entry.key === 'group') {
+        if (!ACCOUNT.test(v.value)) {
+          problems.push({ message: `files: ${entry.key} "${v.value}" of "${key}" is not a valid user/group name`, location: v.location });
+        } else rule[entry.key] = v.value;
+      } else {
+        problems.push({
+          message: `unknown key "${entry.key}" for files: "${key}"`,
+          hint: `known keys: mode, owner, group${suggest(entry.key, ['mode', 'owner', 'group'])}`,
+          location: entry.keyLocation,
+        });
+      }
+    }
+    rules.push(rule);
+  }
+  return rules;
+}
+
+function suggest(word: string, known: string[]): string {
+  const close = known.find((k) => distance(k, word) <= 2);
+  return close ? `; did you mean "${close}"?` : '';
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j] as number;
+      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length] as number;
+}
+
+/** The rule deciding mode/owner for a path: an exact path wins over globs; among globs the last listed wins. */
+export function ruleFor(role: RoleDefinition, rootPath: string): FileRule | undefined {
+  const exact = role.files.find((r) => r.exact && r.pattern === rootPath);
+  if (exact) return exact;
+  let found: FileRule | undefined;
+  for (const rule of role.files) if (!rule.exact && rule.matcher.test(rootPath)) found = rule;
+  return found;
+}

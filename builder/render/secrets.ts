@@ -1,0 +1,237 @@
+/**
+ * The cluster's secrets: one YAML file beside the inventory (`<inventory-basename>.secrets.yaml`,
+ * mode 0600), generated once from node:crypto's CSPRNG and reused by every later build, so images
+ * rebuilt tomorrow still share passwords and host keys with the running cluster. New names are
+ * added when roles declare new secrets or new nodes appear; nothing is ever regenerated.
+ *
+ * It also writes `<cluster>-admin` / `<cluster>-admin.pub` beside the inventory when the inventory
+ * asks for a generated admin key, so the operator can `ssh -i cluster-admin admin@node`.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, link, lstat, open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { dump, load } from 'js-yaml';
+import { PibakeError } from '../common/errors.ts';
+import type { Inventory } from '../inventory/types.ts';
+import { hashPassword } from './crypt.ts';
+import type { RoleCatalog } from './roles.ts';
+import { generateEd25519, publicFromPrivate, type SshKeyPair } from './ssh-keys.ts';
+
+export interface ClusterSecrets {
+  /** Absolute path of the secrets file. */
+  file: string;
+  /** Role-declared secrets by name (random url-safe passwords). */
+  values: Record<string, string>;
+  admin: {
+    /** Plaintext, only when the inventory says `password: generate`; never baked. */
+    password?: string;
+    /** Crypt hash baked into images: generated (kept stable) or the inventory's own hash. */
+    passwordHash?: string;
+    /** Generated admin key pair when `generate_ssh_key` is set. */
+    sshKey?: SshKeyPair;
+  };
+  /** Per-node SSH host keys (ed25519). */
+  hostKeys: Record<string, SshKeyPair>;
+}
+
+interface SecretsFile {
+  version: 1;
+  secrets: Record<string, string>;
+  admin: { password?: string; password_hash?: string; ssh_private_key?: string; ssh_public_key?: string };
+  host_keys: Record<string, { private: string; public: string }>;
+}
+
+export function secretsPath(inventoryFile: string): string {
+  const dir = path.dirname(inventoryFile);
+  const base = path.basename(inventoryFile).replace(/\.ya?ml$/, '');
+  return path.join(dir, `${base}.secrets.yaml`);
+}
+
+/** A random password: 32 url-safe characters (192 bits). */
+export function randomPassword(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatalog, attempt = 0): Promise<ClusterSecrets> {
+  const file = secretsPath(inventory.file);
+  const existing = await readSecretsFile(file);
+  const data: SecretsFile = existing ?? { version: 1, secrets: {}, admin: {}, host_keys: {} };
+  let changed = existing === undefined;
+
+  const usedRoles = new Set(inventory.nodes.map((n) => n.role));
+  const names = [...roles.values()].filter((r) => usedRoles.has(r.name)).flatMap((r) => r.secrets);
+  for (const name of [...new Set(names)].sort()) {
+    if (typeof data.secrets[name] !== 'string' || data.secrets[name] === '') {
+      data.secrets[name] = randomPassword();
+      changed = true;
+    }
+  }
+  if (inventory.admin.password === 'generate') {
+    if (!data.admin.password) {
+      data.admin.password = randomPassword();
+      delete data.admin.password_hash;
+      changed = true;
+    }
+    if (!data.admin.password_hash) {
+      data.admin.password_hash = hashPassword(data.admin.password);
+      changed = true;
+    }
+  }
+  const adminComment = `${inventory.admin.user}@${inventory.cluster.name}`;
+  if (inventory.admin.generateSshKey && !data.admin.ssh_private_key) {
+    const pair = generateEd25519(adminComment);
+    data.admin.ssh_private_key = pair.privateKey;
+    data.admin.ssh_public_key = pair.publicKey;
+    changed = true;
+  }
+  for (const node of inventory.nodes) {
+    if (!data.host_keys[node.name]?.private) {
+      const pair = generateEd25519(`root@${node.name}.${inventory.cluster.domain}`);
+      data.host_keys[node.name] = { private: pair.privateKey, public: pair.publicKey };
+      changed = true;
+    }
+  }
+  if (existing === undefined) {
+    // First creation: publish with link(2), which fails if another build created the file meanwhile;
+    // then use that build's secrets so both produce images that agree.
+    const created = await createExclusively(file, secretsYaml(inventory, data));
+    if (!created) {
+      if (attempt > 0) throw new PibakeError(`${file} keeps appearing and vanishing; is another pibake running?`);
+      return loadOrCreateSecrets(inventory, roles, attempt + 1);
+    }
+  } else if (changed) await writeAtomically(file, secretsYaml(inventory, data), 0o600);
+
+  const secrets: ClusterSecrets = { file, values: { ...data.secrets }, admin: {}, hostKeys: {} };
+  if (inventory.admin.password === 'generate') {
+    secrets.admin.password = data.admin.password;
+    secrets.admin.passwordHash = data.admin.password_hash;
+  } else if (typeof inventory.admin.password === 'object') {
+    secrets.admin.passwordHash = inventory.admin.password.hash;
+  }
+  if (inventory.admin.generateSshKey && data.admin.ssh_private_key) {
+    const publicKey = data.admin.ssh_public_key ?? publicFromPrivate(data.admin.ssh_private_key, adminComment);
+    secrets.admin.sshKey = { privateKey: data.admin.ssh_private_key, publicKey };
+    await writeAdminKeyFiles(inventory, secrets.admin.sshKey);
+  }
+  for (const node of inventory.nodes) {
+    const stored = data.host_keys[node.name];
+    if (stored) secrets.hostKeys[node.name] = { privateKey: stored.private, publicKey: stored.public };
+  }
+  return secrets;
+}
+
+/** `<cluster>-admin` (0600) and `.pub` (0644) beside the inventory, rewritten only when they differ. */
+export function adminKeyPaths(inventory: Inventory): { privateKey: string; publicKey: string } {
+  const base = path.join(path.dirname(inventory.file), `${inventory.cluster.name}-admin`);
+  return { privateKey: base, publicKey: `${base}.pub` };
+}
+
+async function writeAdminKeyFiles(inventory: Inventory, pair: SshKeyPair): Promise<void> {
+  const paths = adminKeyPaths(inventory);
+  await syncFile(paths.privateKey, pair.privateKey, 0o600);
+  await syncFile(paths.publicKey, `${pair.publicKey}\n`, 0o644);
+}
+
+async function syncFile(file: string, content: string, mode: number): Promise<void> {
+  const current = await readFile(file, 'utf8').catch(() => undefined);
+  const info = await lstat(file).catch(() => undefined);
+  if (info?.isSymbolicLink()) throw new PibakeError(`${file} is a symlink; refusing to write a key through it`);
+  if (current === content) {
+    if (info && (info.mode & 0o777) !== mode) await chmod(file, mode);
+    return;
+  }
+  await writeAtomically(file, content, mode);
+}
+
+async function readSecretsFile(file: string): Promise<SecretsFile | undefined> {
+  const info = await lstat(file).catch(() => undefined);
+  if (!info) return undefined;
+  if (!info.isFile()) throw new PibakeError(`${file} is not a regular file`, { hint: 'the secrets file must be a plain file' });
+  if ((info.mode & 0o077) !== 0) {
+    throw new PibakeError(`${file} is readable by others (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')})`, {
+      hint: `its secrets may have leaked; check, then run: chmod 600 ${file}`,
+    });
+  }
+  if (typeof process.getuid === 'function' && info.uid !== process.getuid()) {
+    throw new PibakeError(`${file} belongs to another user (uid ${info.uid})`, { hint: 'run pibake as the owner of the secrets file' });
+  }
+  let parsed: unknown;
+  try {
+    parsed = load(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new PibakeError(`${file} is not valid YAML`, { hint: 'restore it from backup; deleting it regenerates every secret', cause: error });
+  }
+  const bad = () => new PibakeError(`${file} does not look like a pibake secrets file`, { hint: 'restore it from backup' });
+  if (!isRecord(parsed) || parsed.version !== 1) throw bad();
+  const secrets = parsed.secrets ?? {};
+  const admin = parsed.admin ?? {};
+  const hostKeys = parsed.host_keys ?? {};
+  if (!isRecord(secrets) || !isRecord(admin) || !isRecord(hostKeys)) throw bad();
+  const strings = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+  const keys: SecretsFile['host_keys'] = {};
+  for (const [node, v] of Object.entries(hostKeys)) {
+    if (isRecord(v) && typeof v.private === 'string' && typeof v.public === 'string') keys[node] = { private: v.private, public: v.public };
+  }
+  return { version: 1, secrets: strings(secrets), admin: strings(admin), host_keys: keys };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function secretsYaml(inventory: Inventory, data: SecretsFile): string {
+  const sorted = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  const body = dump({ version: 1, secrets: sorted(data.secrets), admin: sorted(data.admin), host_keys: sorted(data.host_keys) }, { lineWidth: -1 });
+  return `# pibake secrets of cluster "${inventory.cluster.name}": generated once, reused by every build.\n` +
+    '# Keep it private (mode 0600) and backed up; never commit it. Deleting it regenerates everything.\n' + body;
+}
+
+/** Create `file` (0600) with `content` unless it exists; false when it already did. */
+async function createExclusively(file: string, content: string): Promise<boolean> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await link(tmp, file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new PibakeError(`cannot create ${file}`, { cause: error });
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** Write via a 0600 temporary file in the same folder and rename it over the target. */
+export async function writeAtomically(file: string, content: string | Buffer, mode: number): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(content);
+    await handle.chmod(mode);
+    await handle.sync();
+  } catch (error) {
+    await handle.close();
+    await rm(tmp, { force: true });
+    throw error;
+  }
+  await handle.close();
+  await rename(tmp, file);
+}
+
+/** `name,fqdn,ip ssh-ed25519 AAAA…` lines for every node, for the operator's known_hosts. */
+export function knownHosts(inventory: Inventory, secrets: ClusterSecrets): string {
+  return inventory.nodes
+    .map((node) => {
+      const key = secrets.hostKeys[node.name];
+      if (!key) throw new PibakeError(`no SSH host key for node "${node.name}" in ${secrets.file}`);
+      const [type, blob] = key.publicKey.split(' ');
+      return `${node.name},${node.name}.${inventory.cluster.domain},${node.ip} ${type} ${blob}\n`;
+    })
+    .join('');
+}

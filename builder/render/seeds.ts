@@ -1,0 +1,338 @@
+/**
+ * First-boot configuration per generation.
+ * - trixie: cloud-init NoCloud seeds on the boot partition (meta-data, user-data, network-config)
+ *   plus ` ds=nocloud;i=<instance-id>` on cmdline.txt, as Raspberry Pi Imager does.
+ * - bookworm (no cloud-init): Imager-1.x style `firstrun.sh` run once through systemd.run, the
+ *   `ssh` flag file, `userconf.txt` when a password hash exists, a NetworkManager keyfile baked
+ *   into the rootfs, and a baked one-shot unit that installs packages once the network is up.
+ * The boot partition is FAT and world-readable: nothing secret is ever written to it.
+ */
+import { createHash, pbkdf2Sync } from 'node:crypto';
+import { dump } from 'js-yaml';
+import { PibakeError } from '../common/errors.ts';
+import type { Inventory } from '../inventory/types.ts';
+import type { NodeView } from './context.ts';
+import type { BootEdit, BootFile, RootEntry } from './types.ts';
+
+/** What the seed writers need to know about the node being rendered. */
+export interface NodeFacts {
+  inventory: Inventory;
+  node: NodeView;
+  nodes: NodeView[];
+  instanceId: string;
+  /** Packages the roles need that the base image lacks, sorted. */
+  missingPackages: string[];
+  /** Units to enable and (re)start, in role order. */
+  services: string[];
+  /** One-shot units to start once, in role order. */
+  firstboot: string[];
+  adminKeys: string[];
+  passwordHash?: string;
+}
+
+export interface Seeds { bootFiles: BootFile[]; bootEdits: BootEdit[]; rootEntries: RootEntry[] }
+
+export function instanceId(node: string, buildId: string): string {
+  if (!/^[0-9a-f]{12,}$/.test(buildId)) {
+    throw new PibakeError(`build id "${buildId}" is not a lowercase hex digest of at least 12 digits`);
+  }
+  return `${node}-${buildId.slice(0, 12)}`;
+}
+
+/** WPA-PSK as wpa_passphrase computes it: PBKDF2-HMAC-SHA1(passphrase, ssid, 4096 rounds, 32 bytes), hex. */
+export function wifiPsk(ssid: string, passphrase: string): string {
+  return pbkdf2Sync(Buffer.from(passphrase, 'utf8'), Buffer.from(ssid, 'utf8'), 4096, 32, 'sha1').toString('hex');
+}
+
+const file = (path: string, data: string | Buffer, mode = 0o644): RootEntry => ({
+  kind: 'file', path, mode, uid: 0, gid: 0, data: Buffer.isBuffer(data) ? data : Buffer.from(data),
+});
+const yamlDump = (value: unknown) => dump(value, { lineWidth: -1, noRefs: true });
+/** Groups of the admin user (a group list, not a command: pibake itself never runs privileged tools). */
+const ADMIN_GROUPS = 'adm sudo users systemd-journal'.split(' ');
+
+/**
+ * The cluster part of /etc/hosts, by IP, fqdn and short name: the nodes this node works with —
+ * itself, the load balancers and the PostgreSQL primary; a load balancer names every node. Listing
+ * every node everywhere would make adding a node rebuild (and reflash) every card for a hosts line.
+ */
+export function hostsLines(facts: NodeFacts): string {
+  const everyone = facts.node.tags.includes('load-balancer');
+  const peers = facts.nodes.filter(
+    (n) => everyone || n.name === facts.node.name || n.tags.includes('load-balancer') || n.tags.includes('postgresql-primary'),
+  );
+  return peers.map((n) => `${n.ip}\t${n.fqdn} ${n.name}\n`).join('');
+}
+
+function hostsFile(facts: NodeFacts, header: string): string {
+  return `${header}127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n\n` +
+    `# cluster ${facts.inventory.cluster.name}\n${hostsLines(facts)}`;
+}
+
+/** Replace any `ds=` token of cmdline.txt with ours, keeping it one line. */
+export function setCmdlineToken(current: string, prefix: string, token: string | undefined): string {
+  const words = current.replace(/\s+$/, '').split(/\s+/).filter((w) => w !== '' && !w.startsWith(prefix));
+  if (token !== undefined) words.push(token);
+  return `${words.join(' ')}\n`;
+}
+
+// ---------------------------------------------------------------- trixie: cloud-init NoCloud
+
+export function cloudInitSeeds(facts: NodeFacts): Seeds {
+  const { inventory, node } = facts;
+  const metaData = yamlDump({ 'instance-id': facts.instanceId, 'local-hostname': node.name });
+  const user: Record<string, unknown> = {
+    name: inventory.admin.user,
+    gecos: 'pibake cluster administrator',
+    groups: ADMIN_GROUPS,
+    shell: '/bin/bash',
+    sudo: 'ALL=(ALL) NOPASSWD:ALL',
+    lock_passwd: facts.passwordHash === undefined,
+    ssh_authorized_keys: facts.adminKeys,
+  };
+  if (facts.passwordHash !== undefined) user.hashed_passwd = facts.passwordHash;
+  const config: Record<string, unknown> = {
+    hostname: node.name,
+    fqdn: node.fqdn,
+    prefer_fqdn_over_hostname: false,
+    // /etc/hosts is rendered by cloud-init from the template pibake bakes (hosts.debian.tmpl),
+    // so it carries the whole cluster and survives cloud-init's rewrite on every boot.
+    manage_etc_hosts: true,
+    users: [user],
+    disable_root: true,
+    ssh_pwauth: false,
+    // Per-node host keys are baked into /etc/ssh: cloud-init must not delete them, and it only
+    // generates a listed type whose key file is missing (cc_ssh), so ed25519 stays ours. (An empty
+    // list is what Raspberry Pi's 99_raspberry-pi.cfg uses, but cloud-init 22.4's schema rejects it.)
+    ssh_deletekeys: false,
+    ssh_genkeytypes: ['ed25519'],
+    timezone: inventory.locale.timezone,
+    locale: inventory.locale.locale,
+    keyboard: { layout: inventory.locale.keyboard },
+    package_update: facts.missingPackages.length > 0,
+    package_upgrade: false,
+  };
+  if (facts.missingPackages.length > 0) config.packages = facts.missingPackages;
+  const runcmd = firstBootCommands(facts);
+  if (runcmd.length > 0) config.runcmd = runcmd;
+  const userData = `#cloud-config\n# pibake: node ${node.name} of cluster ${inventory.cluster.name}. No secrets here (boot partition is world-readable).\n${yamlDump(config)}`;
+  const id = facts.instanceId;
+  return {
+    bootFiles: [
+      { path: 'meta-data', data: Buffer.from(metaData) },
+      { path: 'user-data', data: Buffer.from(userData) },
+      { path: 'network-config', data: Buffer.from(networkConfig(facts)) },
+      // The `ssh` flag (sshswitch.service) is still honoured on trixie; harmless where it is not.
+      { path: 'ssh', data: Buffer.alloc(0) },
+    ],
+    bootEdits: [{
+      path: 'cmdline.txt',
+      describe: `cmdline: set ds=nocloud;i=${id}`,
+      edit: (current) => setCmdlineToken(current, 'ds=', `ds=nocloud;i=${id}`),
+    }],
+    rootEntries: [
+      file('/etc/cloud/templates/hosts.debian.tmpl', hostsFile(facts,
+        '## template:jinja\n{#\nBaked by pibake: cloud-init renders /etc/hosts from this on every boot (manage_etc_hosts).\n#}\n' +
+        '# Generated by cloud-init from pibake\'s template; change the cluster inventory, not this file.\n')),
+    ],
+  };
+}
+
+/**
+ * The first-boot sequence (cloud-init runcmd, after `packages:` are installed): reload units, enable
+ * the roles' services, run the one-shot units in role order (the ownership hand-over first when the
+ * role lists it first), then restart the services so they pick up baked configuration and ownership.
+ */
+export function firstBootCommands(facts: NodeFacts): string[][] {
+  const cmds: string[][] = [];
+  if (facts.services.length + facts.firstboot.length === 0) return cmds;
+  cmds.push(['systemctl', 'daemon-reload']);
+  if (facts.services.length > 0) cmds.push(['systemctl', 'enable', ...facts.services]);
+  for (const unit of facts.firstboot) cmds.push(['systemctl', 'start', unit]);
+  if (facts.services.length > 0) cmds.push(['systemctl', 'restart', ...facts.services]);
+  return cmds;
+}
+
+export function networkConfig(facts: NodeFacts): string {
+  const { inventory, node } = facts;
+  const eth0: Record<string, unknown> = {};
+  if (node.mac) {
+    eth0.match = { macaddress: node.mac.toLowerCase() };
+    eth0['set-name'] = 'eth0';
+  }
+  Object.assign(eth0, {
+    dhcp4: false,
+    dhcp6: false,
+    addresses: [`${node.ip}/${inventory.network.prefixLength}`],
+    // `to: default` is netplan shorthand that cloud-init 22.4 (Debian bookworm) cannot parse
+    // ("Address default is not a valid ip address"); 0.0.0.0/0 means the same everywhere.
+    routes: [{ to: '0.0.0.0/0', via: inventory.network.gateway }],
+    nameservers: { addresses: inventory.network.dns, search: [inventory.cluster.domain] },
+  });
+  const network: Record<string, unknown> = { version: 2, ethernets: { eth0 } };
+  if (inventory.wifi) {
+    const { ssid, passphrase, country } = inventory.wifi;
+    network.wifis = {
+      wlan0: {
+        dhcp4: true,
+        optional: true,
+        'regulatory-domain': country,
+        'access-points': { [ssid]: { password: wifiPsk(ssid, passphrase) } },
+      },
+    };
+  }
+  return yamlDump({ network });
+}
+
+// ---------------------------------------------------------------- bookworm: firstrun.sh
+
+const FIRSTRUN_TOKENS = ['systemd.run=', 'systemd.run_success_action=', 'systemd.unit='];
+const FIRSTBOOT_DONE = '/var/lib/pibake/firstboot.done';
+
+/** Shell quoting: words of safe characters stay bare, anything else is single-quoted. */
+export function sq(value: string): string {
+  return /^[A-Za-z0-9@%+=:,./_-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function nmConnection(facts: NodeFacts): string {
+  const { inventory, node } = facts;
+  const lines = ['[connection]', 'id=eth0', `uuid=${stableUuid(`pibake-eth0-${inventory.cluster.name}-${node.name}`)}`, 'type=ethernet'];
+  if (!node.mac) lines.push('interface-name=eth0');
+  lines.push('autoconnect=true', '', '[ethernet]');
+  if (node.mac) lines.push(`mac-address=${node.mac.toUpperCase()}`);
+  lines.push('', '[ipv4]', 'method=manual', `address1=${node.ip}/${inventory.network.prefixLength},${inventory.network.gateway}`,
+    `dns=${inventory.network.dns.join(';')};`, `dns-search=${inventory.cluster.domain};`, '', '[ipv6]', 'method=disabled', '');
+  return lines.join('\n');
+}
+
+function nmWifi(facts: NodeFacts): string | undefined {
+  const wifi = facts.inventory.wifi;
+  if (!wifi) return undefined;
+  return ['[connection]', 'id=wlan0', `uuid=${stableUuid(`pibake-wlan0-${facts.inventory.cluster.name}-${facts.node.name}`)}`,
+    'type=wifi', 'interface-name=wlan0', 'autoconnect=true', '', '[wifi]', 'mode=infrastructure', `ssid=${wifi.ssid}`, '',
+    '[wifi-security]', 'key-mgmt=wpa-psk', `psk=${wifiPsk(wifi.ssid, wifi.passphrase)}`, '', '[ipv4]', 'method=auto', '',
+    '[ipv6]', 'method=auto', ''].join('\n');
+}
+
+/** A name-based UUID (v5 layout over SHA-1) so the same node always gets the same connection UUID. */
+function stableUuid(name: string): string {
+  const hash = createHash('sha1').update(name).digest().subarray(0, 16);
+  hash[6] = ((hash[6] as number) & 0x0f) | 0x50;
+  hash[8] = ((hash[8] as number) & 0x3f) | 0x80;
+  const h = hash.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export function bookwormSeeds(facts: NodeFacts): Seeds {
+  const { inventory, node } = facts;
+  const admin = inventory.admin.user;
+  const locale = inventory.locale;
+  if (!/^[A-Za-z0-9_+/-]+$/.test(locale.timezone) || locale.timezone.includes('..')) {
+    throw new PibakeError(`timezone "${locale.timezone}" is not a zoneinfo name`, { hint: 'e.g. Europe/Berlin or UTC' });
+  }
+  const firstrun = `#!/bin/bash
+# pibake first run (bookworm): started once by systemd.run from cmdline.txt, like Raspberry Pi
+# Imager's firstrun.sh. Creates the admin user, enables ssh, sets the locale, then removes its
+# cmdline tokens and itself. Packages and services follow on the next boot (pibake-firstboot.service).
+# No secrets here: this file lives on the world-readable boot partition.
+set +e
+FW=/boot/firmware
+[ -d "$FW" ] || FW=/boot
+ADMIN=${sq(admin)}
+if [ -f "$FW/userconf.txt" ] && [ -x /usr/lib/userconf-pi/userconf ]; then
+  IFS=: read -r CONF_USER CONF_HASH < "$FW/userconf.txt"
+  /usr/lib/userconf-pi/userconf "$CONF_USER" "$CONF_HASH"
+  rm -f "$FW/userconf.txt"
+fi
+if ! id -u "$ADMIN" >/dev/null 2>&1; then
+  useradd -m -U -s /bin/bash -c 'pibake cluster administrator' "$ADMIN"
+  if [ -f "$FW/userconf.txt" ]; then
+    cut -d: -f2- "$FW/userconf.txt" | sed "s/^/$ADMIN:/" | chpasswd -e
+    rm -f "$FW/userconf.txt"
+  else
+    usermod -L "$ADMIN"
+  fi
+fi
+for g in ${ADMIN_GROUPS.join(' ')}; do getent group "$g" >/dev/null && usermod -aG "$g" "$ADMIN"; done
+systemctl disable userconfig.service >/dev/null 2>&1
+HOME_DIR=$(getent passwd "$ADMIN" | cut -d: -f6)
+install -d -m 0700 -o "$ADMIN" -g "$(id -gn "$ADMIN")" "$HOME_DIR/.ssh"
+install -m 0600 -o "$ADMIN" -g "$(id -gn "$ADMIN")" /etc/pibake/admin_authorized_keys "$HOME_DIR/.ssh/authorized_keys"
+# Raspberry Pi OS's init=firstboot regenerated the SSH host keys on the boot before this one;
+# put the node's baked keys (the ones in the operator's known_hosts) back.
+install -m 0600 /etc/pibake/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key
+install -m 0644 /etc/pibake/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ed25519_key.pub
+systemctl enable ssh >/dev/null 2>&1
+LOCALE=${sq(locale.locale)}
+if [ -f /etc/locale.gen ] && ! grep -q "^$LOCALE " /etc/locale.gen; then
+  sed -i "s/^# *\\($LOCALE .*\\)/\\1/" /etc/locale.gen
+  locale-gen >/dev/null 2>&1
+fi
+update-locale LANG="$LOCALE" >/dev/null 2>&1
+sed -i -e 's/ systemd\\.run=[^ ]*//' -e 's/ systemd\\.run_success_action=[^ ]*//' -e 's/ systemd\\.unit=[^ ]*//' "$FW/cmdline.txt"
+rm -f "$FW/firstrun.sh"
+exit 0
+`;
+  const packages = facts.missingPackages;
+  const firstbootScript = `#!/bin/sh
+# pibake first boot (bookworm): runs once with the network up, after firstrun.sh created the user.
+set -eu
+${packages.length > 0 ? `export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef ${packages.map(sq).join(' ')}
+` : ''}${firstBootCommands(facts).map((cmd) => cmd.map(sq).join(' ')).join('\n')}
+mkdir -p ${sq(FIRSTBOOT_DONE.replace(/\/[^/]+$/, ''))}
+touch ${sq(FIRSTBOOT_DONE)}
+`;
+  const unit = `[Unit]
+Description=pibake first boot: install role packages, start services
+Wants=network-online.target
+After=network-online.target
+ConditionPathExists=!${FIRSTBOOT_DONE}
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/lib/pibake/firstboot.sh
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+`;
+  const rootEntries: RootEntry[] = [
+    file('/etc/hostname', `${node.name}\n`),
+    file('/etc/hosts', hostsFile(facts, '# Baked by pibake; change the cluster inventory, not this file.\n')),
+    file('/etc/NetworkManager/system-connections/eth0.nmconnection', nmConnection(facts), 0o600),
+    file('/etc/pibake/admin_authorized_keys', facts.adminKeys.map((k) => `${k}\n`).join('')),
+    file('/etc/sudoers.d/010_pibake-admin', `${admin} ALL=(ALL) NOPASSWD:ALL\n`, 0o440),
+    file('/etc/timezone', `${locale.timezone}\n`),
+    { kind: 'symlink', path: '/etc/localtime', target: `/usr/share/zoneinfo/${locale.timezone}`, mode: 0o777, uid: 0, gid: 0 },
+    file('/etc/default/keyboard', `XKBMODEL="pc105"\nXKBLAYOUT="${locale.keyboard}"\nXKBVARIANT=""\nXKBOPTIONS=""\nBACKSPACE="guess"\n`),
+    file('/etc/default/locale', `LANG=${locale.locale}\n`),
+    file('/usr/local/lib/pibake/firstboot.sh', firstbootScript, 0o755),
+    file('/etc/systemd/system/pibake-firstboot.service', unit),
+    { kind: 'symlink', path: '/etc/systemd/system/multi-user.target.wants/pibake-firstboot.service',
+      target: '/etc/systemd/system/pibake-firstboot.service', mode: 0o777, uid: 0, gid: 0 },
+  ];
+  const wifi = nmWifi(facts);
+  if (wifi) rootEntries.push(file('/etc/NetworkManager/system-connections/wlan0.nmconnection', wifi, 0o600));
+  const bootFiles: BootFile[] = [
+    { path: 'firstrun.sh', data: Buffer.from(firstrun) },
+    { path: 'ssh', data: Buffer.alloc(0) },
+  ];
+  if (facts.passwordHash !== undefined) bootFiles.push({ path: 'userconf.txt', data: Buffer.from(`${admin}:${facts.passwordHash}\n`) });
+  return {
+    bootFiles,
+    rootEntries,
+    bootEdits: [{
+      path: 'cmdline.txt',
+      describe: 'cmdline: run firstrun.sh once via systemd.run',
+      edit: (current) => {
+        let text = current;
+        for (const prefix of FIRSTRUN_TOKENS) text = setCmdlineToken(text, prefix, undefined);
+        text = setCmdlineToken(text, 'systemd.run=', 'systemd.run=/boot/firmware/firstrun.sh');
+        text = setCmdlineToken(text, 'systemd.run_success_action=', 'systemd.run_success_action=reboot');
+        return setCmdlineToken(text, 'systemd.unit=', 'systemd.unit=kernel-command-line.target');
+      },
+    }],
+  };
+}

@@ -1,0 +1,21 @@
+/**
+ * Regenerates schema/cluster.schema.json and docs/inventory.md from builder/inventory/schema.ts
+ * (`npm run schema`). A test fails when the committed files differ from a fresh generation.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inventoryJsonSchemaText } from '../builder/inventory/json-schema.ts';
+import { inventoryReferenceDoc } from '../builder/inventory/reference-doc.ts';
+
+export const GENERATED_FILES = {
+  'schema/cluster.schema.json': inventoryJsonSchemaText,
+  'docs/inventory.md': inventoryReferenceDoc,
+} as const;
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+for (const [path, generate] of Object.entries(GENERATED_FILES)) {
+  await mkdir(dirname(join(root, path)), { recursive: true });
+  await writeFile(join(root, path), generate());
+  process.stdout.write(`wrote ${path}\n`);
+}
