@@ -138,7 +138,8 @@ mirror=http://deb.debian.org/debian
 security=http://deb.debian.org/debian-security
 packages=(
   "linux-image-cloud-$arch" initramfs-tools systemd-sysv udev dbus kmod e2fsprogs dosfstools
-  iproute2 netbase procps less locales tzdata keyboard-configuration systemd-timesyncd systemd-resolved
+  iproute2 netbase procps less locales tzdata keyboard-configuration console-setup systemd-timesyncd
+  systemd-resolved
   openssh-server sudo cloud-init python3 python3-psycopg2 haproxy postgresql nginx
 )
 boot_mib=512           # size of p1, as in Raspberry Pi OS
@@ -166,8 +167,8 @@ deliver() {
 }
 
 mkdir -p "$cache" "$debs"
-exec 9>"$cache/.lock"
-flock 9   # one build per machine at a time; a second caller waits and then finds the cache filled
+exec 9>"$cache/.lock-$arch"
+flock 9   # one build per machine and arch at a time; a second caller waits, then finds it cached
 if [ -f "$image" ] && [ "$force" = 0 ]; then
   log "cached: $image"
   deliver

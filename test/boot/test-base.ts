@@ -8,8 +8,12 @@ import type { VmArch } from '../helpers/qemu.ts';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/make-test-base.sh', import.meta.url));
 
-/** Path of the cached test base (building it first when the cache has none; minutes, not hours). */
+/**
+ * Path of the cached test base (building it first when the cache has none; minutes, not hours).
+ * PIBAKE_TEST_BASE=<image> uses that image instead (it must follow the same contract).
+ */
 export async function ensureTestBase(arch: VmArch = 'amd64'): Promise<string> {
+  if (process.env.PIBAKE_TEST_BASE) return process.env.PIBAKE_TEST_BASE;
   const { stdout } = await execa('bash', [SCRIPT, '--arch', arch], { stderr: 'inherit', stdin: 'ignore' });
   const path = stdout.trim().split('\n').pop();
   if (!path) throw new Error('make-test-base.sh printed no image path');
