@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runTool } from '../../builder/common/exec.ts';
 import { bootAndCheck, type NodeExpectations } from './boot-and-check.ts';
 import { writeSeeds, type SeedNode } from './seed.ts';
-import { ensureTestBase } from './test-base.ts';
+import { consoleLogPath, ensureTestBase } from './test-base.ts';
 
 // PIBAKE_BOOT_ARCH=arm64 boots the arm64 base under qemu-system-aarch64 (opt-in: slow here).
 const arch = process.env.PIBAKE_BOOT_ARCH === 'arm64' ? 'arm64' : 'amd64';
@@ -76,7 +76,7 @@ describe('first boot of a node image under qemu', () => {
     const report = await bootAndCheck(image, expected, {
       arch,
       bootTimeoutMs: (arch === 'arm64' ? 20 : 10) * 60_000,
-      keepConsoleAs: process.env.PIBAKE_BOOT_CONSOLE,
+      keepConsoleAs: consoleLogPath('seeded-test-base'),
     });
     console.log(`boot test: cloud-init finished ${report.cloudInitSeconds.toFixed(0)} s after qemu started (${report.finishedLine})`);
     expect(report.finishedLine).toMatch(/DataSourceNoCloud/);

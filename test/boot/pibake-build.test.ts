@@ -16,7 +16,7 @@ import { openRaspiosImage } from '../../builder/image/raspios.ts';
 import { loadInventory } from '../../builder/inventory/load.ts';
 import { loadRoles } from '../../builder/render/roles.ts';
 import { bootAndCheck, expectationsFor } from './boot-and-check.ts';
-import { ensureTestBase } from './test-base.ts';
+import { consoleLogPath, ensureTestBase } from './test-base.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let dir: string;
@@ -64,7 +64,7 @@ describe('a pibake-built node image', () => {
     const services = [...(roles.get('primary')?.services ?? [])].map((s) => s.replace(/\.service$/, ''));
     expect(services.length).toBeGreaterThan(0);
     const report = await bootAndCheck(join(out, 'boottest', 'web1.img'), expectationsFor(inventory, 'web1', { keyFile, services }), {
-      keepConsoleAs: process.env.PIBAKE_BOOT_CONSOLE,
+      keepConsoleAs: consoleLogPath('pibake-web1'),
     });
     console.log(`pibake-built web1: cloud-init finished ${report.cloudInitSeconds.toFixed(0)} s after qemu started`);
     expect(await readFile(`${keyFile}.pub`, 'utf8')).toMatch(/^ssh-ed25519 /);

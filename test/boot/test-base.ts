@@ -3,6 +3,7 @@
  * content (a hash of the script) under $PIBAKE_CACHE_DIR or ~/.cache/pibake/test-base/.
  */
 import { execa } from 'execa';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { VmArch } from '../helpers/qemu.ts';
 
@@ -18,4 +19,10 @@ export async function ensureTestBase(arch: VmArch = 'amd64'): Promise<string> {
   const path = stdout.trim().split('\n').pop();
   if (!path) throw new Error('make-test-base.sh printed no image path');
   return path;
+}
+
+/** Where to keep a boot's serial console: <PIBAKE_BOOT_LOGS>/<name>.console.log, or nowhere. */
+export function consoleLogPath(name: string): string | undefined {
+  const dir = process.env.PIBAKE_BOOT_LOGS;
+  return dir ? join(dir, `${name}.console.log`) : undefined;
 }
