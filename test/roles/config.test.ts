@@ -150,6 +150,16 @@ describe('shipped roles', () => {
     expect(fileText(replica, '/usr/local/lib/pibake/replica-bootstrap.sh')).toMatch(/^rendered_version='15'$/m);
   });
 
+  it('adding a replica changes the load balancer, never the primary or the other replicas (no re-flash)', async () => {
+    const dir = path.join(tmp, 'grow');
+    await mkdir(dir);
+    const digest = (n: RenderedNode) => JSON.stringify(n.rootEntries.map((e) => [e.path, e.mode, e.kind === 'file' ? e.data.toString('base64') : e.kind === 'symlink' ? e.target : '']));
+    const before = await renderedCluster(clusterInventory(dir, { nodeCount: 4 }));
+    const after = await renderedCluster(clusterInventory(dir, { nodeCount: 5 })); // same secrets file
+    for (const name of ['db1', 'db2', 'db3']) expect(digest(await after.render(name)), name).toBe(digest(await before.render(name)));
+    expect(digest(await after.render('lb'))).not.toBe(digest(await before.render('lb')));
+  });
+
   it('on a Trixie base the PostgreSQL version follows Debian (17) and the configs stay valid', async () => {
     const dir = path.join(tmp, 'trixie');
     await mkdir(dir);

@@ -17,6 +17,7 @@ import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Inventory } from '../../builder/inventory/types.ts';
 import type { RenderedNode } from '../../builder/render/types.ts';
 import {
   clusterInventory, fileText, freePort, installedPostgresqlVersions, renderedCluster, waitFor, writeRoot,
@@ -46,6 +47,8 @@ let primary: Node;
 let replica: Node;
 let catchUpMs: number | undefined;
 let cloneMs: number | undefined;
+let replicaServer: ResultPromise | undefined;
+let inventory: Inventory;
 
 async function account(name: string): Promise<{ uid: number; gid: number }> {
   return { uid: Number((await execa('id', ['-u', name])).stdout), gid: Number((await execa('id', ['-g', name])).stdout) };
@@ -135,7 +138,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     await chmod(tmp, 0o755); // postgres must reach its folders below
     port = await freePort(['127.0.0.1', PRIMARY_IP, REPLICA_IP]);
     appPort = await freePort(['127.0.0.1', PRIMARY_IP, REPLICA_IP]);
-    const inventory = clusterInventory(tmp, { nodeCount: 4, postgresqlPort: port, appPort, postgresqlVersion: version });
+    inventory = clusterInventory(tmp, { nodeCount: 4, postgresqlPort: port, appPort, postgresqlVersion: version });
     const cluster = await renderedCluster(inventory);
     primary = await prepareNode('db1', await cluster.render('db1'), []);
     replica = await prepareNode('db2', await cluster.render('db2'), [
@@ -167,7 +170,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     expect((await stat(path.join(primary.conf, 'pg_hba.conf'))).uid).toBe(pg.uid);
   });
 
-  it('the primary starts with the rendered settings and the rendered setup (run twice) creates roles, slots and the demo database', async () => {
+  it('the primary starts with the rendered settings and the rendered setup (run twice) creates the roles and the demo database, and no slots', async () => {
     startServer(primary);
     await waitReady(primary, PRIMARY_IP); // listens on its node address, from the rendered listen_addresses
     expect(await psql(primary, 'SHOW max_slot_wal_keep_size')).toBe('256MB');
@@ -179,7 +182,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
       expect(result.exitCode, result.all).toBe(0);
     }
     expect(await psql(primary, "SELECT rolreplication, rolcanlogin, rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'replicator'")).toBe('t|t|t');
-    expect(await psql(primary, 'SELECT slot_name FROM pg_replication_slots ORDER BY 1')).toBe('db2\ndb3');
+    expect(await psql(primary, 'SELECT count(*) FROM pg_replication_slots')).toBe('0'); // replicas make their own
     expect(await psql(primary, 'SELECT count(*) FROM pibake_demo', 'pibake')).toBe('1');
   });
 
@@ -214,7 +217,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     cloneMs = Date.now() - cloneStarted;
     expect(bootstrap.exitCode, bootstrap.all).toBe(0);
     expect(bootstrap.all).toMatch(/STOP[\s\S]*START/);
-    expect(bootstrap.all).toContain('(slot db2: present)');
+    expect(bootstrap.all).toContain('(slot db2: missing)'); // so pg_basebackup -C created it
     const auto = await readFile(path.join(replica.data, 'postgresql.auto.conf'), 'utf8');
     expect(auto).toContain("primary_slot_name = 'db2'");
     expect(auto).toContain(`host=${PRIMARY_IP}`);
@@ -222,7 +225,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     expect((await stat(path.join(replica.data, 'standby.signal'))).uid).toBe(pg.uid);
 
     expect(await configure(replica)).toContain('RESTART');
-    startServer(replica);
+    replicaServer = startServer(replica);
     await waitReady(replica, REPLICA_IP);
     expect(await psql(replica, 'SELECT pg_is_in_recovery()')).toBe('t');
     await waitFor('the replica to stream from its slot', 30_000, async () =>
@@ -235,6 +238,30 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
       (await psql(replica, `SELECT count(*) FROM pibake_demo WHERE message = '${message}'`, 'pibake')) === '1' ? true : undefined);
     catchUpMs = Date.now() - started;
     expect(await psql(primary, "SELECT application_name, state FROM pg_stat_replication")).toBe('db2|streaming');
+  });
+
+  it('a re-flashed replica whose slot still exists on the primary reuses it', async () => {
+    await psql(primary, "SELECT pg_create_physical_replication_slot('db3')");
+    const db3 = await renderedCluster(inventory).then((c) => c.render('db3'));
+    const root = await writeRoot(db3, path.join(tmp, 'db3', 'root'));
+    const pgpass = path.join(root, 'etc/pibake/postgresql/replication.pgpass');
+    await chown(pgpass, pg.uid, pg.gid);
+    const data = path.join(tmp, 'db3', 'data');
+    await mkdir(data, { mode: 0o700 });
+    await chown(data, pg.uid, pg.gid);
+    const result = await execa(path.join(root, 'usr/local/lib/pibake/replica-bootstrap.sh'), [], {
+      env: {
+        PIBAKE_PG_BINDIR: bin, PIBAKE_PG_DATADIR: data, PIBAKE_PGPASS: pgpass, PIBAKE_MARKER: path.join(tmp, 'db3-bootstrapped'),
+        PIBAKE_PG_STOP: 'true', PIBAKE_PG_START: 'true', PIBAKE_WAIT_SECONDS: '30',
+      },
+      reject: false, all: true, timeout: 90_000,
+    });
+    expect(result.exitCode, result.all).toBe(0);
+    expect(result.all).toContain('(slot db3: present)');
+    expect(result.all).not.toContain('already exists');
+    expect(await readFile(path.join(data, 'postgresql.auto.conf'), 'utf8')).toContain("primary_slot_name = 'db3'");
+    await rm(path.join(tmp, 'db3'), { recursive: true });
+    await psql(primary, "SELECT pg_drop_replication_slot('db3')");
   });
 
   it('running the bootstrap script again on the standby is a no-op', async () => {
@@ -296,5 +323,19 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     expect(again.all).toContain('no longer a standby');
     expect(again.all).not.toContain('STOP');
     expect((await stat(path.join(replica.data, 'global/pg_control'))).ino).toBe(control.ino);
+    // What HAProxy's checks see after such a failover: the promoted node now answers /primary.
+    expect((await fetchText(`http://${REPLICA_IP}:${appPort}/primary`)).status).toBe(200);
+    expect((await fetchText(`http://${REPLICA_IP}:${appPort}/replica`)).status).toBe(503);
+  });
+
+  it('the app reports 503 on every health endpoint once its PostgreSQL is gone', async () => {
+    const server = replicaServer as ResultPromise;
+    server.kill('SIGINT');
+    await server;
+    for (const endpoint of ['healthz', 'primary', 'replica']) {
+      const answer = await fetchText(`http://${REPLICA_IP}:${appPort}/${endpoint}`);
+      expect(answer.status, endpoint).toBe(503);
+      expect(answer.body).toMatch(/^database unavailable/);
+    }
   });
 });
