@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --size 3G] [--only a,b] [--work DIR] [--repeat N]`
+ * `npm run bench [-- --size 3G] [--only a,b] [--work DIR] [--repeat N] [--image pattern|synth]`
  *
  * Times pibake's byte-moving steps against the bare tools doing the same job on the same bytes,
  * in one run, and prints the ratio and peak memory. Each measured run is a separate process under
@@ -20,9 +20,11 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { cloneImage } from '../builder/image/copy.ts';
 import { obtainBase } from '../builder/image/intake.ts';
+import { synthesizeRaspiosImage } from '../builder/image/synthesize.ts';
 import { writeBmapFile } from '../builder/package/bmap.ts';
 import { sha256File } from '../builder/package/checksums.ts';
 import { compressArgs, compressImage } from '../builder/package/compress.ts';
+import { buildSections } from './bench-build.ts';
 
 const MiB = 1 << 20;
 
@@ -33,6 +35,8 @@ export interface BenchContext {
   work: string;
   /** Apparent size of the test image in bytes (--size). */
   sizeBytes: number;
+  /** Test image kind (--image): 'pattern' (default) or 'synth' (synthesizeRaspiosImage, real FAT + ext4). */
+  image: 'pattern' | 'synth';
 }
 
 export interface BenchSection {
@@ -45,8 +49,12 @@ export interface BenchSection {
   prepare?: (ctx: BenchContext) => Promise<void>;
   /** Remove outputs (untimed, after each run). */
   cleanup?: (ctx: BenchContext) => Promise<void>;
+  /** Needs a real Raspberry Pi OS layout (FAT + ext4): skipped unless `--image synth`. */
+  needsSynth?: boolean;
   /** Extra facts to print after the runs, e.g. sizes of the outputs. */
   report?: (ctx: BenchContext) => Promise<string>;
+  /** The same for the bare tool's output (called before cleanup). */
+  reportBare?: (ctx: BenchContext) => Promise<string>;
 }
 
 interface Measurement {
@@ -77,6 +85,7 @@ async function timed(command: string[], extraEnv: NodeJS.ProcessEnv = {}): Promi
 async function runOurs(section: BenchSection, ctx: BenchContext): Promise<Measurement> {
   const { stdout, wall, maxRssKiB } = await timed([
     process.execPath, '--import', 'tsx', SCRIPT, '--child', section.name, '--work', ctx.work, '--size', String(ctx.sizeBytes),
+    '--image', ctx.image,
   ]);
   const line = stdout.split('\n').find((l) => l.startsWith('BENCH_RESULT '));
   if (!line) throw new Error(`section ${section.name}: child printed no result (wall ${wall}s)`);
@@ -109,7 +118,7 @@ function best(runs: Measurement[]): Measurement {
 async function parentMain(args: Args): Promise<void> {
   const work = args.work ?? (await mkdtemp(join(tmpdir(), 'pibake-bench-')));
   await mkdir(work, { recursive: true });
-  const ctx: BenchContext = { work, sizeBytes: args.sizeBytes };
+  const ctx: BenchContext = { work, sizeBytes: args.sizeBytes, image: args.image };
   const sections = args.only ? SECTIONS.filter((s) => args.only!.includes(s.name)) : SECTIONS;
   const rows: string[][] = [];
   try {
@@ -118,6 +127,10 @@ async function parentMain(args: Args): Promise<void> {
     console.log(`bench image: ${(info.size / 2 ** 30).toFixed(2)} GiB apparent, ${(info.blocks * 512 / 2 ** 30).toFixed(2)} GiB allocated; ` +
       `${(await import('node:os')).cpus().length} CPUs; best of ${args.repeat}; work ${work}`);
     for (const section of sections) {
+      if (section.needsSynth && ctx.image !== 'synth') {
+        console.log(`  ${section.name}: skipped (needs --image synth)`);
+        continue;
+      }
       await section.prepare?.(ctx);
       const ours: Measurement[] = [];
       const bare: Measurement[] = [];
@@ -125,6 +138,8 @@ async function parentMain(args: Args): Promise<void> {
       for (let i = 0; i < args.repeat; i += 1) {
         if (bareCommand) {
           bare.push(await runBare(bareCommand));
+          const extra = i === args.repeat - 1 && section.reportBare ? await section.reportBare(ctx) : '';
+          if (extra) console.log(`  ${section.name} (bare): ${extra}`);
           await section.cleanup?.(ctx);
         }
         ours.push(await runOurs(section, ctx));
@@ -160,6 +175,7 @@ function printTable(head: string[], rows: string[][]): void {
 
 interface Args {
   sizeBytes: number;
+  image: 'pattern' | 'synth';
   only?: string[];
   work?: string;
   repeat: number;
@@ -174,7 +190,7 @@ function parseSize(text: string): number {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { sizeBytes: 3 * 2 ** 30, repeat: 1 };
+  const args: Args = { sizeBytes: 3 * 2 ** 30, repeat: 1, image: 'pattern' };
   for (let i = 0; i < argv.length; i += 1) {
     const value = argv[i + 1];
     switch (argv[i]) {
@@ -183,7 +199,12 @@ function parseArgs(argv: string[]): Args {
       case '--work': args.work = value; i += 1; break;
       case '--repeat': args.repeat = Number(value); i += 1; break;
       case '--child': args.child = value; i += 1; break;
-      default: throw new Error(`unknown argument ${argv[i]} (use --size 3G, --only a,b, --work DIR, --repeat N)`);
+      case '--image':
+        if (value !== 'pattern' && value !== 'synth') throw new Error('--image pattern|synth');
+        args.image = value;
+        i += 1;
+        break;
+      default: throw new Error(`unknown argument ${argv[i]} (use --size 3G, --only a,b, --work DIR, --repeat N, --image pattern|synth)`);
     }
   }
   return args;
@@ -195,10 +216,22 @@ type FixtureName = 'raw' | 'xz';
 
 /** Path of a fixture in the work folder, made on first use. */
 export async function fixture(ctx: BenchContext, name: FixtureName): Promise<string> {
-  const raw = join(ctx.work, 'bench.img');
-  if (!existsSync(raw)) await makeBenchImage(raw, ctx.sizeBytes);
+  const raw = join(ctx.work, `bench-${ctx.image}.img`);
+  if (!existsSync(raw)) {
+    if (ctx.image === 'synth') {
+      // A real Raspberry Pi OS layout; its fill is incompressible random data, so the .img.xz
+      // fixture takes much longer to make than with the pattern image.
+      const sizeMiB = Math.floor(ctx.sizeBytes / MiB);
+      const bootMiB = Math.min(512, Math.max(64, Math.floor(sizeMiB / 8)));
+      // Half the image as data, within what the root filesystem can take (its 64 MiB base, 10% slack).
+      const fillMiB = Math.floor(Math.min(sizeMiB / 2, (sizeMiB - bootMiB - 8 - 64) / 1.1 - 1));
+      await synthesizeRaspiosImage({ path: raw, generation: 'trixie', sizeMiB, fillMiB, bootMiB });
+    } else {
+      await makeBenchImage(raw, ctx.sizeBytes);
+    }
+  }
   if (name === 'raw') return raw;
-  const xz = join(ctx.work, 'bench.img.xz');
+  const xz = `${raw}.xz`;
   if (!existsSync(xz)) {
     // -1: fast to make; the bench measures decompression. Multi-threaded so xz -dc can use threads.
     await execa('bash', ['-c', 'xz -T0 -1 -c "$1" > "$2.part" && mv "$2.part" "$2"', '_', raw, xz]);
@@ -208,22 +241,30 @@ export async function fixture(ctx: BenchContext, name: FixtureName): Promise<str
 
 /**
  * The bench image: `sizeBytes` apparent, about half of it data. An MBR (so intake accepts it),
- * then 8 MiB data islands with 8 MiB holes between. Data is random with 4 bits of entropy per byte,
- * so it compresses about 2:1 (real images: ~5:1 overall, holes included).
- * When builder/image/synthesize.ts lands, replace the body with
- * `synthesizeRaspiosImage({ path, generation: 'trixie', sizeMiB: sizeBytes / MiB, fillMiB: ... })`.
+ * then 8 MiB data islands with 8 MiB holes between. Island data is random slices (256 B-8 KiB) of a
+ * 512 KiB random dictionary: it compresses about 5:1 with xz -1, like a real image overall (its
+ * .img.xz is ~1/5.7 of the raw size), and xz compresses it fast enough that making the .img.xz
+ * fixture takes well under a minute per GiB of data on two cores (pure random bytes: far slower).
+ * `--image synth` uses synthesizeRaspiosImage instead (real FAT + ext4 layout, random fill).
  */
 async function makeBenchImage(path: string, sizeBytes: number): Promise<void> {
   const part = `${path}.part`;
+  const dictionary = randomFillSync(Buffer.alloc(512 << 10));
+  for (let i = 0; i < dictionary.length; i += 1) dictionary[i]! &= 0x3f;
   const handle = await open(part, 'w');
   try {
     await handle.truncate(sizeBytes);
     const island = 8 * MiB;
     const buffer = Buffer.allocUnsafe(island);
-    const words = new Uint32Array(buffer.buffer, buffer.byteOffset, island / 4);
+    const picks = new Uint32Array(1 << 16);
     for (let offset = 4 * MiB; offset + island <= sizeBytes; offset += 2 * island) {
-      randomFillSync(buffer);
-      for (let i = 0; i < words.length; i += 1) words[i]! &= 0x0f0f0f0f;
+      randomFillSync(picks);
+      let at = 0;
+      for (let p = 0; at < island; p = (p + 2) % picks.length) {
+        const length = 256 + (picks[p]! % (8192 - 256));
+        const from = picks[p + 1]! % (dictionary.length - length);
+        at += dictionary.copy(buffer, at, from, from + Math.min(length, island - at));
+      }
       await handle.write(buffer, 0, island, offset);
     }
   } finally {
@@ -255,9 +296,9 @@ export const SECTIONS: BenchSection[] = [
     report: async (ctx) => {
       const { readdir } = await import('node:fs/promises');
       const cached = (await readdir(out(ctx, 'cache'))).find((n) => n.endsWith('.img'))!;
-      const bare = existsSync(out(ctx, 'bare.img')) ? `; bare: ${await allocated(out(ctx, 'bare.img'))}` : '';
-      return `cache image ${await allocated(join(out(ctx, 'cache'), cached))}${bare}; xz input ${((await stat(await fixture(ctx, 'xz'))).size / MiB).toFixed(0)} MiB`;
+      return `cache image ${await allocated(join(out(ctx, 'cache'), cached))}; xz input ${((await stat(await fixture(ctx, 'xz'))).size / MiB).toFixed(0)} MiB`;
     },
+    reportBare: async (ctx) => `output ${await allocated(out(ctx, 'bare.img'))}`,
     cleanup: async (ctx) => {
       await rm(out(ctx, 'cache'), { recursive: true, force: true });
       await rm(out(ctx, 'bare.img'), { force: true });
@@ -271,6 +312,7 @@ export const SECTIONS: BenchSection[] = [
       await writeFile(out(ctx, 'clone.method'), method);
     },
     report: async (ctx) => `method ${await readFile(out(ctx, 'clone.method'), 'utf8')}; copy ${await allocated(out(ctx, 'clone.img'))}`,
+    reportBare: async (ctx) => `copy ${await allocated(out(ctx, 'clone.img'))}`,
     cleanup: async (ctx) => {
       await rm(out(ctx, 'clone.img'), { force: true });
     },
@@ -305,13 +347,14 @@ export const SECTIONS: BenchSection[] = [
       await sha256File(await fixture(ctx, 'raw'));
     },
   },
+  ...buildSections(fixture),
 ];
 
 // ---- entry ----------------------------------------------------------------------------------
 
 const args = parseArgs(process.argv.slice(2));
 if (args.child) {
-  await childMain(args.child, { work: args.work!, sizeBytes: args.sizeBytes });
+  await childMain(args.child, { work: args.work!, sizeBytes: args.sizeBytes, image: args.image });
 } else {
   await parentMain(args);
 }

@@ -1,6 +1,8 @@
 /** Every pibake subcommand, in pipeline order. Each lives in its own module beside this one. */
 import type { CommandModule } from 'yargs';
 import { buildCommand } from './build.ts';
+import { devicesCommand } from './devices.ts';
+import { flashCommand } from './flash.ts';
 import { inspectCommand } from './inspect.ts';
 import { renderCommandModule } from './render.ts';
 
@@ -9,4 +11,6 @@ export const commands: CommandModule<any, any>[] = [
   renderCommandModule,
   buildCommand,
   inspectCommand,
+  flashCommand,
+  devicesCommand,
 ];

@@ -12,6 +12,8 @@ const PACKAGE_OF: Record<string, string> = {
   'fsck.vfat': 'dosfstools', 'mkfs.vfat': 'dosfstools', sfdisk: 'fdisk', lsblk: 'util-linux', blkid: 'util-linux',
   xz: 'xz-utils', zstd: 'zstd', unzip: 'unzip', bmaptool: 'bmap-tools', haproxy: 'haproxy', nginx: 'nginx',
   'cloud-init': 'cloud-init', openssl: 'openssl', 'ssh-keygen': 'openssh-client', cp: 'coreutils',
+  // eslint-disable-next-line no-restricted-syntax -- the Debian package that ships umount, not a call
+  umount: 'mount', blockdev: 'util-linux',
 };
 
 export function packageFor(tool: string): string {

@@ -9,13 +9,16 @@
  * could not report which happened. Hence: try `--reflink=always`, and on a clone failure run
  * `cp --sparse=always`.
  */
-import { randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
+import { siblingTempPath } from '../package/temp-name.ts';
 
 export type CloneMethod = 'reflink' | 'sparse';
+
+/** Source/destination device pairs where reflink failed: later clones (one per node) skip the attempt. */
+const noReflink = new Set<string>();
 
 /** Copy `src` to `dst` (replaced atomically) by reflink if possible, else sparse. Returns which. */
 export async function cloneImage(src: string, dst: string): Promise<CloneMethod> {
@@ -27,19 +30,23 @@ export async function cloneImage(src: string, dst: string): Promise<CloneMethod>
   }
   if (!info.isFile()) throw new PibakeError(`cannot copy ${src}: not a regular file`, { hint: 'give an image file' });
 
-  const temp = join(dirname(dst), `.${basename(dst)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const temp = siblingTempPath(dst);
+  const devices = `${info.dev}:${await stat(dirname(dst)).then((d) => d.dev, () => 'missing')}`;
   try {
-    const reflink = await runTool('cp', ['--reflink=always', '--', src, temp], { reject: false });
-    let method: CloneMethod = 'reflink';
-    if (reflink.exitCode !== 0) {
-      if (!/clone|not supported|cross-device/i.test(String(reflink.stderr))) {
+    let method: CloneMethod = 'sparse';
+    if (!noReflink.has(devices)) {
+      const reflink = await runTool('cp', ['--reflink=always', '--', src, temp], { reject: false });
+      if (reflink.exitCode === 0) method = 'reflink';
+      else if (/clone|not supported|cross-device/i.test(String(reflink.stderr))) noReflink.add(devices);
+      else {
         throw new PibakeError(`cannot copy ${src} to ${dst}: ${String(reflink.stderr).trim().split('\n').pop()}`, {
-          hint: 'check free space and permissions of the output folder',
+          hint: 'check that the output folder exists, is writable and has free space',
         });
       }
+    }
+    if (method === 'sparse') {
       await rm(temp, { force: true });
       await runTool('cp', ['--sparse=always', '--', src, temp]);
-      method = 'sparse';
     }
     await rename(temp, dst);
     return method;

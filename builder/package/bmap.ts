@@ -13,10 +13,10 @@
  * ranges. Consequence a flasher must know: unmapped blocks are zero in the image but are not written
  * to the card, exactly as with bmaptool.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { open, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
+import { siblingTempPath } from './temp-name.ts';
 
 export const BMAP_BLOCK_SIZE = 4096;
 const READ_SIZE = 4 << 20; // a multiple of the block size
@@ -49,7 +49,7 @@ export async function createBmap(imagePath: string): Promise<string> {
 /** Write `<image>.bmap` (or `bmapPath`) atomically; returns its path. */
 export async function writeBmapFile(imagePath: string, bmapPath = `${imagePath}.bmap`): Promise<string> {
   const text = await createBmap(imagePath);
-  const temp = join(dirname(bmapPath), `.${basename(bmapPath)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const temp = siblingTempPath(bmapPath);
   try {
     await writeFile(temp, text);
     await rename(temp, bmapPath);

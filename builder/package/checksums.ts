@@ -5,10 +5,11 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import { basename, join, relative, isAbsolute } from 'node:path';
+import { join, relative, isAbsolute } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PibakeError } from '../common/errors.ts';
+import { siblingTempPath } from './temp-name.ts';
 
 /** Lowercase hex SHA-256 of a file, read as a stream. */
 export async function sha256File(path: string): Promise<string> {
@@ -58,7 +59,7 @@ export async function writeSha256Sums(dir: string, files: readonly string[], nam
     lines.push(sumLine(digest, rel));
   }
   const target = join(dir, name);
-  const temp = join(dir, `.${basename(name)}.tmp-${process.pid}`);
+  const temp = siblingTempPath(join(dir, name));
   await writeFile(temp, lines.join(''));
   await rename(temp, target);
   return target;

@@ -37,7 +37,7 @@ describe('cloneImage', () => {
     // 128 MiB apparent, ~2.3 MiB of data (+ 8 MiB of written zeros in the source).
     expect(allocated).toBeLessThan(4 * MiB);
     if (method === 'sparse') expect(allocated).toBeLessThan(await allocatedBytes(image));
-    expect((await readdir(dir)).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n.endsWith('.partial'))).toEqual([]);
   });
 
   it('replaces an existing destination', async () => {
@@ -50,6 +50,6 @@ describe('cloneImage', () => {
   it('fails with a PibakeError and leaves nothing when the source is missing or the target folder does not exist', async () => {
     await expect(cloneImage(join(dir, 'nope.img'), join(dir, 'x.img'))).rejects.toBeInstanceOf(PibakeError);
     await expect(cloneImage(image, join(dir, 'no-such-dir', 'x.img'))).rejects.toBeInstanceOf(PibakeError);
-    expect((await readdir(dir)).filter((n) => n === 'x.img' || n.includes('.tmp-'))).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n === 'x.img' || n.endsWith('.partial'))).toEqual([]);
   });
 });

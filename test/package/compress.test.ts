@@ -55,14 +55,14 @@ describe('compressImage', () => {
       expect(stdout.split(' ')[0]).toBe(await sha256sum(image));
       expect(await sha256OfStream(archive)).toBe(await sha256sum(image));
       expect((await readFile(archive)).length).toBeLessThan(96 << 20);
-      expect((await readdir(dir)).filter((n) => n.includes('.tmp-'))).toEqual([]);
+      expect((await readdir(dir)).filter((n) => n.endsWith('.partial'))).toEqual([]);
     });
   }
 
   it('leaves neither the archive nor a temp file when it fails', async () => {
     const out = join(dir, 'missing.img.zst');
     await expect(compressImage(join(dir, 'does-not-exist.img'), out, 'zstd')).rejects.toBeInstanceOf(PibakeError);
-    expect((await readdir(dir)).filter((n) => n.startsWith('missing') || n.includes('.tmp-'))).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n.startsWith('missing') || n.endsWith('.partial'))).toEqual([]);
   });
 });
 

@@ -1,0 +1,73 @@
+/** `pibake flash NODE|IMAGE --device DEV...`: write node images to cards, safely and verified. */
+import { createInterface } from 'node:readline/promises';
+import type { CommandModule } from 'yargs';
+import { flash, verifyOnly } from '../flash/flash.ts';
+import { bmapBeside, resolveImage } from '../flash/resolve.ts';
+import { formatBytes } from '../flash/safety.ts';
+
+interface FlashArgs {
+  config: string;
+  target: string;
+  device: string[];
+  yes: boolean;
+  verify: boolean;
+  unmount: boolean;
+  'allow-non-removable': boolean;
+  'allow-large': boolean;
+  bmap?: string;
+  'verify-only': boolean;
+}
+
+export const flashCommand: CommandModule<object, FlashArgs> = {
+  command: 'flash <target>',
+  describe: 'write a node image (or any .img/.img.zst/.img.xz) to one or more cards, then verify it',
+  builder: (y) =>
+    y
+      .positional('target', { type: 'string', demandOption: true, describe: 'node name (output/<cluster>/<node>.img*) or image file' })
+      .option('config', { type: 'string', default: 'cluster.yaml', describe: 'cluster inventory (for node names)' })
+      .option('device', { type: 'string', array: true, demandOption: true, describe: 'card to write (whole disk, e.g. /dev/sdX), or a file; repeat for several' })
+      .option('yes', { type: 'boolean', default: false, describe: 'do not ask before erasing (needed without a terminal)' })
+      .option('verify', { type: 'boolean', default: true, describe: 'read every written range back and compare checksums (--no-verify skips)' })
+      .option('unmount', { type: 'boolean', default: false, describe: 'unmount filesystems of the target cards first' })
+      .option('allow-non-removable', { type: 'boolean', default: false, describe: 'allow a disk that is not removable (USB/MMC)' })
+      .option('allow-large', { type: 'boolean', default: false, describe: 'allow a disk larger than 128 GiB' })
+      .option('verify-only', { type: 'boolean', default: false, describe: 'write nothing; check cards written earlier against the image' })
+      .option('bmap', { type: 'string', describe: 'block map to use (default: X.img.bmap or X.bmap beside the image)' }) as never,
+  handler: async (args) => {
+    const image = resolveImage(args.target, args.config);
+    const bmap = args.bmap ?? bmapBeside(image);
+    if (args['verify-only']) {
+      const checked = await verifyOnly({ image, bmap, targets: args.device, out: process.stderr });
+      process.stdout.write(`${args.device.join(', ')} match ${image} (${formatBytes(checked.writtenBytes)} compared${checked.bmapUsed ? ', bmap' : ''})\n`);
+      return;
+    }
+    const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
+    const result = await flash({
+      image,
+      bmap,
+      targets: args.device,
+      yes: args.yes,
+      verify: args.verify,
+      unmount: args.unmount,
+      allowNonRemovable: args['allow-non-removable'],
+      allowLarge: args['allow-large'],
+      out: process.stderr,
+      confirm: interactive ? ask : undefined,
+    });
+    process.stdout.write(
+      `flashed ${image} to ${args.device.join(', ')}: ${formatBytes(result.writtenBytes)} written${result.bmapUsed ? ' (bmap)' : ''}, ` +
+        `${result.verified ? 'verified' : 'not verified'}, ${result.seconds.toFixed(1)} s\n`,
+    );
+  },
+};
+
+async function ask(summary: string[]): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    process.stderr.write(`These cards will be erased:\n${summary.map((s) => `  ${s}\n`).join('')}`);
+    const answer = await rl.question('Type "yes" to continue: ');
+    return answer.trim().toLowerCase() === 'yes';
+  } finally {
+    rl.close();
+  }
+}

@@ -1,0 +1,63 @@
+/** Shared fixtures for the flash tests: sparse images with random data at known places. */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+
+export const MiB = 1024 * 1024;
+
+export interface Segment {
+  offset: number;
+  length: number;
+}
+
+/** A sparse file of sizeBytes with random data in `segments` (holes elsewhere). */
+export async function makeImage(path: string, sizeBytes: number, segments: readonly Segment[]): Promise<void> {
+  const handle = await open(path, 'w');
+  try {
+    await handle.truncate(sizeBytes);
+    for (const s of segments) await handle.write(randomBytes(s.length), 0, s.length, s.offset);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A typical layout: boot-ish data at 1 MiB, scattered data, an odd-sized tail block. */
+export const SEGMENTS: Segment[] = [
+  { offset: 0, length: 512 },
+  { offset: 1 * MiB, length: 3 * MiB + 4096 },
+  { offset: 9 * MiB + 8192, length: 5 * MiB },
+  { offset: 20 * MiB, length: 12_345 },
+];
+
+export async function makeImageWithBmap(dir: string, name = 'node.img', sizeBytes = 32 * MiB + 1536): Promise<{ image: string; bmap: string }> {
+  const image = join(dir, name);
+  await makeImage(image, sizeBytes, [...SEGMENTS, { offset: sizeBytes - 100, length: 100 }]);
+  const bmap = `${image}.bmap`;
+  await execa('bmaptool', ['create', '-o', bmap, image]);
+  return { image, bmap };
+}
+
+/** Independent oracle: `cmp` of byte ranges of two files or devices. */
+export async function sameBytes(a: string, b: string, ranges: readonly { start: number; end: number }[]): Promise<boolean> {
+  for (const r of ranges) {
+    const result = await execa('cmp', ['-n', String(r.end - r.start), '-i', `${r.start}:${r.start}`, a, b], { reject: false });
+    if (result.exitCode !== 0) return false;
+  }
+  return true;
+}
+
+export async function sha256Of(path: string): Promise<string> {
+  const { stdout } = await execa('sha256sum', [path]);
+  return stdout.split(' ')[0] ?? '';
+}
+
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'pibake-flash-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

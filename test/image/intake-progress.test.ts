@@ -1,0 +1,52 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { humanBytes, ProgressLine } from '../../builder/image/intake/progress.ts';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.useRealTimers();
+});
+
+function captureStderr(): string[] {
+  const writes: string[] = [];
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    writes.push(String(chunk));
+    return true;
+  });
+  return writes;
+}
+
+describe('ProgressLine', () => {
+  it('draws one self-overwriting line with bytes, percentage and rate, at most 4 times a second', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const writes = captureStderr();
+    const line = new ProgressLine('pibake: unpacking x.img.xz', true);
+    line.totalIn = 400 * 2 ** 20;
+    let read = 0;
+    line.bytesIn = () => read;
+    vi.advanceTimersByTime(1000);
+    read = 100 * 2 ** 20;
+    line.update(512 * 2 ** 20);
+    line.update(513 * 2 ** 20); // within 250 ms: not drawn
+    vi.advanceTimersByTime(1000);
+    line.update(1024 * 2 ** 20);
+    line.done();
+    expect(writes).toHaveLength(3);
+    expect(writes[0]).toBe('\r\x1b[Kpibake: unpacking x.img.xz: 25% of 400.0 MiB read, 512.0 MiB written, 512.0 MiB/s');
+    expect(writes[1]).toMatch(/1\.0 GiB written, 512\.0 MiB\/s$/);
+    expect(writes[2]).toBe('\r\x1b[K');
+  });
+
+  it('stays silent when disabled (stderr not a terminal)', () => {
+    const writes = captureStderr();
+    const line = new ProgressLine('x', false);
+    line.update(10);
+    line.done();
+    expect(writes).toEqual([]);
+  });
+
+  it('formats sizes in binary units', () => {
+    expect(humanBytes(0)).toBe('0 B');
+    expect(humanBytes(1536)).toBe('1.5 KiB');
+    expect(humanBytes(3 * 2 ** 30)).toBe('3.0 GiB');
+  });
+});
