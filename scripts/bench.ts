@@ -24,6 +24,7 @@ import { synthesizeRaspiosImage } from '../builder/image/synthesize.ts';
 import { writeBmapFile } from '../builder/package/bmap.ts';
 import { sha256File } from '../builder/package/checksums.ts';
 import { compressArgs, compressImage } from '../builder/package/compress.ts';
+import { buildSections } from './bench-build.ts';
 
 const MiB = 1 << 20;
 
@@ -48,6 +49,8 @@ export interface BenchSection {
   prepare?: (ctx: BenchContext) => Promise<void>;
   /** Remove outputs (untimed, after each run). */
   cleanup?: (ctx: BenchContext) => Promise<void>;
+  /** Needs a real Raspberry Pi OS layout (FAT + ext4): skipped unless `--image synth`. */
+  needsSynth?: boolean;
   /** Extra facts to print after the runs, e.g. sizes of the outputs. */
   report?: (ctx: BenchContext) => Promise<string>;
   /** The same for the bare tool's output (called before cleanup). */
@@ -124,6 +127,10 @@ async function parentMain(args: Args): Promise<void> {
     console.log(`bench image: ${(info.size / 2 ** 30).toFixed(2)} GiB apparent, ${(info.blocks * 512 / 2 ** 30).toFixed(2)} GiB allocated; ` +
       `${(await import('node:os')).cpus().length} CPUs; best of ${args.repeat}; work ${work}`);
     for (const section of sections) {
+      if (section.needsSynth && ctx.image !== 'synth') {
+        console.log(`  ${section.name}: skipped (needs --image synth)`);
+        continue;
+      }
       await section.prepare?.(ctx);
       const ours: Measurement[] = [];
       const bare: Measurement[] = [];
@@ -340,6 +347,7 @@ export const SECTIONS: BenchSection[] = [
       await sha256File(await fixture(ctx, 'raw'));
     },
   },
+  ...buildSections(fixture),
 ];
 
 // ---- entry ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import { INVENTORY_SPEC } from './schema.ts';
 import { validateShape } from './shape.ts';
 import { readSshKeyEntry, resolveUserPath } from './ssh-keys.ts';
 import type { Inventory } from './types.ts';
-import { parseYamlTree } from './yaml-tree.ts';
+import { parseYamlTree } from '../common/yaml-tree.ts';
 
 /**
  * @param roles role name -> its tags (from loadRoles): which roles exist and which node is the

@@ -6,7 +6,7 @@
 import type { Location, Problem } from '../common/errors.ts';
 import type { Field, ObjectSpec, Spec, StringSpec } from './spec.ts';
 import { propOf } from './spec.ts';
-import type { YamlMap, YamlNode } from './yaml-tree.ts';
+import type { YamlMap, YamlNode } from '../common/yaml-tree.ts';
 
 export interface ShapeResult {
   /** undefined when the top level is not a mapping at all. */

@@ -6,7 +6,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError, type Location, type Problem } from '../common/errors.ts';
 import { globToRegExp, isGlob } from './glob.ts';
-import { isNullScalar, parseLocatedYaml, type YamlNode } from './yaml-source.ts';
+import { parseYamlTree, type YamlNode } from '../common/yaml-tree.ts';
 
 export interface FileRule {
   /** Absolute root-filesystem path or shell-style glob. */
@@ -102,9 +102,10 @@ function overlayLocation(role: RoleDefinition, overlay: string): Location {
 
 /** Parse and validate one role file's text; problems are appended, undefined if unusable. */
 export function parseRole(name: string, file: string, text: string, problems: Problem[]): RoleDefinition | undefined {
-  const root = parseLocatedYaml(text, file);
-  if (!root || root.kind !== 'mapping') {
-    problems.push({ message: 'a role file must be a mapping (description, tags, overlays, ...)', location: root?.location ?? { file } });
+  const { root, problems: yamlProblems } = parseYaml(text, file);
+  problems.push(...yamlProblems);
+  if (!root || root.kind !== 'map') {
+    problems.push({ message: 'a role file must be a mapping (description, tags, overlays, ...)', location: root ? textAt(root) : { file } });
     return undefined;
   }
   const role: RoleDefinition = {
@@ -114,8 +115,8 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
   for (const { key, keyLocation, value } of root.entries) {
     switch (key) {
       case 'description':
-        if (value.kind === 'scalar' && !isNullScalar(value)) role.description = value.value;
-        else if (!isNullScalar(value)) problems.push({ message: 'description must be text', location: value.location });
+        if (value.kind === 'scalar' && !isNull(value)) role.description = value.text;
+        else if (!isNull(value)) problems.push({ message: 'description must be text', location: value.location });
         break;
       case 'tags':
         role.tags = stringList(value, key, TAG, 'lowercase letters, digits and dashes', problems);
@@ -153,32 +154,32 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
 function stringList(
   node: YamlNode, key: string, pattern: RegExp, what: string, problems: Problem[], locations?: Map<string, Location>,
 ): string[] {
-  if (isNullScalar(node)) return [];
-  if (node.kind !== 'sequence') {
-    problems.push({ message: `${key} must be a list`, hint: `e.g. ${key}: [a, b]`, location: node.location });
+  if (isNull(node)) return [];
+  if (node.kind !== 'seq') {
+    problems.push({ message: `${key} must be a list`, hint: `e.g. ${key}: [a, b]`, location: textAt(node) });
     return [];
   }
   const out: string[] = [];
   for (const item of node.items) {
-    if (item.kind !== 'scalar' || !pattern.test(item.value)) {
-      const shown = item.kind === 'scalar' ? `"${item.value}"` : `a ${item.kind}`;
-      problems.push({ message: `${key}: ${shown} is not valid`, hint: `expected ${what}`, location: item.location });
+    if (item.kind !== 'scalar' || !pattern.test(item.text)) {
+      const shown = item.kind === 'scalar' ? `"${item.text}"` : `a ${item.kind === 'seq' ? 'sequence' : 'mapping'}`;
+      problems.push({ message: `${key}: ${shown} is not valid`, hint: `expected ${what}`, location: textAt(item) });
       continue;
     }
-    if (out.includes(item.value)) {
-      problems.push({ message: `${key}: "${item.value}" is listed twice`, location: item.location });
+    if (out.includes(item.text)) {
+      problems.push({ message: `${key}: "${item.text}" is listed twice`, location: textAt(item) });
       continue;
     }
-    out.push(item.value);
-    locations?.set(item.value, item.location);
+    out.push(item.text);
+    locations?.set(item.text, textAt(item));
   }
   return out;
 }
 
 function fileRules(node: YamlNode, problems: Problem[]): FileRule[] {
-  if (isNullScalar(node)) return [];
-  if (node.kind !== 'mapping') {
-    problems.push({ message: 'files must be a mapping of path -> { mode, owner, group }', location: node.location });
+  if (isNull(node)) return [];
+  if (node.kind !== 'map') {
+    problems.push({ message: 'files must be a mapping of path -> { mode, owner, group }', location: textAt(node) });
     return [];
   }
   const rules: FileRule[] = [];
@@ -193,28 +194,29 @@ function fileRules(node: YamlNode, problems: Problem[]): FileRule[] {
       continue;
     }
     const rule: FileRule = { pattern: key, matcher: globToRegExp(key), exact: !isGlob(key), location: keyLocation };
-    if (value.kind !== 'mapping') {
-      problems.push({ message: `files: "${key}" must map to { mode, owner, group }`, location: value.location });
+    if (value.kind !== 'map') {
+      problems.push({ message: `files: "${key}" must map to { mode, owner, group }`, location: textAt(value) });
       continue;
     }
     for (const entry of value.entries) {
       const v = entry.value;
       if (v.kind !== 'scalar') {
-        problems.push({ message: `files: ${entry.key} of "${key}" must be a single value`, location: v.location });
+        problems.push({ message: `files: ${entry.key} of "${key}" must be a single value`, location: textAt(v) });
         continue;
       }
       if (entry.key === 'mode') {
-        if (!v.quoted || !MODE.test(v.value)) {
+        // An unquoted 0644 resolves to the number 644, so only a string can be a valid mode.
+        if (typeof v.value !== 'string' || !MODE.test(v.value)) {
           problems.push({
-            message: `files: mode ${v.quoted ? `"${v.value}"` : v.value} of "${key}" is not a quoted four-digit octal mode`,
+            message: `files: mode ${v.quoted ? `"${v.text}"` : v.text} of "${key}" is not a quoted four-digit octal mode`,
             hint: 'write it quoted with a leading zero, e.g. mode: "0644"',
-            location: v.location,
+            location: textAt(v),
           });
         } else rule.mode = parseInt(v.value, 8);
       } else if (entry.key === 'owner' || entry.key === 'group') {
-        if (!ACCOUNT.test(v.value)) {
-          problems.push({ message: `files: ${entry.key} "${v.value}" of "${key}" is not a valid user/group name`, location: v.location });
-        } else rule[entry.key] = v.value;
+        if (!ACCOUNT.test(v.text)) {
+          problems.push({ message: `files: ${entry.key} "${v.text}" of "${key}" is not a valid user/group name`, location: textAt(v) });
+        } else rule[entry.key] = v.text;
       } else {
         problems.push({
           message: `unknown key "${entry.key}" for files: "${key}"`,
@@ -226,6 +228,32 @@ function fileRules(node: YamlNode, problems: Problem[]): FileRule[] {
     rules.push(rule);
   }
   return rules;
+}
+
+/** The shared YAML reader, with role files' long-standing "invalid YAML: ..." wording for syntax errors. */
+function parseYaml(text: string, file: string): ReturnType<typeof parseYamlTree> {
+  try {
+    return parseYamlTree(text, file);
+  } catch (error) {
+    if (!(error instanceof PibakeError)) throw error;
+    throw new PibakeError(error.message.replace(/^YAML syntax error: /, 'invalid YAML: '), {
+      hint: error.hint, location: error.location, cause: error.cause,
+    });
+  }
+}
+
+/** A plain `~`, `null` or empty value, which leaves a key at its default. */
+function isNull(node: YamlNode): boolean {
+  return node.kind === 'scalar' && node.value === null;
+}
+
+/**
+ * Role-file messages about a value point at its first character, inside any quotes (the shared
+ * reader locates a quoted scalar at its opening quote, one column earlier).
+ */
+function textAt(node: YamlNode): Location {
+  if (node.kind !== 'scalar' || !node.quoted || node.location.column === undefined) return node.location;
+  return { ...node.location, column: node.location.column + 1 };
 }
 
 function suggest(word: string, known: string[]): string {

@@ -69,4 +69,26 @@ describe('loadRoles', () => {
     expect(await errorsOf({ 'b.yaml': '- just\n- a list\n' })).toEqual([expect.stringMatching(/^error: roles\/b\.yaml:1:1: a role file must be a mapping/)]);
     expect(await errorsOf({ 'c.yaml': 'tags: [a]\ntags: [b]\n' })).toEqual([expect.stringMatching(/^error: roles\/c\.yaml:2:1: duplicate key "tags"/)]);
   });
+
+  it('takes a mode only as a quoted octal string', async () => {
+    const dir = { 'web.yaml': "files:\n  /etc/a: { mode: '0600' }\n  /etc/b: { mode: 0600 }\n  /etc/c: { mode: 0o600 }\n" };
+    expect(await errorsOf(dir)).toEqual([
+      expect.stringMatching(/^error: roles\/web\.yaml:3:19: files: mode 0600 of "\/etc\/b" .*\(hint: write it quoted with a leading zero/),
+      expect.stringMatching(/^error: roles\/web\.yaml:4:19: files: mode 0o600 of "\/etc\/c" .*\(hint: write it quoted with a leading zero/),
+    ]);
+    const roles = await withTempDir(async (root) => {
+      await mkdir(path.join(root, 'roles'));
+      await writeFile(path.join(root, 'roles', 'web.yaml'), "files:\n  /etc/a: { mode: '0600' }\n");
+      return loadRoles(path.join(root, 'roles'));
+    });
+    expect(roles.get('web')?.files[0]?.mode).toBe(0o600);
+  });
+
+  it('reports every duplicate key and a second document', async () => {
+    expect(await errorsOf({ 'd.yaml': 'tags: [a]\npackages: [nginx]\ntags: [b]\npackages: [curl]\n---\ntags: [c]\n' })).toEqual([
+      expect.stringMatching(/^error: roles\/d\.yaml:3:1: duplicate key "tags" \(hint: it is already set at line 1/),
+      expect.stringMatching(/^error: roles\/d\.yaml:4:1: duplicate key "packages" \(hint: it is already set at line 2/),
+      expect.stringMatching(/^error: roles\/d\.yaml:1:1: the file holds more than one YAML document/),
+    ]);
+  });
 });

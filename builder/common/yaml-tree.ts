@@ -1,12 +1,13 @@
 /**
  * YAML text -> a small tree that remembers where every node came from (file:line:column), built
  * from js-yaml's event stream. Duplicate keys are collected as problems instead of stopping at the
- * first one, so the user sees every mistake of the file at once.
+ * first one, so the user sees every mistake of the file at once. Shared by the inventory
+ * (cluster.yaml) and the role files (roles/*.yaml).
  */
 import { EVENT_ID, SCALAR_STYLE, YAMLException, constructFromEvents, getScalarValue, parseEvents } from 'js-yaml';
 import type { DocumentEvent, Event, ScalarEvent } from 'js-yaml';
-import { PibakeError } from '../common/errors.ts';
-import type { Location, Problem } from '../common/errors.ts';
+import { PibakeError } from './errors.ts';
+import type { Location, Problem } from './errors.ts';
 
 export type YamlNode = YamlScalar | YamlMap | YamlSeq;
 
@@ -16,6 +17,9 @@ export interface YamlScalar {
   value: unknown;
   /** The decoded text, whatever its resolved type: `5432` -> "5432". */
   text: string;
+  /** Written in single or double quotes; untagged, its `value` is then the string `text`. */
+  quoted: boolean;
+  /** Where the scalar starts; for a quoted scalar, its opening quote. */
   location: Location;
 }
 
@@ -68,7 +72,7 @@ export function parseYamlTree(source: string, file: string): ParsedYaml {
         // Point at the opening quote of a quoted scalar, where the user sees the value start.
         const quoted = event.style === SCALAR_STYLE.SINGLE_QUOTED || event.style === SCALAR_STYLE.DOUBLE_QUOTED;
         const start = event.valueStart >= 0 ? event.valueStart - (quoted ? 1 : 0) : event.tagStart;
-        const node = scalar(event, source, at(Math.max(0, start)), problems);
+        const node = scalar(event, source, quoted, at(Math.max(0, start)), problems);
         remember(event, node);
         return node;
       }
@@ -77,7 +81,7 @@ export function parseYamlTree(source: string, file: string): ParsedYaml {
         const target = anchors.get(name);
         if (target) return target;
         problems.push({ message: `alias *${name} refers to no anchor`, location: at(Math.max(0, event.anchorStart - 1)) });
-        return { kind: 'scalar', value: null, text: '', location: at(event.anchorStart) };
+        return { kind: 'scalar', value: null, text: '', quoted: false, location: at(event.anchorStart) };
       }
       case EVENT_ID.SEQUENCE: {
         const node: YamlSeq = { kind: 'seq', items: [], location: at(event.start) };
@@ -130,14 +134,14 @@ export function parseYamlTree(source: string, file: string): ParsedYaml {
   if (documents.length > 1) {
     problems.push({
       message: 'the file holds more than one YAML document',
-      hint: 'remove the "---" separators; cluster.yaml is one document',
+      hint: 'remove the "---" separators; this file is one document',
       location: { file, line: 1, column: 1 },
     });
   }
   return { root: documents[0], problems };
 }
 
-function scalar(event: ScalarEvent, source: string, location: Location, problems: Problem[]): YamlScalar {
+function scalar(event: ScalarEvent, source: string, quoted: boolean, location: Location, problems: Problem[]): YamlScalar {
   const text = event.valueStart >= 0 ? getScalarValue(source, event) : '';
   let value: unknown = text;
   // Let js-yaml's core schema decide what a plain or tagged scalar means (`17` is a number, `~` null).
@@ -151,7 +155,7 @@ function scalar(event: ScalarEvent, source: string, location: Location, problems
       problems.push({ message: `cannot read this value: ${reason}`, location });
     }
   }
-  return { kind: 'scalar', value, text, location };
+  return { kind: 'scalar', value, text, quoted, location };
 }
 
 function syntaxError(error: unknown, file: string): PibakeError {

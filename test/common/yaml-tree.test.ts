@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
-import { parseYamlTree } from '../../builder/inventory/yaml-tree.ts';
-import type { YamlNode } from '../../builder/inventory/yaml-tree.ts';
-import { locate } from './helpers.ts';
+import { parseYamlTree } from '../../builder/common/yaml-tree.ts';
+import type { YamlNode } from '../../builder/common/yaml-tree.ts';
+import { locate } from '../inventory/helpers.ts';
 
 const where = (node: YamlNode | undefined): string => `${node?.location.line}:${node?.location.column}`;
 
@@ -26,6 +26,17 @@ describe('parseYamlTree', () => {
     expect(list.items.map((item) => (item.kind === 'scalar' ? item.value : item.kind))).toEqual([null, true, 1.5]);
     expect(where(list.items[2])).toBe(locate(yaml, '^1.5'));
     expect(a.entries.map((e) => `${e.key}@${e.keyLocation.line}:${e.keyLocation.column}`)).toEqual(['plain@2:3', 'quoted@3:3', 'single@4:3', 'block@5:3', 'list@7:3']);
+  });
+
+  it('tells quoted scalars from plain ones', () => {
+    const { root } = parseYamlTree('p: 0644\nd: "0644"\ns: \'0644\'\nb: |\n  0644\n', 'f.yaml');
+    if (root?.kind !== 'map') throw new Error('expected a mapping');
+    expect(root.entries.map((e) => (e.value.kind === 'scalar' ? [e.key, e.value.quoted, e.value.value] : []))).toEqual([
+      ['p', false, 644],
+      ['d', true, '0644'],
+      ['s', true, '0644'],
+      ['b', false, '0644\n'],
+    ]);
   });
 
   it('follows anchors and reports aliases without one', () => {
