@@ -250,3 +250,43 @@ async function ext4BlockCount(image: string, file: string): Promise<number> {
   const { stdout } = await execa('debugfs', ['-R', `blocks ${file}`, `${image}?offset=${root}`]);
   return stdout.trim().split(/\s+/).filter(Boolean).length;
 }
+
+describe('FAT12 and FAT16 volumes', () => {
+  it.each([12, 16] as const)('FAT%i: allocated zero clusters are mapped, free ones are not; a used card gets intact files', async (bits) => {
+    const { dir: tmp, cleanup: clean } = await scratchDir(`bmap-fat${bits}`);
+    try {
+      const dense = join(tmp, 'dense.img');
+      const partMiB = bits === 12 ? 2 : 24;
+      await execa('truncate', ['-s', `${partMiB + 2}M`, dense]);
+      await execa('sfdisk', ['-q', dense], { input: `label: dos\nstart=2048, size=${partMiB}MiB, type=${bits === 12 ? '1' : '6'}\n` });
+      await execa('mkfs.vfat', ['-F', String(bits), '-s', '1', '--offset', '2048', dense, String(partMiB * 1024)]);
+      const data = randomBytes(64 * 1024);
+      data.fill(0, 4 * 4096, 7 * 4096);
+      await new FatFs(dense, MiB).writeFiles([{ path: 'zero-run.bin', data }]);
+      const sparseImage = join(tmp, 'node.img');
+      await execa('cp', ['--sparse=always', dense, sparseImage]);
+      const before = await mapImage(sparseImage);
+      expect(before.filesystems.map((f) => f.kind)).toEqual(['fat']);
+
+      // Old data in a free cluster near the end of the volume stays unmapped.
+      const garbageAt = MiB + (partMiB - 1) * MiB;
+      expect(before.ranges.some((r) => r.start <= garbageAt && garbageAt < r.end)).toBe(false);
+      const handle = await open(sparseImage, 'r+');
+      await handle.write(Buffer.alloc(4096, 0x5a), 0, 4096, garbageAt);
+      await handle.close();
+      expect((await mapImage(sparseImage)).ranges).toEqual(before.ranges);
+
+      const bmap = await writeBmapFile(sparseImage, join(tmp, 'node.img.bmap'));
+      const card = join(tmp, 'card.img');
+      await writeFile(card, Buffer.alloc((await stat(sparseImage)).size, 0xff));
+      await flash({ image: sparseImage, bmap, targets: [card], verify: true, yes: false, unmount: false, allowNonRemovable: false, allowLarge: false });
+      const volume = join(tmp, 'volume.vfat');
+      await writeFile(volume, (await readFile(card)).subarray(MiB, MiB + partMiB * MiB));
+      await execa('fsck.vfat', ['-n', volume]);
+      const { stdout } = await execa('mtype', ['-i', volume, '::zero-run.bin'], { env: { MTOOLS_SKIP_CHECK: '1' }, encoding: 'buffer', stripFinalNewline: false });
+      expect(Buffer.from(stdout)).toEqual(data);
+    } finally {
+      await clean();
+    }
+  }, 60_000);
+});
