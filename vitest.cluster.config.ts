@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// `npm run test:cluster`: the shipped cluster in network namespaces (root only; see docs/cluster-test.md).
+export default defineConfig({
+  test: {
+    include: ['test/cluster/**/*.test.ts'],
+    testTimeout: 150_000,
+    hookTimeout: 300_000,
+    teardownTimeout: 60_000,
+    pool: 'forks',
+    fileParallelism: false,
+  },
+});
