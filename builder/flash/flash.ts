@@ -5,7 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { PibakeError, type Problem } from '../common/errors.ts';
-import { type Bmap, type ChecksumType, readBmap } from './bmap-read.ts';
+import { type Bmap, type ChecksumType, readBmap } from '../package/bmap-format.ts';
 import { Progress, type ProgressSink } from './progress.ts';
 import { checkTargets, formatBytes, type SafetyOptions, type TargetFacts } from './safety.ts';
 import { type ByteRange, DEFAULT_CHUNK_BYTES, compressionOf, imageSizeOf, readPieces } from './source.ts';

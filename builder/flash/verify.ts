@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import type { Bmap, ChecksumType } from './bmap-read.ts';
+import type { Bmap, ChecksumType } from '../package/bmap-format.ts';
 import type { Progress } from './progress.ts';
 import { DEFAULT_CHUNK_BYTES, planPieces } from './source.ts';
 

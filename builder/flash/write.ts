@@ -5,7 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { PibakeError } from '../common/errors.ts';
-import type { ChecksumType } from './bmap-read.ts';
+import type { ChecksumType } from '../package/bmap-format.ts';
 import type { Progress } from './progress.ts';
 import type { Piece } from './source.ts';
 import type { OpenTarget } from './target.ts';

@@ -3,7 +3,7 @@ import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { readBmap } from '../../builder/flash/bmap-read.ts';
+import { readBmap } from '../../builder/package/bmap-format.ts';
 import { flash, verifyOnly } from '../../builder/flash/flash.ts';
 import { expectedFromBmap, verifyTarget } from '../../builder/flash/verify.ts';
 import { MiB, makeImageWithBmap, sameBytes, sha256Of, withTempDir } from './helpers.ts';

@@ -8,7 +8,7 @@ import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { readBmap } from '../../builder/flash/bmap-read.ts';
+import { readBmap } from '../../builder/package/bmap-format.ts';
 import { flash } from '../../builder/flash/flash.ts';
 import { gatherFacts, openTargets } from '../../builder/flash/target.ts';
 import { MiB, makeImageWithBmap, sameBytes, sha256Of, withTempDir } from './helpers.ts';

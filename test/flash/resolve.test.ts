@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { bmapBeside, resolveImage } from '../../builder/flash/resolve.ts';
 import { makeImageWithBmap, sameBytes, withTempDir } from './helpers.ts';
-import { readBmap } from '../../builder/flash/bmap-read.ts';
+import { readBmap } from '../../builder/package/bmap-format.ts';
 
 const repo = new URL('../../', import.meta.url).pathname;
 

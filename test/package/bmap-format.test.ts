@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
-import { parseBmap, readBmap } from '../../builder/flash/bmap-read.ts';
-import { writeBmapFile } from '../../builder/package/bmap.ts';
-import { MiB, makeImageWithBmap, withTempDir } from './helpers.ts';
+import { parseBmap, readBmap } from '../../builder/package/bmap-format.ts';
+import { createBmap, writeBmapFile } from '../../builder/package/bmap.ts';
+import { makeDiskImage, scratchDir } from '../image/intake-fixture.ts';
+import { MiB, makeImageWithBmap, withTempDir } from '../flash/helpers.ts';
 
-describe('bmap reader', () => {
+describe('bmap reader (one for flash and package)', () => {
   it('reads a bmap made by bmaptool create: sizes, ranges and per-range sha256 of the image', async () => {
     await withTempDir(async (dir) => {
       const { image, bmap: bmapPath } = await makeImageWithBmap(dir);
@@ -77,5 +79,28 @@ describe('bmaps written by pibake package', () => {
       expect(a.imageSize).toBe(b.imageSize);
       expect(a.ranges).toEqual(b.ranges);
     });
+  });
+});
+
+describe('parseBmap on bmaps written by pibake package', () => {
+  it('rejects a bmap whose file checksum does not match (edited or damaged)', async () => {
+    const { dir, cleanup } = await scratchDir('bmap-format');
+    try {
+      const image = join(dir, 'node.img');
+      await makeDiskImage(image, 16);
+      const text = await createBmap(image);
+      expect(parseBmap(text, 'node.img.bmap').fileChecksum).toMatch(/^[0-9a-f]{64}$/);
+      const edited = text.replace(/> (\d+)-(\d+) </, (_m, a: string, b: string) => `> ${a}-${Number(b) + 1} <`);
+      expect(edited).not.toBe(text);
+      expect(() => parseBmap(edited, 'node.img.bmap')).toThrow(PibakeError);
+      expect(() => parseBmap(edited, 'node.img.bmap')).toThrow(/node\.img\.bmap is (damaged|not a valid bmap)/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('rejects garbage and unsupported versions', () => {
+    expect(() => parseBmap('<html/>')).toThrow(/no <bmap version/);
+    expect(() => parseBmap('<bmap version="3.0"></bmap>')).toThrow(/version 3\.0 is newer/);
   });
 });

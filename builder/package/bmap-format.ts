@@ -1,7 +1,7 @@
 /**
- * Reads a block map in bmaptool's XML format (versions 1.0–1.4 and 2.0): which blocks of an image
- * hold data, and (from 1.3 on) a checksum per range. Flash uses it to write only those blocks and
- * to verify them afterwards. Kept small on purpose; the package step owns writing bmaps.
+ * Block maps in bmaptool's XML format: which blocks of an image hold data, and a checksum per
+ * range. The one reader (versions 1.0–1.4 and 2.0; flash writes only those blocks and verifies
+ * them) and the one writer (2.0 with SHA-256, what `pibake package` and the build produce).
  *
  * Format facts: 1.0–1.2 have no checksums; 1.3 has SHA-1 in a `sha1` attribute and the file's own
  * checksum in <BmapFileSHA1>; 1.4 and 2.0 name the algorithm in <ChecksumType> and use `chksum`
@@ -31,9 +31,16 @@ export interface Bmap {
   blocksCount: number;
   mappedBlocksCount: number;
   checksumType?: ChecksumType;
+  /** The file's own checksum as stored (<BmapFileChecksum> or <BmapFileSHA1>), when it has one. */
+  fileChecksum?: string;
   ranges: BmapRange[];
   /** Sum of the ranges' lengths in bytes. */
   mappedBytes: number;
+}
+
+/** A range as the writer knows it: blocks first..last (inclusive) and the checksum of their bytes. */
+export function blockRange(firstBlock: number, lastBlock: number, blockSize: number, imageSize: number, checksum?: string): BmapRange {
+  return { firstBlock, lastBlock, start: firstBlock * blockSize, end: Math.min((lastBlock + 1) * blockSize, imageSize), checksum };
 }
 
 export async function readBmap(path: string): Promise<Bmap> {
@@ -109,22 +116,22 @@ export function parseBmap(text: string, file = 'bmap'): Bmap {
     const previous = ranges[ranges.length - 1];
     if (previous && firstBlock <= previous.lastBlock) throw bad(`range ${firstBlock}-${lastBlock} overlaps or is out of order`);
     const checksum = attribute ? new RegExp(`\\b${attribute}\\s*=\\s*["']([0-9a-fA-F]+)["']`).exec(attributes)?.[1] : undefined;
-    ranges.push({
-      firstBlock,
-      lastBlock,
-      start: firstBlock * blockSize,
-      end: Math.min((lastBlock + 1) * blockSize, imageSize),
-      checksum: checksum?.toLowerCase(),
-    });
+    ranges.push(blockRange(firstBlock, lastBlock, blockSize, imageSize, checksum?.toLowerCase()));
   }
   if (!/<BlockMap>/.test(body)) throw bad('missing <BlockMap>');
+  const mapped = ranges.reduce((sum, r) => sum + r.lastBlock - r.firstBlock + 1, 0);
+  if (mapped !== mappedBlocksCount) throw bad(`<MappedBlocksCount> ${mappedBlocksCount} does not match its ranges (${mapped} blocks)`);
 
+  let fileChecksum: string | undefined;
   if (checksumType && fileChecksumTag) {
-    const stored = field(fileChecksumTag, false);
-    if (stored) verifyFileChecksum(text, stored, checksumType, file);
+    fileChecksum = field(fileChecksumTag, false);
+    if (fileChecksum) verifyFileChecksum(text, fileChecksum, checksumType, file);
   }
   const mappedBytes = ranges.reduce((sum, r) => sum + (r.end - r.start), 0);
-  return { version: `${major}.${minor}`, blockSize, imageSize, blocksCount, mappedBlocksCount, checksumType, ranges, mappedBytes };
+  return {
+    version: `${major}.${minor}`, blockSize, imageSize, blocksCount, mappedBlocksCount, checksumType,
+    ...(fileChecksum ? { fileChecksum: fileChecksum.toLowerCase() } : {}), ranges, mappedBytes,
+  };
 }
 
 /** Same rule as bmaptool: hash the file with the stored checksum's first occurrence zeroed. */
@@ -137,4 +144,41 @@ function verifyFileChecksum(text: string, stored: string, type: ChecksumType, fi
       hint: 'the bmap was edited or truncated; recreate it from the image',
     });
   }
+}
+
+const CHECKSUM_PLACEHOLDER = '0'.repeat(64);
+
+/**
+ * bmap 2.0 XML for a map whose ranges carry SHA-256 checksums. BmapFileChecksum is the SHA-256 of
+ * the text with that value written as 64 zeros (bmaptool's rule, checked by the reader above).
+ */
+export function formatBmap(map: Pick<Bmap, 'imageSize' | 'blockSize' | 'blocksCount' | 'mappedBlocksCount' | 'ranges'>): string {
+  const percent = map.blocksCount === 0 ? 0 : (100 * map.mappedBlocksCount) / map.blocksCount;
+  const lines = [
+    '<?xml version="1.0" ?>',
+    '<!-- Block map of a disk image written by pibake: the blocks that hold data (partition table,',
+    '     filesystem metadata, files). Only these need to be written to a card; `bmaptool copy`',
+    '     reads this file. Format version 2.0, as defined by bmaptool. -->',
+    '<bmap version="2.0">',
+    `    <!-- Image size in bytes: ${map.imageSize} -->`,
+    `    <ImageSize> ${map.imageSize} </ImageSize>`,
+    `    <BlockSize> ${map.blockSize} </BlockSize>`,
+    `    <BlocksCount> ${map.blocksCount} </BlocksCount>`,
+    `    <!-- Mapped: ${percent.toFixed(1)}% of the blocks -->`,
+    `    <MappedBlocksCount> ${map.mappedBlocksCount} </MappedBlocksCount>`,
+    '    <ChecksumType> sha256 </ChecksumType>',
+    '    <!-- SHA-256 of this file with the value below replaced by 64 zeros -->',
+    `    <BmapFileChecksum> ${CHECKSUM_PLACEHOLDER} </BmapFileChecksum>`,
+    '    <BlockMap>',
+    ...map.ranges.map((r) => {
+      const span = r.firstBlock === r.lastBlock ? `${r.firstBlock}` : `${r.firstBlock}-${r.lastBlock}`;
+      return `        <Range${r.checksum ? ` chksum="${r.checksum}"` : ''}> ${span} </Range>`;
+    }),
+    '    </BlockMap>',
+    '</bmap>',
+    '',
+  ];
+  const draft = lines.join('\n');
+  const checksum = createHash('sha256').update(draft).digest('hex');
+  return draft.replace(`<BmapFileChecksum> ${CHECKSUM_PLACEHOLDER} </BmapFileChecksum>`, `<BmapFileChecksum> ${checksum} </BmapFileChecksum>`);
 }
