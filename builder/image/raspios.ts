@@ -59,9 +59,22 @@ export async function openRaspiosImage(path: string): Promise<RaspiosImage> {
   }
   return {
     path, layout, bootPartition, rootPartition, boot, root, osRelease,
-    generation: codename as Generation,
+    generation: await firstBootGeneration(root, codename as Generation),
     diskId: layout.diskId,
   };
+}
+
+/** Raspberry Pi OS's cloud-init configuration: NoCloud seeds from the boot partition. */
+const RPI_CLOUD_INIT_CONFIG = '/etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg';
+
+/**
+ * The generation whose first-boot contract the image follows. What counts is what first boot will
+ * run, not the release name: an image that carries Raspberry Pi OS's cloud-init NoCloud
+ * configuration takes cloud-init seeds (the Trixie way) even when its codename is bookworm — such
+ * as the Debian test base the boot tests build.
+ */
+async function firstBootGeneration(root: Ext4Fs, codename: Generation): Promise<Generation> {
+  return (await root.exists(RPI_CLOUD_INIT_CONFIG)) ? 'trixie' : codename;
 }
 
 /**

@@ -36,6 +36,16 @@ export interface TemplateContext {
 /** Debian's PostgreSQL major version per generation (what `apt-get install postgresql` gives). */
 export const DEFAULT_POSTGRESQL_VERSION: Record<Generation, number> = { bookworm: 15, trixie: 17 };
 
+/**
+ * The PostgreSQL major version a node will run: the inventory's, else the server the base already
+ * has installed (postgresql-NN), else what the generation's Debian installs.
+ */
+export function postgresqlVersion(configured: number | undefined, generation: Generation, installed: ReadonlySet<string>): number {
+  if (configured !== undefined) return configured;
+  const versions = [...installed].map((p) => /^postgresql-(\d+)$/.exec(p)?.[1]).filter((v): v is string => v !== undefined).map(Number);
+  return versions.length > 0 ? Math.max(...versions) : DEFAULT_POSTGRESQL_VERSION[generation];
+}
+
 export function nodeView(inventory: Inventory, roles: RoleCatalog, node: NodeSpec, index: number): NodeView {
   const role = roles.get(node.role);
   if (!role) {
@@ -63,6 +73,8 @@ export function netmaskOf(prefixLength: number): string {
 
 export function buildContext(input: {
   inventory: Inventory; roles: RoleCatalog; nodeName: string; generation: Generation; secrets: Record<string, string>;
+  /** Packages the base image has; an installed postgresql-NN decides the PostgreSQL version. */
+  installedPackages?: ReadonlySet<string>;
 }): TemplateContext {
   const { inventory, roles, nodeName, generation } = input;
   const nodes = inventory.nodes.map((n, i) => nodeView(inventory, roles, n, i));
@@ -97,7 +109,7 @@ export function buildContext(input: {
     replicas: tagged['postgresql-replica'] ?? [],
     settings: {
       ...inventory.roles,
-      postgresql: { ...pg, version: pg.version ?? DEFAULT_POSTGRESQL_VERSION[generation] },
+      postgresql: { ...pg, version: postgresqlVersion(pg.version, generation, input.installedPackages ?? new Set()) },
     },
     secrets: input.secrets,
     admin: { user: inventory.admin.user },

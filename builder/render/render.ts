@@ -57,7 +57,7 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
     if (value === undefined) throw new PibakeError(`secret "${name}" of role "${role.name}" is missing from ${secrets.file}`, { hint: 'load secrets with loadOrCreateSecrets for this inventory and these roles' });
     roleSecrets[name] = value;
   }
-  const context = buildContext({ inventory, roles, nodeName, generation: base.generation, secrets: roleSecrets });
+  const context = buildContext({ inventory, roles, nodeName, generation: base.generation, installedPackages: base.installedPackages, secrets: roleSecrets });
   const items = await collectOverlays(input.overlaysDir, role, context);
   const { entries: overlay, ownership } = overlayEntries(role, items);
 

@@ -25,6 +25,20 @@ describe('openRaspiosImage', () => {
     expect(image.bootPartition.startBytes / 512).toBe(generation === 'trixie' ? 16384 : 8192);
     expect((await image.boot.readFile('cmdline.txt')).toString()).toContain('root=PARTUUID=feedf00d-02');
   });
+
+  it('takes the cloud-init first-boot contract from a bookworm image that carries Raspberry Pi OS cloud-init config', async () => {
+    const path = join(dir, 'bookworm-cloud-init.img');
+    await synthesizeRaspiosImage({ path, generation: 'bookworm', sizeMiB: 160, bootMiB: 64 });
+    const before = await openRaspiosImage(path);
+    expect(before.generation).toBe('bookworm');
+    await before.root.apply([{
+      kind: 'file', path: '/etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg', mode: 0o644, uid: 0, gid: 0,
+      data: Buffer.from('datasource_list: [ NoCloud, None ]\n'),
+    }]);
+    const after = await openRaspiosImage(path);
+    expect(after.osRelease.VERSION_CODENAME).toBe('bookworm');
+    expect(after.generation).toBe('trixie');
+  });
 });
 
 describe('bad images: one-line PibakeError with a hint, from the API and from the CLI', () => {
