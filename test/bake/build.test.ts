@@ -3,6 +3,7 @@
  * fsck, sfdisk, mtools, debugfs, bmaptool and sha256sum.
  */
 import { execa } from 'execa';
+import { load } from 'js-yaml';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -141,6 +142,23 @@ describe('pibake build (trixie base)', () => {
       expect(fstab).toContain(`PARTUUID=${id}-02`);
     }
     expect(ids.size).toBe(4);
+  });
+
+  it('puts no secret in any output beside the images, nor on any boot partition', async () => {
+    const secretsFile = path.join(path.dirname(config), 'cluster.secrets.yaml');
+    const { mode } = await import('node:fs/promises').then((fs) => fs.stat(secretsFile));
+    expect(mode & 0o777).toBe(0o600);
+    const doc = load(await readFile(secretsFile, 'utf8')) as { secrets: Record<string, string> };
+    const values = Object.values(doc.secrets);
+    expect(values.length).toBeGreaterThanOrEqual(3);
+    const texts: string[] = [];
+    for (const name of ['manifest.json', 'SHA256SUMS', 'known_hosts']) texts.push(await readFile(path.join(dir, name), 'utf8'));
+    for (const node of ['lb1', 'web1', 'web2', 'web3']) {
+      const image = path.join(dir, `${node}.img`);
+      for (const file of ['user-data', 'meta-data', 'network-config', 'cmdline.txt']) texts.push(await mtype(image, file));
+      texts.push(await debugfs(image, 'cat /etc/pibake/manifest.json'));
+    }
+    for (const value of values) for (const text of texts) expect(text).not.toContain(value);
   });
 
   it('writes .bmap files that bmaptool copy accepts, checksums included', async () => {
