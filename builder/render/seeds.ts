@@ -78,6 +78,17 @@ export function setCmdlineToken(current: string, prefix: string, token: string |
 
 // ---------------------------------------------------------------- trixie: cloud-init NoCloud
 
+/**
+ * Debian's locale-gen ignores the locale cloud-init passes it and builds only what /etc/locale.gen
+ * enables, so a locale the image has not generated would never exist. bootcmd runs before the
+ * locale module: enable the line (once) and generate it. C.UTF-8 is always there.
+ */
+export function localeGenCommand(locale: string): string[] | undefined {
+  if (locale.startsWith('C.')) return undefined;
+  const line = `${locale} UTF-8`; // the inventory's pattern admits no shell metacharacters
+  return ['sh', '-c', `grep -qx '${line}' /etc/locale.gen || { echo '${line}' >> /etc/locale.gen && locale-gen; }`];
+}
+
 export function cloudInitSeeds(facts: NodeFacts): Seeds {
   const { inventory, node } = facts;
   const metaData = yamlDump({ 'instance-id': facts.instanceId, 'local-hostname': node.name });
@@ -96,7 +107,7 @@ export function cloudInitSeeds(facts: NodeFacts): Seeds {
     fqdn: node.fqdn,
     prefer_fqdn_over_hostname: false,
     // /etc/hosts is rendered by cloud-init from the template pibake bakes (hosts.debian.tmpl),
-    // so it carries the whole cluster and survives cloud-init's rewrite on every boot.
+    // so it carries the node's cluster peers and survives cloud-init's rewrite on every boot.
     manage_etc_hosts: true,
     users: [user],
     disable_root: true,
@@ -113,6 +124,8 @@ export function cloudInitSeeds(facts: NodeFacts): Seeds {
     package_upgrade: false,
   };
   if (facts.missingPackages.length > 0) config.packages = facts.missingPackages;
+  const enableLocale = localeGenCommand(inventory.locale.locale);
+  if (enableLocale) config.bootcmd = [enableLocale];
   const runcmd = firstBootCommands(facts);
   if (runcmd.length > 0) config.runcmd = runcmd;
   const userData = `#cloud-config\n# pibake: node ${node.name} of cluster ${inventory.cluster.name}. No secrets here (boot partition is world-readable).\n${yamlDump(config)}`;

@@ -13,6 +13,8 @@ import { loadRoles, type RoleCatalog } from '../../builder/render/roles.ts';
 import { loadOrCreateSecrets, type ClusterSecrets } from '../../builder/render/secrets.ts';
 import type { RenderedNode } from '../../builder/render/types.ts';
 
+export { waitFor } from './wait.ts';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const ROLES_DIR = path.resolve(here, '../../roles');
 export const OVERLAYS_DIR = path.resolve(here, '../../overlays');
@@ -125,18 +127,3 @@ function canBind(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** Poll `probe` until it returns a value other than undefined, at most `timeoutMs`. */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
