@@ -3,7 +3,7 @@
  * renders each node, decides from digests which images are out of date, bakes those (in parallel),
  * packages them, and records the result in output/<cluster>/manifest.json.
  */
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
@@ -135,8 +135,10 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
           extraRootEntries: [inImageManifest(inventory, item, base.sha256)],
           onStage: stage,
         });
-        stage('checksum');
-        const sha256 = await sha256File(partial);
+        const { size } = await stat(partial);
+        const progress = throttled((bytes: number) =>
+          options.reporter.event({ type: 'stage', node: name, stage: 'checksum', bytes, total: size }));
+        const sha256 = await sha256File(partial, progress);
         await rename(partial, imageFile);
         const state = await fileState(imageFile);
         if (!state) throw new PibakeError(`${imageFile} vanished right after it was written`);
@@ -280,6 +282,17 @@ async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise
     }
   });
   await Promise.all(workers);
+}
+
+/** Calls `fn` at most every 200 ms (progress events from a byte stream). */
+function throttled(fn: (bytes: number) => void): (bytes: number) => void {
+  let last = 0;
+  return (bytes) => {
+    const now = Date.now();
+    if (now - last < 200) return;
+    last = now;
+    fn(bytes);
+  };
 }
 
 /** Wraps an async function so calls run one after another (manifest writes from parallel nodes). */

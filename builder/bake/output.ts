@@ -7,6 +7,7 @@
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError } from '../common/errors.ts';
+import { sumLine } from '../package/checksums.ts';
 
 export const MANIFEST_FORMAT = 1;
 
@@ -99,11 +100,11 @@ export function sha256SumsText(manifest: OutputManifest): string {
   const lines: string[] = [];
   for (const name of Object.keys(manifest.nodes).sort()) {
     const node = manifest.nodes[name] as ManifestNode;
-    lines.push(`${node.image.sha256}  ${node.image.file}`);
+    lines.push(sumLine(node.image.sha256, node.image.file));
     for (const kind of Object.keys(node.extras).sort()) {
       const extra = node.extras[kind] as Artifact;
-      lines.push(`${extra.sha256}  ${extra.file}`);
+      lines.push(sumLine(extra.sha256, extra.file));
     }
   }
-  return lines.map((l) => `${l}\n`).join('');
+  return lines.join('');
 }

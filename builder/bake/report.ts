@@ -39,9 +39,17 @@ function describe(event: BuildEvent): string | undefined {
 }
 
 export function lineReporter(write: (line: string) => void = (l) => process.stderr.write(l)): Reporter {
+  const stageOf = new Map<string, string>();
   return {
     event(e) {
-      const text = describe(e) ?? (e.type === 'stage' ? `${e.node}: ${e.stage}` : undefined);
+      if (e.type === 'stage') {
+        // One line when a node enters a stage, not one per progress tick.
+        if (stageOf.get(e.node) === e.stage) return;
+        stageOf.set(e.node, e.stage);
+        write(`${e.node}: ${e.stage}\n`);
+        return;
+      }
+      const text = describe(e);
       if (text) write(`${text}\n`);
     },
     close: () => {},

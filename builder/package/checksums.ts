@@ -11,11 +11,11 @@ import { pipeline } from 'node:stream/promises';
 import { PibakeError } from '../common/errors.ts';
 import { siblingTempPath } from './temp-name.ts';
 
-/** Lowercase hex SHA-256 of a file, read as a stream. */
-export async function sha256File(path: string): Promise<string> {
+/** Lowercase hex SHA-256 of a file, read as a stream; `onProgress` hears the bytes hashed so far. */
+export async function sha256File(path: string, onProgress?: (bytes: number) => void): Promise<string> {
   const tap = new HashTap();
   await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), tap, async (source) => {
-    for await (const _chunk of source) { /* drain: the tap hashes what passes */ }
+    for await (const _chunk of source) onProgress?.(tap.bytes); // the tap hashes what passes
   });
   return tap.digest();
 }
