@@ -1,78 +1,33 @@
 /**
- * Independent checks of an image, by programs that share no code with pibake: sfdisk, fsck.vfat,
- * e2fsck, mtools, debugfs. Tests use these to judge what pibake wrote.
+ * Whole-image forms of the independent oracles in ./image.ts: each finds the partitions with
+ * sfdisk itself, so a test can judge a card image by its path alone. Throws when a check fails.
  */
-import { execa } from 'execa';
-import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { debugfs as debugfsAt, debugfsStat, e2fsck, fsckFat as fsckFatAt, mtype as mtypeAt, partitionOffsets } from './image.ts';
 
-export interface SfdiskPartition { node: string; start: number; size: number; type: string }
+export { partitionOffsets, sfdiskJson } from './image.ts';
 
-export async function sfdiskJson(image: string): Promise<{ id: string; partitions: SfdiskPartition[] }> {
-  const { stdout } = await execa('sfdisk', ['--json', image]);
-  return (JSON.parse(stdout) as { partitiontable: { id: string; partitions: SfdiskPartition[] } }).partitiontable;
-}
-
-export async function partitionOffsets(image: string): Promise<{ boot: number; bootSize: number; root: number }> {
-  const { partitions } = await sfdiskJson(image);
-  const [p1, p2] = partitions;
-  if (!p1 || !p2) throw new Error(`${image}: expected two partitions`);
-  return { boot: p1.start * 512, bootSize: p1.size * 512, root: p2.start * 512 };
-}
-
-/** fsck.vfat has no offset option: check a copy of the partition's bytes. */
 export async function fsckFat(image: string): Promise<void> {
   const { boot, bootSize } = await partitionOffsets(image);
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pibake-fsck-'));
-  const copy = path.join(dir, 'boot.vfat');
-  try {
-    const source = await open(image, 'r');
-    const target = await open(copy, 'w');
-    const chunk = Buffer.alloc(1 << 22);
-    for (let done = 0; done < bootSize; ) {
-      const { bytesRead } = await source.read(chunk, 0, Math.min(chunk.length, bootSize - done), boot + done);
-      await target.write(chunk, 0, bytesRead, done);
-      done += bytesRead;
-    }
-    await source.close();
-    await target.close();
-    await execa('fsck.vfat', ['-n', copy]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const result = await fsckFatAt(image, boot, bootSize);
+  if (result.exitCode !== 0) throw new Error(`fsck.vfat -n failed (${result.exitCode}):\n${result.output}`);
 }
 
 export async function fsckExt4(image: string): Promise<void> {
-  const { root } = await partitionOffsets(image);
-  await execa('e2fsck', ['-fn', `${image}?offset=${root}`]);
+  const result = await e2fsck(image, (await partitionOffsets(image)).root);
+  if (result.exitCode !== 0) throw new Error(`e2fsck -fn failed (${result.exitCode}):\n${result.output}`);
 }
 
 export async function mtype(image: string, file: string): Promise<string> {
-  const { boot } = await partitionOffsets(image);
-  const { stdout } = await execa('mtype', ['-i', `${image}@@${boot}`, `::${file}`], {
-    env: { MTOOLS_SKIP_CHECK: '1' }, stripFinalNewline: false,
-  });
-  return stdout;
+  return (await mtypeAt(image, (await partitionOffsets(image)).boot, file)).toString('utf8');
 }
 
 export async function debugfs(image: string, request: string): Promise<string> {
-  const { root } = await partitionOffsets(image);
-  const { stdout } = await execa('debugfs', ['-R', request, `${image}?offset=${root}`], { stripFinalNewline: false });
-  return stdout;
+  return debugfsAt(image, (await partitionOffsets(image)).root, request);
 }
 
-/** Mode (octal string), uid, gid of a path in the root filesystem, as debugfs reports it. */
+/** Mode (octal string), uid, gid and type of a path in the root filesystem, as debugfs reports it. */
 export async function ext4Stat(image: string, file: string): Promise<{ mode: string; uid: number; gid: number; type: string }> {
-  const text = await debugfs(image, `stat "${file}"`);
-  const mode = /Mode:\s+(\d+)/.exec(text)?.[1];
-  const uid = /User:\s+(\d+)/.exec(text)?.[1];
-  const gid = /Group:\s+(\d+)/.exec(text)?.[1];
-  const type = /Type:\s+(\w+)/.exec(text)?.[1];
-  if (!mode || !uid || !gid || !type) throw new Error(`debugfs stat ${file}: ${text}`);
-  return { mode, uid: Number(uid), gid: Number(gid), type };
-}
-
-export async function copyForTest(src: string, dst: string): Promise<void> {
-  await copyFile(src, dst);
+  const stat = await debugfsStat(image, (await partitionOffsets(image)).root, file);
+  if (!stat) throw new Error(`debugfs stat ${file}: no such file in ${image}`);
+  return { mode: stat.mode, uid: stat.user, gid: stat.group, type: stat.type };
 }
