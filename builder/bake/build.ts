@@ -12,8 +12,9 @@ import { openRaspiosImage } from '../image/raspios.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { BaseImageSpec, Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
-import { createBmap } from '../package/bmap.ts';
+import { writeBmapFile } from '../package/bmap.ts';
 import { sha256File } from '../package/checksums.ts';
+import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { decideNode } from '../plan/plan.ts';
 import { loadRoles } from '../render/roles.ts';
@@ -22,7 +23,7 @@ import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
 import { bakeNodeImage } from './bake-node.ts';
 import {
-  MANIFEST_FORMAT, ensureOutputDir, fileState, partialName, readManifest, sha256SumsText, sweepPartials,
+  MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
 } from './output.ts';
 import type { Reporter } from './report.ts';
@@ -125,7 +126,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
     const stage = (s: string) => options.reporter.event({ type: 'stage', node: name, stage: s });
     let record = previous?.nodes[name];
     if (item.bake || !record) {
-      const partial = partialName(imageFile);
+      const partial = siblingTempPath(imageFile);
       try {
         await bakeNodeImage({
           basePath: base.path,
@@ -224,7 +225,9 @@ async function packageExtras(
     wanted.push({
       kind: 'bmap',
       file: `${record.image.file}.bmap`,
-      make: async (src, dst) => writeFileAtomic(dst, await createBmap(src)),
+      make: async (src, dst) => {
+        await writeBmapFile(src, dst);
+      },
     });
   }
   if (options.compress) {

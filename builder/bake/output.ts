@@ -8,6 +8,7 @@ import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promis
 import path from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { sumLine } from '../package/checksums.ts';
+import { isPartial, siblingTempPath } from '../package/temp-name.ts';
 
 export const MANIFEST_FORMAT = 1;
 
@@ -38,12 +39,6 @@ export interface OutputManifest {
   nodes: Record<string, ManifestNode>;
 }
 
-const PARTIAL = '.partial';
-
-export function partialName(finalPath: string): string {
-  return path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.${process.pid}${PARTIAL}`);
-}
-
 /** Removes work in progress left by an interrupted build. */
 export async function sweepPartials(dir: string): Promise<void> {
   let names: string[];
@@ -52,7 +47,7 @@ export async function sweepPartials(dir: string): Promise<void> {
   } catch {
     return;
   }
-  await Promise.all(names.filter((n) => n.endsWith(PARTIAL)).map((n) => rm(path.join(dir, n), { force: true })));
+  await Promise.all(names.filter(isPartial).map((n) => rm(path.join(dir, n), { force: true })));
 }
 
 export async function ensureOutputDir(dir: string): Promise<void> {
@@ -65,7 +60,7 @@ export async function ensureOutputDir(dir: string): Promise<void> {
 
 /** Writes a small file atomically: temp name, fsync, rename. */
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  const temp = partialName(file);
+  const temp = siblingTempPath(file);
   const handle = await open(temp, 'w', mode);
   try {
     await handle.writeFile(data);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { buildCluster, type Compression } from '../bake/build.ts';
 import { jsonReporter, lineReporter, ttyReporter } from '../bake/report.ts';
+import { isPartialOf } from '../package/temp-name.ts';
 
 interface BuildArgs {
   config: string;
@@ -68,12 +69,12 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
 function cleanUpOnInterrupt(outRoot: string): () => void {
   const onSignal = async (signal: NodeJS.Signals) => {
     process.stderr.write(`\ninterrupted (${signal}): removing unfinished files\n`);
-    const suffix = `.${process.pid}.partial`;
+
     try {
       for (const cluster of await readdir(outRoot)) {
         const dir = path.join(outRoot, cluster);
         const names = await readdir(dir).catch(() => [] as string[]);
-        await Promise.all(names.filter((n) => n.endsWith(suffix)).map((n) => rm(path.join(dir, n), { force: true })));
+        await Promise.all(names.filter((n) => isPartialOf(n, process.pid)).map((n) => rm(path.join(dir, n), { force: true })));
       }
     } finally {
       process.exit(130);
