@@ -2,13 +2,14 @@
  * The bytes to flash: a raw `.img` read at positions, or a `.img.zst` / `.img.xz` decompressed
  * once, front to back, through `zstd -dc` / `xz -dc`. Either way it yields the image's wanted
  * ranges as pieces of at most `chunkBytes`, split at multiples of `chunkBytes` so that writes are
- * large and aligned. A raw image is read only where it is mapped; a compressed one is streamed
- * and the gaps are skipped (the decompressor is stopped after the last wanted byte).
+ * large and aligned. A raw image is read only where it is mapped; a compressed one is streamed,
+ * its gaps skipped, and read to the end so the decompressor's own integrity check runs.
  */
 import { open, stat } from 'node:fs/promises';
-import { execa } from 'execa';
+import type { Readable } from 'node:stream';
 import { PibakeError } from '../common/errors.ts';
-import { runTool, toolError } from '../common/exec.ts';
+import { runTool } from '../common/exec.ts';
+import { openDecompressed } from '../package/compress.ts';
 
 export type Compression = 'none' | 'zstd' | 'xz';
 
@@ -84,7 +85,7 @@ export async function imageSizeOf(path: string): Promise<number> {
   }
   // The size is not recorded (streamed compression): count it with one decompression pass.
   let size = 0;
-  for await (const chunk of decompress(path, compression)) size += (chunk as Buffer).length;
+  for await (const chunk of await openDecompressed(path)) size += (chunk as Buffer).length;
   return size;
 }
 
@@ -94,7 +95,7 @@ export async function* readPieces(path: string, ranges: readonly ByteRange[], ch
   if (compression === 'none') {
     yield* readRawPieces(path, ranges, chunkBytes);
   } else {
-    yield* readStreamPieces(decompress(path, compression), path, ranges, chunkBytes);
+    yield* readStreamPieces(await openDecompressed(path), path, ranges, chunkBytes);
   }
 }
 
@@ -117,14 +118,18 @@ async function* readRawPieces(path: string, ranges: readonly ByteRange[], chunkB
   }
 }
 
+/**
+ * Pieces out of a decompressed stream (package/compress.ts: it ends only after the decompressor
+ * exited successfully, and destroying it stops the decompressor).
+ */
 async function* readStreamPieces(
-  stream: AsyncIterable<Buffer> & { finish: () => Promise<void>; stop: () => void },
+  stream: Readable,
   path: string,
   ranges: readonly ByteRange[],
   chunkBytes: number,
 ): AsyncGenerator<Piece> {
   const pool = new BufferPool(chunkBytes);
-  const iterator = stream[Symbol.asyncIterator]();
+  const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let current: Buffer = Buffer.alloc(0); // bytes of the stream from position `position` on
   let position = 0;
   let completed = false;
@@ -152,42 +157,8 @@ async function* readStreamPieces(
     for (let next = await iterator.next(); !next.done; next = await iterator.next());
     completed = true;
   } finally {
-    if (!completed) stream.stop();
-    await stream.finish();
+    if (!completed) stream.destroy();
   }
-}
-
-/** A decompressor's stdout as an async iterable; `finish` reports its failure unless we stopped it. */
-function decompress(path: string, compression: Exclude<Compression, 'none'>): AsyncIterable<Buffer> & { finish: () => Promise<void>; stop: () => void } {
-  const tool = compression === 'zstd' ? 'zstd' : 'xz';
-  const args = ['-dc', path];
-  const child = execa(tool, args, { buffer: false, stdout: 'pipe', stderr: 'pipe', stdin: 'ignore' });
-  let stopped = false;
-  let failure: unknown;
-  const done = child.then(
-    () => undefined,
-    (error: unknown) => {
-      failure = error;
-    },
-  );
-  const stdout = child.stdout as NodeJS.ReadableStream & AsyncIterable<Buffer>;
-  return {
-    async *[Symbol.asyncIterator]() {
-      for await (const chunk of stdout) yield chunk;
-      await done;
-      if (failure && !stopped) throw toolError(tool, args, failure);
-    },
-    stop() {
-      if (child.exitCode === null) {
-        stopped = true;
-        child.kill();
-      }
-    },
-    async finish() {
-      await done;
-      if (failure && !stopped) throw toolError(tool, args, failure);
-    },
-  };
 }
 
 async function statOrFail(path: string) {
