@@ -6,10 +6,11 @@
  * or exit removes the temps of the running one.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { forgetOnExit, removeOnExit } from '../../common/cleanup.ts';
+import { isAlive, partialOwner } from '../../package/temp-name.ts';
 
 export interface CacheRecord {
   /** SHA-256 of the input file (compressed file when compressed): the cache key. */
@@ -113,70 +114,24 @@ const TEMP_PREFIX = '.tmp-';
 /** A fresh temp name in the cache folder, registered for removal on Ctrl-C/exit until released. */
 export function tempPath(cacheDir: string, suffix: string): string {
   const path = join(cacheDir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`);
-  track(path);
+  removeOnExit(path);
   return path;
 }
 
 /** Remove a temp file (if still there) and stop tracking it. */
 export async function releaseTemp(path: string): Promise<void> {
   await rm(path, { force: true });
-  untrack(path);
+  forgetOnExit(path);
 }
 
-/** Delete temp files left by pibake processes that no longer run (killed, crashed, power loss). */
+/**
+ * Delete temp files and staging folders left by pibake processes that no longer run (killed,
+ * crashed, power loss). Only dead processes' entries: other builds may be using the cache.
+ */
 export async function sweepStaleTemps(cacheDir: string): Promise<void> {
   await mkdir(cacheDir, { recursive: true });
   for (const name of await readdir(cacheDir)) {
-    const match = /^\.tmp-(\d+)-/.exec(name);
-    if (match && !isAlive(Number(match[1]))) await rm(join(cacheDir, name), { force: true, recursive: true });
+    const owner = /^\.tmp-(\d+)-/.exec(name)?.[1] ?? partialOwner(name);
+    if (owner !== undefined && !isAlive(Number(owner))) await rm(join(cacheDir, name), { force: true, recursive: true });
   }
-}
-
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-// ---- cleanup on interruption -------------------------------------------------------------------
-const live = new Set<string>();
-
-function removeLiveTemps(): void {
-  for (const path of live) rmSync(path, { force: true });
-  live.clear();
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  removeLiveTemps();
-  detach();
-  // Re-raise so the process dies of the signal as it would have without us.
-  process.kill(process.pid, signal);
-}
-
-function attach(): void {
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
-  process.on('exit', removeLiveTemps);
-}
-
-function detach(): void {
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  process.off('SIGHUP', onSignal);
-  process.off('exit', removeLiveTemps);
-}
-
-function track(path: string): void {
-  if (live.size === 0) attach();
-  live.add(path);
-}
-
-function untrack(path: string): void {
-  live.delete(path);
-  if (live.size === 0) detach();
 }
