@@ -1,9 +1,10 @@
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { obtainBase, resolveCacheDir } from '../../builder/image/intake.ts';
 import { allocatedBytes, makeDiskImage, MiB, scratchDir, sha256sum } from './intake-fixture.ts';
+import { entriesOf } from '../helpers/image.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -46,7 +47,7 @@ describe('obtainBase', () => {
       expect(base.path).toBe(join(cache, `base-${inputSha}.img`));
       // 64 MiB image with ~2.3 MiB of data: holes must stay holes.
       expect(await allocatedBytes(base.path)).toBeLessThan(4 * MiB);
-      expect((await readdir(cache)).sort()).toEqual([`base-${inputSha}.img`, `base-${inputSha}.json`]);
+      expect((await entriesOf(cache))).toEqual([`base-${inputSha}.img`, `base-${inputSha}.json`]);
     });
   }
 
@@ -64,7 +65,7 @@ describe('obtainBase', () => {
       const second = await obtainBase(spec, { cacheDir: cache, validate, progress: false });
       expect(second).toEqual(first);
       // Also with the SHA-256 given: found by key without reading the input.
-      const third = await obtainBase({ ...spec, sha256: (await readdir(cache))[0]!.slice(5, 69) }, { cacheDir: cache, validate });
+      const third = await obtainBase({ ...spec, sha256: (await entriesOf(cache))[0]!.slice(5, 69) }, { cacheDir: cache, validate });
       expect(third).toEqual(first);
     } finally {
       process.env.PATH = path;
@@ -92,7 +93,7 @@ describe('obtainBase', () => {
       validate: async (path) => {
         seen.push(path);
         expect(await sha256sum(path)).toBe(imageSha);
-        expect((await readdir(cache)).some((name) => name.startsWith('base-'))).toBe(false);
+        expect((await entriesOf(cache)).some((name) => name.startsWith('base-'))).toBe(false);
       },
     });
     expect(seen).toHaveLength(1);
@@ -104,7 +105,7 @@ describe('obtainBase', () => {
     // PID 2^22+1 is above Linux's pid_max limit, so it cannot be running.
     await writeFile(join(cache, '.tmp-4194305-abcdef.img'), 'stale');
     await obtainBase({ path: image }, { cacheDir: cache, progress: false });
-    expect((await readdir(cache)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);
+    expect((await entriesOf(cache)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);
   });
 
   it('finds its cache folder from the option, PIBAKE_CACHE_DIR, XDG_CACHE_HOME, then ~/.cache', () => {
