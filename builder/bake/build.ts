@@ -25,6 +25,7 @@ import { loadRoles } from '../render/roles.ts';
 import { renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
+import { checkInventoryAgainstBase } from './base-checks.ts';
 import { bakeNodeImage } from './bake-node.ts';
 import {
   MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
@@ -116,6 +117,7 @@ async function buildLocked(input: {
   });
   const baseLabel = spec.url ? path.basename(new URL(spec.url).pathname) : path.basename(spec.path ?? '');
   const baseImage = await openRaspiosImage(base.path, { label: baseLabel });
+  await checkInventoryAgainstBase(inventory, baseImage);
   const installedPackages = await baseImage.root.readDpkgStatus();
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });

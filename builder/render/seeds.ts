@@ -222,9 +222,20 @@ function nmWifi(facts: NodeFacts): string | undefined {
   const wifi = facts.inventory.wifi;
   if (!wifi) return undefined;
   return ['[connection]', 'id=wlan0', `uuid=${stableUuid(`pibake-wlan0-${facts.inventory.cluster.name}-${facts.node.name}`)}`,
-    'type=wifi', 'interface-name=wlan0', 'autoconnect=true', '', '[wifi]', 'mode=infrastructure', `ssid=${wifi.ssid}`, '',
+    'type=wifi', 'interface-name=wlan0', 'autoconnect=true', '', '[wifi]', 'mode=infrastructure', `ssid=${nmKeyfileSsid(wifi.ssid)}`, '',
     '[wifi-security]', 'key-mgmt=wpa-psk', `psk=${wifiPsk(wifi.ssid, wifi.passphrase)}`, '', '[ipv4]', 'method=auto', '',
     '[ipv6]', 'method=auto', ''].join('\n');
+}
+
+/**
+ * The `ssid=` value of a NetworkManager keyfile. Plain words stay readable; anything else (spaces at
+ * the ends, `;`, `\\`, `[`, non-ASCII, digits that would read as a byte list) is written as NM's
+ * list of byte values, which no character can break out of. The inventory refuses control characters
+ * anyway; this keeps the keyfile right whatever an SSID holds.
+ */
+export function nmKeyfileSsid(ssid: string): string {
+  if (/^[A-Za-z0-9_.@+-]+( [A-Za-z0-9_.@+-]+)*$/.test(ssid) && /[A-Za-z_.@+-]/.test(ssid)) return ssid;
+  return `${[...Buffer.from(ssid, 'utf8')].join(';')};`;
 }
 
 /** A name-based UUID (v5 layout over SHA-1) so the same node always gets the same connection UUID. */
