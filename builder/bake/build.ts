@@ -21,6 +21,7 @@ import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { decideNode } from '../plan/plan.ts';
+import { baseSupportsYescrypt } from '../render/crypt.ts';
 import { loadRoles } from '../render/roles.ts';
 import { renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
@@ -122,7 +123,7 @@ async function buildLocked(input: {
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
 
-  const secrets = await loadOrCreateSecrets(inventory, roles);
+  const secrets = await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
 
   const previous = await readManifest(dir, inventory.cluster.name);
   const manifest: OutputManifest = {

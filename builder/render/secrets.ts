@@ -15,7 +15,7 @@ import { PibakeError } from '../common/errors.ts';
 import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
 import { parsePublicKey } from '../inventory/ssh-keys.ts';
 import type { Inventory } from '../inventory/types.ts';
-import { hashPassword } from './crypt.ts';
+import { hashForImage } from './crypt.ts';
 import type { RoleCatalog } from './roles.ts';
 import { generateEd25519, publicFromPrivate, type SshKeyPair } from './ssh-keys.ts';
 
@@ -54,7 +54,12 @@ export function randomPassword(): string {
   return randomBytes(24).toString('base64url');
 }
 
-export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatalog, attempt = 0): Promise<ClusterSecrets> {
+export interface SecretsOptions {
+  /** Hash a generated admin password with yescrypt (the base's libc checks it); else SHA-512 crypt. */
+  yescrypt?: boolean;
+}
+
+export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatalog, options: SecretsOptions = {}, attempt = 0): Promise<ClusterSecrets> {
   const file = secretsPath(inventory.file);
   const existing = await readSecretsFile(file);
   const data: SecretsFile = existing ?? { version: 1, secrets: {}, admin: {}, host_keys: {} };
@@ -75,7 +80,7 @@ export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatal
       changed = true;
     }
     if (!data.admin.password_hash) {
-      data.admin.password_hash = hashPassword(data.admin.password);
+      data.admin.password_hash = await hashForImage(data.admin.password, options.yescrypt ?? false);
       changed = true;
     }
   }
@@ -99,7 +104,7 @@ export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatal
     const created = await createExclusively(file, secretsYaml(inventory, data));
     if (!created) {
       if (attempt > 0) throw new PibakeError(`${file} keeps appearing and vanishing; is another pibake running?`);
-      return loadOrCreateSecrets(inventory, roles, attempt + 1);
+      return loadOrCreateSecrets(inventory, roles, options, attempt + 1);
     }
   } else if (changed) await writeAtomically(file, secretsYaml(inventory, data), 0o600);
 

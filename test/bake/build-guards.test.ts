@@ -4,12 +4,13 @@
  * left behind, and a full disk named with the folder and the room needed.
  */
 import { execa, type ResultPromise } from 'execa';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
 import { smallProject } from '../helpers/build-project.ts';
+import { debugfsCat, debugfsStat, mdirBare, mtype, partitionOffsets } from '../helpers/image.ts';
 
 const CLI = path.resolve('bin/pibake.js');
 const EPOCH = '1767225600';
@@ -96,6 +97,28 @@ describe('nothing secret or unfinished left behind', () => {
     expect(next.exitCode, next.stderr).toBe(0);
     expect((await readdir(path.join(out, 'small'))).filter((n) => n.endsWith('.partial'))).toEqual([]);
     expect(await pibakeEntries(tmp)).toEqual([]);
+  });
+
+  it.each(['trixie', 'bookworm'] as const)('the admin password hash is in the root filesystem (0600), never on the boot partition (%s)', async (generation) => {
+    const genBase = generation === 'trixie' ? base : path.join(work, 'bookworm.img');
+    if (generation === 'bookworm') await synthesizeRaspiosImage({ path: genBase, generation, sizeMiB: 160, bootMiB: 64 });
+    const config = await smallProject(path.join(work, `password-${generation}`));
+    await writeFile(config, (await readFile(config, 'utf8')).replace('generate_ssh_key: true', 'generate_ssh_key: true, password: generate'));
+    const out = path.join(path.dirname(config), 'output');
+    const result = await execa('node', [CLI, 'build', '--config', config, '--base', genBase, '--out', out, '--cache-dir', cache, '--node', 'web1'], { reject: false });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const secrets = await readFile(path.join(path.dirname(config), 'cluster.secrets.yaml'), 'utf8');
+    const hash = /password_hash: (\S+)/.exec(secrets)?.[1] ?? '';
+    expect(hash).toMatch(/^'?\$y\$j9T\$/);
+    const image = path.join(out, 'small', 'web1.img');
+    const { boot, root: rootStart } = await partitionOffsets(image);
+    for (const file of (await mdirBare(image, boot)).filter((f) => !f.endsWith('/'))) {
+      const content = (await mtype(image, boot, file)).toString('latin1');
+      expect(content, file).not.toContain(hash.replace(/'/g, ''));
+      expect(content, file).not.toContain('$y$');
+    }
+    expect(await debugfsStat(image, rootStart, '/etc/pibake/admin-password')).toMatchObject({ type: 'regular', mode: '0600', user: 0, group: 0 });
+    expect((await debugfsCat(image, rootStart, '/etc/pibake/admin-password')).toString()).toBe(`pi:${hash.replace(/'/g, '')}\n`);
   });
 
   it('node images and their archives are readable by their owner only (they hold the node\'s secrets)', async () => {
