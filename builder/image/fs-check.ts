@@ -62,10 +62,10 @@ async function checkBootFat(image: FilesystemsToCheck): Promise<FsProblem | unde
   return withStagingDir(image.path, async (stage) => {
     const copy = join(stage, 'boot.fat');
     await copyRange(image.path, image.boot.startBytes, image.boot.sizeBytes, copy);
-    const result = await runTool('fsck.vfat', ['-n', copy], { reject: false, all: true, stdin: 'ignore' });
+    const result = await runTool('fsck.vfat', ['-n', copy], { reject: false, stdin: 'ignore' });
     if (result.exitCode === 0) return undefined;
     if (result.exitCode === undefined) throw new PibakeError(`fsck.vfat could not run: ${result.shortMessage ?? 'unknown error'}`);
-    return { problem: `fsck.vfat -n found errors (${fsckFatCause(result.all ?? '', copy)})` };
+    return { problem: `fsck.vfat -n found errors (${fsckFatCause(checkerOutput(result), copy)})` };
   });
 }
 
@@ -124,10 +124,10 @@ async function checkRootExt4(image: FilesystemsToCheck): Promise<FsProblem | und
   if (image.path.includes('?')) {
     throw new PibakeError(`${image.path}: e2fsck cannot open a file whose name contains "?"`, { hint: 'rename the image' });
   }
-  const result = await runTool('e2fsck', ['-fn', `${image.path}?offset=${image.root.startBytes}`], { reject: false, all: true, stdin: 'ignore' });
+  const result = await runTool('e2fsck', ['-fn', `${image.path}?offset=${image.root.startBytes}`], { reject: false, stdin: 'ignore' });
   if (result.exitCode === 0) return undefined;
   if (result.exitCode === undefined) throw new PibakeError(`e2fsck could not run: ${result.shortMessage ?? 'unknown error'}`);
-  return e2fsckProblem(result.all ?? '', image.path);
+  return e2fsckProblem(checkerOutput(result), image.path);
 }
 
 const EXT4_MAGIC = 0xef53;
@@ -203,6 +203,15 @@ export function e2fsckProblem(output: string, imagePath = ''): FsProblem {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/**
+ * A checker's report in the order it found things: its stdout (the findings, block-buffered into
+ * the pipe) and then its stderr (fatal messages, unbuffered). Interleaving the two as they arrive
+ * would put a consequence before its cause, differently from run to run.
+ */
+function checkerOutput(result: { stdout?: unknown; stderr?: unknown }): string {
+  return `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`;
+}
 
 async function readAt(path: string, offset: number, length: number): Promise<Buffer> {
   const handle = await open(path, 'r');
