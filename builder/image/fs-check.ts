@@ -7,18 +7,15 @@
  * named as such: the FAT boot sector (BPB), the ext4 superblock (checksum, error state, an
  * unreplayed journal) and whether each filesystem fits its partition. Then the real checkers run,
  * in user space and in parallel: `e2fsck -fn 'image?offset=N'`, and `fsck.vfat -n` on a sparse copy
- * of the boot partition (dosfstools has no offset option; copying a 512 MiB boot partition costs
- * its data, about 0.1 s). Every problem found is reported, one line each.
+ * of the boot partition (dosfstools has no offset option; the copy costs the partition's data, about
+ * 0.1 s for a 512 MiB one). Every problem found is reported, one line each.
  */
-import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
 import type { PartitionInfo } from './disk.ts';
-import { SparseFileWriter } from './intake/sparse-writer.ts';
-import { withStagingDir } from './staging.ts';
+import { withStagingDir, writePrivateFile } from './staging.ts';
 
 export interface FilesystemsToCheck {
   path: string;
@@ -224,14 +221,15 @@ async function readAt(path: string, offset: number, length: number): Promise<Buf
   }
 }
 
-/** `length` bytes of `path` from `offset` into a new sparse file (zero blocks stay holes). */
+/**
+ * `length` bytes of `path` from `offset` into a new sparse file readable by its owner only (zero
+ * blocks stay holes). GNU dd does it in C: measured 0.11 s for a 512 MiB boot partition with 80 MiB
+ * of data, where a Node stream with the same hole detection took 0.6-1.1 s.
+ */
 async function copyRange(path: string, offset: number, length: number, target: string): Promise<void> {
-  const handle = await open(target, 'wx', 0o600);
-  try {
-    await pipeline(createReadStream(path, { start: offset, end: offset + length - 1, highWaterMark: 1 << 20 }), new SparseFileWriter(handle));
-  } finally {
-    await handle.close();
-  }
+  await writePrivateFile(target, '');
+  await runTool('dd', [`if=${path}`, `of=${target}`, 'bs=1M', 'iflag=skip_bytes,count_bytes', `skip=${offset}`, `count=${length}`,
+    'conv=sparse,notrunc', 'status=none'], { stdin: 'ignore' });
 }
 
 const CRC32C_TABLE = (() => {
