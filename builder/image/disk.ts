@@ -44,6 +44,18 @@ export async function readDiskLayout(imagePath: string): Promise<DiskLayout> {
   }
 }
 
+/** Up to `length` bytes of a file from `offset` (fewer at its end). */
+export async function readBytes(path: string, offset: number, length: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, offset);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Writes `diskId` (8 hex digits) little-endian at MBR offset 440. Touches nothing else. */
 export async function writeMbrDiskId(imagePath: string, diskId: string): Promise<void> {
   const bytes = diskIdBytes(diskId);

@@ -10,11 +10,10 @@
  * of the boot partition (dosfstools has no offset option; the copy costs the partition's data, about
  * 0.1 s for a 512 MiB one). Every problem found is reported, one line each.
  */
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
-import type { PartitionInfo } from './disk.ts';
+import { readBytes, type PartitionInfo } from './disk.ts';
 import { withStagingDir, writePrivateFile } from './staging.ts';
 
 export interface FilesystemsToCheck {
@@ -53,7 +52,7 @@ function describe(image: FilesystemsToCheck, partition: PartitionInfo, kind: str
 // ---------------------------------------------------------------- FAT
 
 async function checkBootFat(image: FilesystemsToCheck): Promise<FsProblem | undefined> {
-  const sector = await readAt(image.path, image.boot.startBytes, 512);
+  const sector = await readBytes(image.path, image.boot.startBytes, 512);
   const problem = fatBootSectorProblem(sector, image.boot.sizeBytes);
   if (problem) return { problem };
   return withStagingDir(image.path, async (stage) => {
@@ -115,7 +114,7 @@ export function fsckFatCause(output: string, copyPath = ''): string {
 // ---------------------------------------------------------------- ext4
 
 async function checkRootExt4(image: FilesystemsToCheck): Promise<FsProblem | undefined> {
-  const superblock = await readAt(image.path, image.root.startBytes + 1024, 1024);
+  const superblock = await readBytes(image.path, image.root.startBytes + 1024, 1024);
   const found = ext4SuperblockProblem(superblock, image.root.sizeBytes, image.root.startBytes);
   if (found) return found;
   if (image.path.includes('?')) {
@@ -208,17 +207,6 @@ export function e2fsckProblem(output: string, imagePath = ''): FsProblem {
  */
 function checkerOutput(result: { stdout?: unknown; stderr?: unknown }): string {
   return `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`;
-}
-
-async function readAt(path: string, offset: number, length: number): Promise<Buffer> {
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    const { bytesRead } = await handle.read(buffer, 0, length, offset);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
 }
 
 /**

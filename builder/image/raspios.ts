@@ -3,10 +3,10 @@
  * ext4 root partition last), learns its generation from /etc/os-release, and gives the two
  * filesystem adapters. Also changes the disk identifier consistently (MBR, cmdline.txt, fstab).
  */
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { PibakeError } from '../common/errors.ts';
 import type { Generation } from '../inventory/types.ts';
-import { type DiskLayout, type PartitionInfo, isMbrDiskId, readDiskLayout, writeMbrDiskId } from './disk.ts';
+import { type DiskLayout, type PartitionInfo, isMbrDiskId, readBytes, readDiskLayout, writeMbrDiskId } from './disk.ts';
 import { Ext4Fs, parseExt4Superblock } from './ext4.ts';
 import { FatFs } from './fat.ts';
 import { checkFilesystems } from './fs-check.ts';
@@ -170,25 +170,15 @@ async function checkRegularFile(path: string, label: string): Promise<void> {
   if (info.size === 0) throw new PibakeError(`${label} is empty`, { hint: IMAGE_HINT });
 }
 
-async function readAt(path: string, offset: number, length: number): Promise<Buffer> {
-  const handle = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    await handle.read(buf, 0, length, offset);
-    return buf;
-  } finally {
-    await handle.close();
-  }
-}
-
 /** A FAT partition type, or a FAT boot sector (0x55AA and a FAT filesystem type string). */
 export async function isFat(path: string, p: PartitionInfo): Promise<boolean> {
-  const sector = await readAt(path, p.startBytes, 512);
+  const sector = await readBytes(path, p.startBytes, 512);
+  if (sector.length < 512) return false;
   const hasFatBootSector = sector.readUInt16LE(510) === 0xaa55 &&
     (sector.toString('latin1', 82, 87) === 'FAT32' || sector.toString('latin1', 54, 57) === 'FAT');
   return hasFatBootSector || (FAT_TYPES.has(p.type) && sector.readUInt16LE(510) === 0xaa55);
 }
 
 export async function isExt4(path: string, p: PartitionInfo): Promise<boolean> {
-  return parseExt4Superblock(await readAt(path, p.startBytes + 1024, 1024)) !== undefined;
+  return parseExt4Superblock(await readBytes(path, p.startBytes + 1024, 1024)) !== undefined;
 }

@@ -12,8 +12,10 @@ const LABEL_FORMAT = "lowercase letters, digits and '-', 1-63 characters, not st
 const PORT = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 const IPV4 = { type: 'string', pattern: IPV4_PATTERN, label: 'IPv4 address', format: 'four numbers 0-255 without leading zeros, e.g. 10.0.0.11' } as const;
 
+/** A crypt(3) hash pibake passes on: yescrypt, gost-yescrypt, scrypt, SHA-512 or SHA-256 crypt. */
+export const CRYPT_HASH_PATTERN = /^\$(y|gy|7|6|5)\$[./0-9A-Za-z$=,]+$/;
 /** Password values accepted: no password, a generated one, or a crypt(3) hash. */
-const PASSWORD_PATTERN = /^(none|generate|\$(y|gy|7|6|5)\$[./0-9A-Za-z$=,]+)$/;
+const PASSWORD_PATTERN = new RegExp(`^(none|generate|${CRYPT_HASH_PATTERN.source.slice(1, -1)})$`);
 
 function checkCidr(cidr: string): Issue | undefined {
   if (!CIDR_PATTERN.test(cidr)) return undefined;

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { dump, load } from 'js-yaml';
 import { PibakeError } from '../common/errors.ts';
 import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
+import { CRYPT_HASH_PATTERN } from '../inventory/schema.ts';
 import { parsePublicKey } from '../inventory/ssh-keys.ts';
 import type { Inventory } from '../inventory/types.ts';
 import { hashForImage } from './crypt.ts';
@@ -192,7 +193,6 @@ async function readSecretsFile(file: string): Promise<SecretsFile | undefined> {
  * edited value with a quote, a colon or a newline would break (or inject into) those files.
  */
 const SAFE_SECRET = /^[A-Za-z0-9._~+/=-]{1,256}$/;
-const CRYPT_HASH = /^\$(y|gy|7|6|5)\$[./0-9A-Za-z$=,]+$/;
 const OPENSSH_PRIVATE = /^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$/;
 
 /** Refuses hand-edited values the images cannot carry safely; the message never shows a value. */
@@ -201,7 +201,7 @@ function checkSecretValues(file: string, data: SecretsFile): void {
   for (const [name, value] of Object.entries(data.secrets)) {
     if (!SAFE_SECRET.test(value)) problems.push(`secrets.${name} has characters pibake cannot write safely into SQL, pgpass and HAProxy files`);
   }
-  if (data.admin.password_hash !== undefined && !CRYPT_HASH.test(data.admin.password_hash)) problems.push('admin.password_hash is not a crypt hash');
+  if (data.admin.password_hash !== undefined && !CRYPT_HASH_PATTERN.test(data.admin.password_hash)) problems.push('admin.password_hash is not a crypt hash');
   if (data.admin.password !== undefined && !/^[\x20-\x7e]{1,256}$/.test(data.admin.password)) problems.push('admin.password has control or non-ASCII characters');
   if (data.admin.ssh_private_key !== undefined && !OPENSSH_PRIVATE.test(data.admin.ssh_private_key)) problems.push('admin.ssh_private_key is not an OpenSSH private key');
   for (const [node, pair] of Object.entries(data.host_keys)) {
