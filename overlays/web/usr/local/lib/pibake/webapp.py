@@ -212,7 +212,7 @@ def render_page(config, status, error):
             rows.append(row(f"replica {replica['name']}",
                             f"{replica['state']}, lag {replica['replay_lag_bytes']} bytes"))
     title = html.escape(f"{config['cluster']}: {config['node']}")
-    form = (f"<form method=post action=/><input name=message maxlength={MAX_MESSAGE} required>"
+    form = (f'<form method="post" action="/"><input name="message" maxlength="{MAX_MESSAGE}" required>'
             " <button>add a row (written on the primary)</button></form>")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title></head>"
             f"<body><h1>{title}</h1><table>{''.join(rows)}</table>{form}</body></html>\n")
