@@ -45,12 +45,14 @@ describe('one build at a time per output folder', () => {
   it.each([
     ['the same nodes', [], []],
     ['disjoint --node sets', ['--node', 'lb1'], ['--node', 'web1']],
-  ])('a second build 0.3 s after the first fails at once with one line; the folder stays consistent (%s)', async (_name, a, b) => {
+  ])('a second build while the first runs fails at once with one line; the folder stays consistent (%s)', async (_name, a, b) => {
     const config = await smallProject(path.join(work, `twice-${a.length}`));
     const out = path.join(path.dirname(config), 'output');
-    const first = build(config, out, a);
+    const first = build(config, out, ['--json', ...a]);
     const firstPid = first.pid;
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The issue's reproduction started the second 0.3 s after the first; on a loaded machine the
+    // first may not have started by then, so wait until it is planning its nodes (it holds the lock).
+    await waitForEvent(first, '"type":"plan"');
     const second = await build(config, out, b);
     const done = await first;
     expect(done.exitCode, done.stderr).toBe(0);
@@ -194,16 +196,21 @@ describe.skipIf(!root)('a full disk is named, with the room needed, and leaves n
 
 /** Resolves once the --json build announces `stage` for some node. */
 async function waitForStage(child: ResultPromise<{ reject: false }>, stage: string): Promise<void> {
+  await waitForEvent(child, `"stage":"${stage}"`);
+}
+
+/** Resolves once a --json build prints an event containing `text`. */
+async function waitForEvent(child: ResultPromise<{ reject: false }>, text: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     let buffered = '';
     const onData = (chunk: Buffer) => {
       buffered += chunk.toString();
-      if (buffered.includes(`"stage":"${stage}"`)) {
+      if (buffered.includes(text)) {
         child.stdout?.off('data', onData);
         resolve();
       }
     };
     child.stdout?.on('data', onData);
-    void child.then(() => reject(new Error(`the build ended before stage ${stage}`)));
+    void child.then(() => reject(new Error(`the build ended before printing ${text}`)));
   });
 }

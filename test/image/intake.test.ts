@@ -73,6 +73,25 @@ describe('obtainBase', () => {
     expect(validations).toBe(1);
   });
 
+  it('fills the cache once when two builds want the same base at the same time: the second waits, says so, then hits', async () => {
+    const cache = await freshCache('concurrent');
+    let validations = 0;
+    const waits: string[] = [];
+    const options = {
+      cacheDir: cache, progress: false, onWait: (message: string) => waits.push(message),
+      validate: async () => {
+        validations += 1;
+      },
+    };
+    const spec = { path: join(dir, 'raspios.img.xz') };
+    const [a, b] = await Promise.all([obtainBase(spec, options), obtainBase(spec, options)]);
+    expect(a).toEqual(b);
+    expect(validations).toBe(1);
+    // Who holds the lock is recorded just after it is taken: a waiter that looks at once may not see it yet.
+    expect(waits).toEqual([expect.stringMatching(new RegExp(`^pibake: waiting for (pid ${process.pid} \\(.+\\)|another pibake process) to finish filling the base cache ${cache}$`))]);
+    expect(await entriesOf(cache)).toHaveLength(2);
+  });
+
   it('re-reads a local file that changed since it was cached', async () => {
     const cache = await freshCache('changed');
     const copy = join(dir, 'changing.img');
