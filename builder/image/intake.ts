@@ -16,7 +16,7 @@ import type { BaseImageSpec } from '../inventory/types.ts';
 import { HashTap, sha256File } from '../package/checksums.ts';
 import { decompressStream, filterThroughTool, readHeader, sniffFormat, type ContainerFormat } from '../package/compress.ts';
 import {
-  imagePathFor, lookup, lookupByFile, publish, releaseTemp, resolveCacheDir, sweepStaleTemps, tempPath, type CacheRecord,
+  evict, imagePathFor, lookup, lookupByFile, markValidated, publish, releaseTemp, resolveCacheDir, sweepStaleTemps, tempPath, type CacheRecord,
 } from './intake/cache.ts';
 import { humanBytes, ProgressLine } from './intake/progress.ts';
 import { SparseFileWriter } from './intake/sparse-writer.ts';
@@ -51,7 +51,7 @@ export async function obtainBase(spec: BaseImageSpec, options: ObtainBaseOptions
   const source = await describeSource(spec);
   const cacheDir = resolveCacheDir(options.cacheDir);
   await sweepStaleTemps(cacheDir);
-  const hit = await cached(source, cacheDir);
+  const hit = await cached(source, cacheDir, options);
   if (hit) return hit;
 
   // One filler at a time: a second build of the same base waits and then finds it cached.
@@ -59,18 +59,33 @@ export async function obtainBase(spec: BaseImageSpec, options: ObtainBaseOptions
   const lock = await waitLockFolder(cacheDir, (holder) =>
     onWait(`pibake: waiting for ${describeHolder(holder)} to finish filling the base cache ${cacheDir}`));
   try {
-    return (await cached(source, cacheDir)) ?? (await fill(source, cacheDir, options));
+    return (await cached(source, cacheDir, options)) ?? (await fill(source, cacheDir, options));
   } finally {
     await lock.release();
   }
 }
 
-/** The cache entry for the source, when one is complete (for a file: same file unchanged, or same SHA-256). */
-async function cached(source: Source, cacheDir: string): Promise<BaseImage | undefined> {
+/**
+ * The cache entry for the source, when one is complete (for a file: same file unchanged, or same
+ * SHA-256). An entry cached without validation (by an older pibake) is validated once now; one that
+ * fails is dropped from the cache, so a damaged base cached in the past cannot become a card either.
+ */
+async function cached(source: Source, cacheDir: string, options: ObtainBaseOptions): Promise<BaseImage | undefined> {
   const known = source.sha256 ?? (source.kind === 'file' ? await lookupByFile(cacheDir, source.identity) : undefined);
   if (!known) return undefined;
   const hit = await lookup(cacheDir, known);
-  return hit ? { path: imagePathFor(cacheDir, known), sha256: hit.rawSha256 } : undefined;
+  if (!hit) return undefined;
+  const image = { path: imagePathFor(cacheDir, known), sha256: hit.rawSha256 };
+  if (options.validate && !hit.validated) {
+    try {
+      await options.validate(image.path, source.label);
+    } catch (error) {
+      await evict(cacheDir, known);
+      throw error;
+    }
+    await markValidated(cacheDir, hit);
+  }
+  return image;
 }
 
 async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions): Promise<BaseImage> {
@@ -102,6 +117,7 @@ async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions
       sizeBytes: result.sizeBytes,
       files: source.kind === 'file' ? [source.identity] : [],
       ...(source.kind === 'url' ? { url: source.url.href } : {}),
+      validated: options.validate !== undefined,
     };
     await publish(cacheDir, temp, record);
     const published = await lookup(cacheDir, result.inputSha256);

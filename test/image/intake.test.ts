@@ -2,6 +2,7 @@ import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PibakeError } from '../../builder/common/errors.ts';
 import { obtainBase, resolveCacheDir } from '../../builder/image/intake.ts';
 import { allocatedBytes, makeDiskImage, MiB, scratchDir, sha256sum } from './intake-fixture.ts';
 import { entriesOf } from '../helpers/image.ts';
@@ -90,6 +91,25 @@ describe('obtainBase', () => {
     // Who holds the lock is recorded just after it is taken: a waiter that looks at once may not see it yet.
     expect(waits).toEqual([expect.stringMatching(new RegExp(`^pibake: waiting for (pid ${process.pid} \\(.+\\)|another pibake process) to finish filling the base cache ${cache}$`))]);
     expect(await entriesOf(cache)).toHaveLength(2);
+  });
+
+  it('validates an entry cached without validation on its next use, once, and drops it when it fails', async () => {
+    const cache = await freshCache('late-validation');
+    const spec = { path: join(dir, 'raspios.img.zst') };
+    await obtainBase(spec, { cacheDir: cache, progress: false }); // as an older pibake cached it: unchecked
+    const refuse = async () => {
+      throw new PibakeError('raspios.img.zst: partition 2 (ext4 root): the ext4 journal is damaged', { hint: 'download it again' });
+    };
+    await expect(obtainBase(spec, { cacheDir: cache, progress: false, validate: refuse })).rejects.toThrow(/journal is damaged/);
+    expect(await entriesOf(cache)).toEqual([]);
+    let validations = 0;
+    const accept = async () => {
+      validations += 1;
+    };
+    await obtainBase(spec, { cacheDir: cache, progress: false }); // cached unchecked again
+    await obtainBase(spec, { cacheDir: cache, progress: false, validate: accept });
+    await obtainBase(spec, { cacheDir: cache, progress: false, validate: accept });
+    expect(validations).toBe(1);
   });
 
   it('re-reads a local file that changed since it was cached', async () => {

@@ -21,6 +21,11 @@ export interface CacheRecord {
   /** Local files this entry was made from, so a later call with the same unchanged file hits without re-hashing. */
   files: FileIdentity[];
   url?: string;
+  /**
+   * The image passed the caller's validation (both filesystems checked whole) when it was cached.
+   * Entries cached without it (older pibake, or no validator) are validated on their next use.
+   */
+  validated?: boolean;
 }
 
 /** What identifies an unchanged local file without reading it (the way make and git do). */
@@ -90,18 +95,35 @@ function sameFile(a: FileIdentity, b: FileIdentity): boolean {
 export async function publish(cacheDir: string, tempImage: string, record: CacheRecord): Promise<void> {
   const existing = await lookup(cacheDir, record.inputSha256);
   const merged: CacheRecord = existing
-    ? { ...existing, files: mergeFiles(existing.files, record.files), url: existing.url ?? record.url }
+    ? { ...existing, files: mergeFiles(existing.files, record.files), url: existing.url ?? record.url, validated: existing.validated || record.validated }
     : record;
+  await writeRecord(cacheDir, merged);
+  if (existing) await rm(tempImage, { force: true });
+  else await rename(tempImage, imagePathFor(cacheDir, record.inputSha256));
+}
+
+/** Note that a cached image has passed validation since it was cached. */
+export async function markValidated(cacheDir: string, record: CacheRecord): Promise<void> {
+  await writeRecord(cacheDir, { ...record, validated: true });
+}
+
+/** Drop a cache entry (image first: an image without its record is never used, a record without its image neither). */
+export async function evict(cacheDir: string, inputSha256: string): Promise<void> {
+  await rm(imagePathFor(cacheDir, inputSha256), { force: true });
+  await rm(recordPathFor(cacheDir, inputSha256), { force: true });
+}
+
+async function writeRecord(cacheDir: string, merged: CacheRecord): Promise<void> {
   const tempRecord = tempPath(cacheDir, '.json');
   await writeFile(tempRecord, `${JSON.stringify(merged, null, 2)}\n`);
   try {
-    await rename(tempRecord, recordPathFor(cacheDir, record.inputSha256));
+    await rename(tempRecord, recordPathFor(cacheDir, merged.inputSha256));
   } catch (error) {
     await rm(tempRecord, { force: true });
     throw error;
+  } finally {
+    forgetOnExit(tempRecord);
   }
-  if (existing) await rm(tempImage, { force: true });
-  else await rename(tempImage, imagePathFor(cacheDir, record.inputSha256));
 }
 
 function mergeFiles(a: FileIdentity[], b: FileIdentity[]): FileIdentity[] {
