@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
@@ -250,5 +250,19 @@ printf '%s\\n' "$input" | exec ${real} "$@"
     }
     expect((await readdir(dir)).filter((n) => n.includes('pibake-stage'))).toEqual([]);
     expect(await readdir(process.env.TMPDIR as string)).toEqual([]);
+  });
+
+  it('sweeps staging folders earlier pibake builds left in $TMPDIR (with secrets, 0644), once they are stale', async () => {
+    const tmp = process.env.TMPDIR as string;
+    for (const name of ['pibake-ext4-Ab12Cd', 'pibake-fat-Xy34Zw', 'pibake-ext4-Fresh1', 'pibake-render-Keep99']) {
+      await mkdir(join(tmp, name));
+      await writeFile(join(tmp, name, '0'), "ALTER ROLE x PASSWORD 'secret';\n");
+    }
+    const old = new Date(Date.now() - 60 * 60 * 1000);
+    for (const name of ['pibake-ext4-Ab12Cd', 'pibake-fat-Xy34Zw', 'pibake-render-Keep99']) await utimes(join(tmp, name), old, old);
+    const { sweepLegacyStaging } = await import('../../builder/image/staging.ts');
+    await sweepLegacyStaging();
+    // Stale old-style staging goes; a fresh one (a build of the old kind may be running) and other tools' folders stay.
+    expect((await readdir(tmp)).sort()).toEqual(['pibake-ext4-Fresh1', 'pibake-render-Keep99']);
   });
 });
