@@ -176,8 +176,9 @@ async function intakeStream(
   const hashed = pipelineCallback(input, tap, () => {}) as unknown as Readable;
   const raw = format === 'raw' ? hashed : decompressStream(hashed, format, label);
   progress.bytesIn = () => tap.bytes;
-  const result = await writeSparse(raw, temp, progress);
-  return { inputSha256: tap.digest(), rawSha256: result.sha256, sizeBytes: result.bytes };
+  // A raw input is the raw image: its one SHA-256 serves as both (hashing 3 GB twice costs seconds).
+  const result = await writeSparse(raw, temp, progress, format !== 'raw');
+  return { inputSha256: tap.digest(), rawSha256: result.sha256 ?? tap.digest(), sizeBytes: result.bytes };
 }
 
 async function intakeZip(
@@ -207,17 +208,17 @@ async function intakeZip(
   const raw = filterThroughTool('unzip', ['-p', zipPath, pattern], undefined, (detail) =>
     new PibakeError(`${label} is truncated or corrupt (unzip: ${detail})`, { hint: 'download it again' }));
   const result = await writeSparse(raw, temp, progress);
-  return { inputSha256: await inputSha256, rawSha256: result.sha256, sizeBytes: result.bytes };
+  return { inputSha256: await inputSha256, rawSha256: result.sha256 as string, sizeBytes: result.bytes };
 }
 
-/** Write a raw image stream sparsely into a new file at `temp`. */
-async function writeSparse(raw: Readable, temp: string, progress: ProgressLine): Promise<{ sha256: string; bytes: number }> {
+/** Write a raw image stream sparsely into a new file at `temp`, hashing it unless told not to. */
+async function writeSparse(raw: Readable, temp: string, progress: ProgressLine, hash = true): Promise<{ sha256?: string; bytes: number }> {
   let handle: FileHandle | undefined;
   try {
     handle = await open(temp, 'wx', 0o644);
-    const writer = new SparseFileWriter(handle, (bytes) => progress.update(bytes));
+    const writer = new SparseFileWriter(handle, (bytes) => progress.update(bytes), hash);
     await pipeline(raw, writer);
-    return { sha256: writer.sha256(), bytes: writer.bytes };
+    return { sha256: hash ? writer.sha256() : undefined, bytes: writer.bytes };
   } catch (error) {
     raw.destroy();
     throw error;
