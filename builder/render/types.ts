@@ -11,7 +11,17 @@ export interface RootEntryBase {
 }
 
 export type RootEntry =
-  | (RootEntryBase & { kind: 'file'; data: Buffer })
+  | (RootEntryBase & {
+    kind: 'file';
+    data: Buffer;
+    /**
+     * Names of the secrets its content was made from (role secrets as templates read them, and
+     * `ssh_host_key`, `admin_password`, `admin_ssh_key`, `wifi_passphrase` for the files pibake
+     * generates from cluster.secrets.yaml or the Wi-Fi passphrase). Non-empty: the file is
+     * secret-bearing, left out of sealed images and written onto the card by `pibake flash`/`seal`.
+     */
+    secrets?: readonly string[];
+  })
   | (RootEntryBase & { kind: 'dir' })
   | (RootEntryBase & { kind: 'symlink'; target: string });
 
