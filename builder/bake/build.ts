@@ -23,8 +23,8 @@ import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { decideNode } from '../plan/plan.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
 import { loadRoles } from '../render/roles.ts';
-import { renderNode } from '../render/render.ts';
-import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
+import { isSecretBearing, renderNode } from '../render/render.ts';
+import { knownHosts, loadOrCreateSecrets, standInSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
 import { bakeNodeImage } from './bake-node.ts';
@@ -49,6 +49,11 @@ export interface BuildOptions {
   compress?: Compression;
   bmap: boolean;
   force: boolean;
+  /**
+   * Release images: the secret-bearing files are left out (the card's guard stops its first boot
+   * until `pibake seal`/`flash` adds them) and cluster.secrets.yaml is never read.
+   */
+  sealed?: boolean;
   cacheDir?: string;
   progress: boolean;
   reporter: Reporter;
@@ -63,7 +68,7 @@ export interface BuildResult {
 
 const EXTENSION: Record<Compression, string> = { zstd: 'zst', xz: 'xz' };
 /** Stands in for the build id in the rendering whose digest becomes the build id. */
-const PENDING_BUILD_ID = '0'.repeat(64);
+export const PENDING_BUILD_ID = '0'.repeat(64);
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
@@ -123,7 +128,8 @@ async function buildLocked(input: {
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
 
-  const secrets = await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
+  const sealed = options.sealed === true;
+  const secrets = sealed ? standInSecrets(inventory, roles) : await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
 
   const previous = await readManifest(dir, inventory.cluster.name);
   const manifest: OutputManifest = {
@@ -142,21 +148,24 @@ async function buildLocked(input: {
   const render = (node: NodeSpec, buildId: string) =>
     renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId });
 
-  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; bake: boolean }[] = [];
+  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; secretFiles: string[]; bake: boolean }[] = [];
   for (const node of selected) {
     const diskId = diskIdFor(inventory.cluster.name, node.name);
     // The instance-id inside the seeds is derived from the digest, so digest a first rendering
     // made without it, then render for real.
-    const digest = digestNode({ toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID) });
-    const rendered = await render(node, digest.digest);
+    const digest = digestNode({ toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID), sealed });
+    const whole = await render(node, digest.publicDigest);
+    const secretFiles = whole.rootEntries.filter(isSecretBearing).map((e) => e.path);
+    const rendered = sealed ? { ...whole, rootEntries: whole.rootEntries.filter((e) => !isSecretBearing(e)) } : whole;
     const imageFile = path.join(dir, `${node.name}.img`);
     const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force);
     options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
-    work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake' });
+    work.push({ node, rendered, digest, diskId, secretFiles, bake: decision.action === 'bake' });
   }
 
   const nodeBytes = (await stat(base.path)).blocks * 512;
   const persist = serialised(async () => {
+    manifest.sealed = Object.values(manifest.nodes).every((n) => n.sealed === true);
     await writeFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     await writeFileAtomic(path.join(dir, 'SHA256SUMS'), sha256SumsText(manifest));
   });
@@ -208,6 +217,8 @@ async function buildLocked(input: {
           files: item.digest.files,
           image: { file: `${name}.img`, ...state, sha256 },
           extras: {},
+          sealed,
+          secretFiles: item.secretFiles,
         };
       } finally {
         if (!keepPartial) await rm(partial, { force: true });
@@ -220,7 +231,8 @@ async function buildLocked(input: {
   }
 
   await removeDroppedNodes(dir, inventory, previous, manifest, options.reporter);
-  await writeFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
+  // The host keys' public halves are in the secrets file, which a sealed build does not read.
+  if (!sealed) await writeFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
   await persist();
   const baked = work.filter((w) => w.bake).map((w) => w.node.name);
   const kept = work.filter((w) => !w.bake).map((w) => w.node.name);
@@ -246,8 +258,12 @@ function baseSpec(inventory: Inventory, options: BuildOptions): BaseImageSpec {
   return { path: path.resolve(options.base), sha256: options.baseSha256 };
 }
 
-/** /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets). */
-function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string }, baseSha256: string): RootEntry {
+/**
+ * /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets), the
+ * same whether sealed or not: its digest is the public one, and `secretFiles` lists what the node
+ * needs from cluster.secrets.yaml (what `pibake seal` adds to a sealed card).
+ */
+export function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string; secretFiles: string[] }, baseSha256: string): RootEntry {
   const body = {
     pibake: toolVersion,
     cluster: inventory.cluster.name,
@@ -255,9 +271,10 @@ function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: N
     role: item.node.role,
     ip: item.node.ip,
     diskId: item.diskId,
-    digest: item.digest.digest,
+    digest: item.digest.publicDigest,
     base: { sha256: baseSha256 },
     files: item.digest.files,
+    secretFiles: item.secretFiles,
   };
   return {
     kind: 'file',

@@ -17,6 +17,7 @@ interface BuildArgs {
   compress?: Compression;
   bmap: boolean;
   force: boolean;
+  sealed: boolean;
   json: boolean;
   'cache-dir'?: string;
 }
@@ -35,6 +36,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('compress', { type: 'string', choices: ['zstd', 'xz'] as const, describe: 'also write <node>.img.zst / .img.xz' })
       .option('bmap', { type: 'boolean', default: false, describe: 'also write <node>.img.bmap (bmaptool format)' })
       .option('force', { type: 'boolean', default: false, describe: 'bake every selected node even if up to date' })
+      .option('sealed', { type: 'boolean', default: false, describe: 'release images: leave every secret out (needs no cluster.secrets.yaml); pibake seal/flash adds them' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON event per line on stdout (for CI)' })
       .option('cache-dir', { type: 'string', describe: 'where prepared base images are cached (default: XDG cache)' }) as never,
   handler: async (args) => {
@@ -51,6 +53,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         compress: args.compress,
         bmap: args.bmap,
         force: args.force,
+        sealed: args.sealed,
         cacheDir: args['cache-dir'],
         progress: process.stderr.isTTY === true && !args.json,
         reporter,

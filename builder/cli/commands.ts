@@ -5,12 +5,14 @@ import { devicesCommand } from './devices.ts';
 import { flashCommand } from './flash.ts';
 import { inspectCommand } from './inspect.ts';
 import { renderCommandModule } from './render.ts';
+import { sealCommand } from './seal.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
   renderCommandModule,
   buildCommand,
   inspectCommand,
+  sealCommand,
   flashCommand,
   devicesCommand,
 ];

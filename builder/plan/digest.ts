@@ -13,10 +13,21 @@ export interface NodeInputs {
   /** The MBR disk identifier the node's card gets. */
   diskId: string;
   rendered: RenderedNode;
+  /** A sealed image leaves the secret-bearing files out: another image, so another digest. */
+  sealed?: boolean;
 }
 
 export interface NodeDigest {
+  /** Everything the image is made of, secrets included: equal digests, equal images. */
   digest: string;
+  /**
+   * The same without the bytes of secret-bearing files (nor whether they are left out): equal for
+   * a sealed image and the unsealed one of the same node, and for any secrets. It is the build id
+   * (the cloud-init instance-id) and the digest the card's own manifest records, so a card sealed
+   * later gets the boot partition and manifest an unsealed build gives, and publishes no hash of a
+   * secret.
+   */
+  publicDigest: string;
   /** `root:/etc/haproxy/haproxy.cfg` or `boot:user-data` -> digest of content and metadata. */
   files: Record<string, string>;
 }
@@ -32,6 +43,8 @@ function sha256(...parts: (string | Buffer)[]): string {
 
 function entryDigest(entry: RootEntry): string {
   const meta = `${entry.kind} ${entry.mode.toString(8)} ${entry.uid}:${entry.gid}`;
+  // A secret-bearing file counts by the secrets it is made from; its bytes go into `digest` only.
+  if (entry.kind === 'file' && entry.secrets && entry.secrets.length > 0) return sha256(meta, 'made from secrets', entry.secrets.join(' '));
   if (entry.kind === 'file') return sha256(meta, entry.data);
   if (entry.kind === 'symlink') return sha256(meta, entry.target);
   return sha256(meta);
@@ -43,16 +56,20 @@ export function digestNode(inputs: NodeInputs): NodeDigest {
   for (const file of inputs.rendered.bootFiles) files[`boot:${file.path}`] = sha256(file.data);
   for (const edit of inputs.rendered.bootEdits) files[`boot-edit:${edit.path}`] = sha256(edit.describe);
   const keys = Object.keys(files).sort();
-  const digest = sha256(
+  const publicDigest = sha256(
     `pibake ${inputs.toolVersion}`,
     `base ${inputs.baseSha256}`,
     `disk-id ${inputs.diskId}`,
     `node ${inputs.rendered.node} ${inputs.rendered.role}`,
     ...keys.map((key) => `${key} ${files[key]}`),
   );
+  const secretBytes = inputs.rendered.rootEntries
+    .flatMap((e) => (e.kind === 'file' && e.secrets && e.secrets.length > 0 ? [`${e.path} ${sha256(e.data)}`] : []))
+    .sort();
+  const digest = sha256(publicDigest, inputs.sealed ? 'sealed' : 'with secrets', ...secretBytes);
   const sorted: Record<string, string> = {};
   for (const key of keys) sorted[key] = files[key] as string;
-  return { digest, files: sorted };
+  return { digest, publicDigest, files: sorted };
 }
 
 /**

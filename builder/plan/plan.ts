@@ -37,7 +37,7 @@ export function decideNode(
   else if (onDisk.size !== previous.image.size || onDisk.mtimeMs !== previous.image.mtimeMs)
     reasons.push('image changed on disk since it was built');
   if (previous && previous.digest !== current.digest) reasons.push(...describeChanges(previous.files, current.files));
-  if (previous && previous.digest !== current.digest && reasons.length === 0) reasons.push('base image, pibake version or disk id changed');
+  if (previous && previous.digest !== current.digest && reasons.length === 0) reasons.push('base image, pibake version, disk id, a secret or --sealed changed');
   return { node, action: reasons.length > 0 ? 'bake' : 'keep', reasons };
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { diskIdFor, digestNode, type NodeInputs } from '../../builder/plan/digest.ts';
 
@@ -40,6 +41,28 @@ describe('digestNode', () => {
     expect(digestNode(inputs({ baseSha256: 'b'.repeat(64) })).digest).not.toBe(base);
     expect(digestNode(inputs({ toolVersion: '0.2.0' })).digest).not.toBe(base);
     expect(digestNode(inputs({ diskId: '1234abce' })).digest).not.toBe(base);
+  });
+
+  it('keeps the bytes of secret-bearing files out of the public digest and the file list, not out of the digest', () => {
+    const withSecret = (password: string, sealed = false) => {
+      const i = inputs({ sealed });
+      i.rendered.rootEntries.push({ kind: 'file', path: '/etc/pibake/db.password', mode: 0o600, uid: 0, gid: 0, data: Buffer.from(password), secrets: ['db_password'] });
+      return digestNode(i);
+    };
+    const a = withSecret('first-value');
+    const b = withSecret('second-value');
+    const sealed = withSecret('stand-in', true);
+    // A rotated secret rebuilds the image; the instance-id and the card's manifest stay the same.
+    expect(b.digest).not.toBe(a.digest);
+    expect(b.publicDigest).toBe(a.publicDigest);
+    expect(b.files).toEqual(a.files);
+    expect(sealed.publicDigest).toBe(a.publicDigest);
+    expect(sealed.digest).not.toBe(withSecret('stand-in').digest);
+    // Which secrets, its mode or its path still count publicly.
+    const renamed = inputs();
+    renamed.rendered.rootEntries.push({ kind: 'file', path: '/etc/pibake/db.password', mode: 0o600, uid: 0, gid: 0, data: Buffer.from('first-value'), secrets: ['other'] });
+    expect(digestNode(renamed).publicDigest).not.toBe(a.publicDigest);
+    expect(JSON.stringify(a)).not.toContain(createHash('sha256').update('first-value').digest('hex'));
   });
 });
 

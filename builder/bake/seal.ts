@@ -1,0 +1,136 @@
+/**
+ * `pibake seal IMAGE --node NAME --out FILE`: a sealed image (`pibake build --sealed`) made whole
+ * with its node's secret files from the operator's cluster.secrets.yaml, into a local file for
+ * Imager, Etcher or dd. The files are rendered exactly as a normal build renders them and written
+ * with the same debugfs path (mode, owner, parents root:root 0755), so the result holds the files
+ * an unsealed build of that node holds. The image is never modified; the output appears by rename.
+ */
+import { chmod, lstat, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { PibakeError } from '../common/errors.ts';
+import { projectDir, toolVersion } from '../common/paths.ts';
+import { cloneImage } from '../image/copy.ts';
+import { openRaspiosImage, verifyBakedImage, type RaspiosImage } from '../image/raspios.ts';
+import { loadInventory } from '../inventory/load.ts';
+import { siblingTempPath } from '../package/temp-name.ts';
+import { digestNode } from '../plan/digest.ts';
+import { describeChanges } from '../plan/plan.ts';
+import { isSecretBearing, renderNode } from '../render/render.ts';
+import { loadRoles } from '../render/roles.ts';
+import { readExistingSecrets } from '../render/secrets.ts';
+import { PENDING_BUILD_ID } from './build.ts';
+
+export interface SealOptions {
+  /** A raw sealed image (`<node>.img` of a `--sealed` build). */
+  image: string;
+  node: string;
+  out: string;
+  /** The inventory the image was built from; cluster.secrets.yaml beside it. */
+  config: string;
+}
+
+export interface SealResult {
+  out: string;
+  /** The secret files written, in the order written. */
+  added: string[];
+}
+
+/** What `/etc/pibake/manifest.json` of a card says (inImageManifest in build.ts). */
+interface CardManifest {
+  pibake: string;
+  cluster: string;
+  node: string;
+  diskId: string;
+  digest: string;
+  base: { sha256: string };
+  files: Record<string, string>;
+  secretFiles?: string[];
+}
+
+const CARD_MANIFEST = '/etc/pibake/manifest.json';
+
+export async function sealImage(options: SealOptions): Promise<SealResult> {
+  const label = path.basename(options.image);
+  if (/\.(zst|xz|zip|gz)$/i.test(options.image)) {
+    throw new PibakeError(`${label} is compressed; pibake seal works on the raw image`, {
+      hint: `decompress it first (zstd -d / xz -d), then seal the .img; pibake flash takes the compressed image directly`,
+    });
+  }
+  const out = path.resolve(options.out);
+  if (out === path.resolve(options.image)) {
+    throw new PibakeError(`--out ${options.out} is the image itself`, { hint: 'seal into a new file; the sealed image stays publishable as it is' });
+  }
+  const existing = await lstat(out).catch(() => undefined);
+  if (existing && !existing.isFile()) {
+    throw new PibakeError(`--out ${options.out} exists and is not a regular file`, { hint: 'to write a card, use pibake flash NODE --device DEV; seal writes image files only' });
+  }
+
+  const overlaysDir = projectDir(options.config, 'overlays');
+  const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
+  const inventory = await loadInventory(options.config, roles);
+  if (!inventory.nodes.some((n) => n.name === options.node)) {
+    throw new PibakeError(`no node named ${options.node} in ${inventory.file}`, { hint: `known nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
+  }
+
+  const source = await openRaspiosImage(options.image, { label });
+  const card = await readCardManifest(source);
+  if (card.cluster !== inventory.cluster.name || card.node !== options.node) {
+    throw new PibakeError(`${label} is the image of node ${card.node} of cluster ${card.cluster}, not of node ${options.node} of cluster ${inventory.cluster.name}`, {
+      hint: `seal ${options.node}.img with --node ${options.node}, using the inventory it was built from`,
+    });
+  }
+  if (card.pibake !== toolVersion) {
+    throw new PibakeError(`${label} was built by pibake ${card.pibake}; this is pibake ${toolVersion}, which may render its files differently`, {
+      hint: `seal with pibake ${card.pibake}, the version that built the image`,
+    });
+  }
+  const secretFiles = card.secretFiles ?? [];
+  const present: string[] = [];
+  for (const file of secretFiles) if (await source.root.exists(file)) present.push(file);
+  if (secretFiles.length === 0 || present.length > 0) {
+    throw new PibakeError(`${label} is not a sealed image: it already holds ${present.length > 0 ? present.join(', ') : 'everything its node needs'}`, {
+      hint: 'seal an image from pibake build --sealed; an image from a normal build can be flashed as it is',
+    });
+  }
+
+  // Only the node's own secrets are needed, and all of them: a fresh value would not match the cluster.
+  const secrets = await readExistingSecrets(inventory, roles, [options.node]);
+  const base = { generation: source.generation, installedPackages: new Set((await source.root.readDpkgStatus()).keys()) };
+  const render = (buildId: string) => renderNode({ inventory, nodeName: options.node, roles, secrets, base, overlaysDir, buildId });
+  // The same two renderings as the build: the public digest must be the one the card records, or
+  // the inventory, roles or overlays changed since the image was built and the files would not fit it.
+  const digest = digestNode({ toolVersion, baseSha256: card.base.sha256, diskId: card.diskId, rendered: await render(PENDING_BUILD_ID) });
+  if (digest.publicDigest !== card.digest) {
+    const changes = describeChanges(card.files, digest.files);
+    throw new PibakeError(`${label} was not built from ${path.basename(inventory.file)} as it is now${changes.length > 0 ? `: ${changes.join(', ')}` : ' (base image or disk id differ)'}`, {
+      hint: 'seal with the inventory, roles and overlays the image was built from (the release\'s commit), or build the image again',
+    });
+  }
+  const entries = (await render(digest.publicDigest)).rootEntries.filter(isSecretBearing);
+
+  const partial = siblingTempPath(out);
+  try {
+    await cloneImage(source.path, partial);
+    const image = await openRaspiosImage(partial, { label: path.basename(out) });
+    await image.root.apply(entries);
+    await verifyBakedImage(partial, path.basename(out));
+    // It now holds the node's secrets: its owner's only, like a normal build's image.
+    await chmod(partial, 0o600);
+    await rename(partial, out);
+  } finally {
+    await rm(partial, { force: true });
+  }
+  return { out, added: entries.map((e) => e.path) };
+}
+
+async function readCardManifest(image: RaspiosImage): Promise<CardManifest> {
+  const hint = 'seal an image made by pibake build --sealed (output/<cluster>/<node>.img)';
+  if (!(await image.root.exists(CARD_MANIFEST))) throw new PibakeError(`${image.label} has no ${CARD_MANIFEST}: it was not built by pibake`, { hint });
+  try {
+    const parsed = JSON.parse((await image.root.readFile(CARD_MANIFEST)).toString('utf8')) as CardManifest;
+    if (typeof parsed.digest === 'string' && typeof parsed.node === 'string' && typeof parsed.files === 'object') return parsed;
+  } catch {
+    // reported below
+  }
+  throw new PibakeError(`${image.label}: ${CARD_MANIFEST} is not a pibake card manifest`, { hint });
+}
