@@ -24,7 +24,7 @@ import { decideNode } from '../plan/plan.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
 import { loadRoles } from '../render/roles.ts';
 import { isSecretBearing, renderNode } from '../render/render.ts';
-import { knownHosts, loadOrCreateSecrets, standInSecrets } from '../render/secrets.ts';
+import { knownHosts, loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
 import { bakeNodeImage } from './bake-node.ts';
@@ -68,7 +68,7 @@ export interface BuildResult {
 
 const EXTENSION: Record<Compression, string> = { zstd: 'zst', xz: 'xz' };
 /** Stands in for the build id in the rendering whose digest becomes the build id. */
-export const PENDING_BUILD_ID = '0'.repeat(64);
+const PENDING_BUILD_ID = '0'.repeat(64);
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
@@ -145,16 +145,15 @@ async function buildLocked(input: {
     if (record && !selected.includes(node)) manifest.nodes[node.name] = record;
   }
 
-  const render = (node: NodeSpec, buildId: string) =>
-    renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId });
+  const standIns = sealed ? secrets : standInSecrets(inventory, roles);
 
   const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; secretFiles: string[]; bake: boolean }[] = [];
   for (const node of selected) {
     const diskId = diskIdFor(inventory.cluster.name, node.name);
-    // The instance-id inside the seeds is derived from the digest, so digest a first rendering
-    // made without it, then render for real.
-    const digest = digestNode({ toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID), sealed });
-    const whole = await render(node, digest.publicDigest);
+    const { digest, rendered: whole } = await renderAndDigest({
+      render: (withSecrets, buildId) => renderNode({ inventory, nodeName: node.name, roles, secrets: withSecrets, base: baseFacts, overlaysDir, buildId }),
+      secrets, standIns, sealed, baseSha256: base.sha256, diskId,
+    });
     const secretFiles = whole.rootEntries.filter(isSecretBearing).map((e) => e.path);
     const rendered = sealed ? { ...whole, rootEntries: whole.rootEntries.filter((e) => !isSecretBearing(e)) } : whole;
     const imageFile = path.join(dir, `${node.name}.img`);
@@ -238,6 +237,21 @@ async function buildLocked(input: {
   const kept = work.filter((w) => !w.bake).map((w) => w.node.name);
   options.reporter.event({ type: 'summary', baked: baked.length, kept: kept.length, seconds: (Date.now() - started) / 1000, out: dir });
   return { dir, manifest, baked, kept };
+}
+
+/**
+ * A node's digest and its rendering, as the build and `pibake seal` both make them. The instance-id
+ * inside the seeds is derived from the public digest, so digest a first rendering made without it
+ * (and one from stand-in secrets, which the public digest is made of), then render for real.
+ */
+export async function renderAndDigest(input: {
+  render: (secrets: ClusterSecrets, buildId: string) => Promise<RenderedNode>;
+  secrets: ClusterSecrets; standIns: ClusterSecrets; sealed: boolean; baseSha256: string; diskId: string;
+}): Promise<{ digest: NodeDigest; rendered: RenderedNode }> {
+  const pending = await input.render(input.secrets, PENDING_BUILD_ID);
+  const standIn = input.secrets === input.standIns ? pending : await input.render(input.standIns, PENDING_BUILD_ID);
+  const digest = digestNode({ toolVersion, baseSha256: input.baseSha256, diskId: input.diskId, rendered: pending, standIn, sealed: input.sealed });
+  return { digest, rendered: await input.render(input.secrets, digest.publicDigest) };
 }
 
 function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {

@@ -13,12 +13,11 @@ import { cloneImage } from '../image/copy.ts';
 import { openRaspiosImage, verifyBakedImage, type RaspiosImage } from '../image/raspios.ts';
 import { loadInventory } from '../inventory/load.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
-import { digestNode } from '../plan/digest.ts';
 import { describeChanges } from '../plan/plan.ts';
 import { isSecretBearing, renderNode } from '../render/render.ts';
 import { loadRoles } from '../render/roles.ts';
-import { readExistingSecrets } from '../render/secrets.ts';
-import { PENDING_BUILD_ID } from './build.ts';
+import { readExistingSecrets, standInSecrets } from '../render/secrets.ts';
+import { renderAndDigest } from './build.ts';
 
 export interface SealOptions {
   /** A raw sealed image (`<node>.img` of a `--sealed` build). */
@@ -96,17 +95,19 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
   // Only the node's own secrets are needed, and all of them: a fresh value would not match the cluster.
   const secrets = await readExistingSecrets(inventory, roles, [options.node]);
   const base = { generation: source.generation, installedPackages: new Set((await source.root.readDpkgStatus()).keys()) };
-  const render = (buildId: string) => renderNode({ inventory, nodeName: options.node, roles, secrets, base, overlaysDir, buildId });
-  // The same two renderings as the build: the public digest must be the one the card records, or
-  // the inventory, roles or overlays changed since the image was built and the files would not fit it.
-  const digest = digestNode({ toolVersion, baseSha256: card.base.sha256, diskId: card.diskId, rendered: await render(PENDING_BUILD_ID) });
+  // Rendered as the build renders it: the public digest must be the one the card records, or the
+  // inventory, roles or overlays changed since the image was built and the files would not fit it.
+  const { digest, rendered } = await renderAndDigest({
+    render: (withSecrets, buildId) => renderNode({ inventory, nodeName: options.node, roles, secrets: withSecrets, base, overlaysDir, buildId }),
+    secrets, standIns: standInSecrets(inventory, roles), sealed: false, baseSha256: card.base.sha256, diskId: card.diskId,
+  });
   if (digest.publicDigest !== card.digest) {
     const changes = describeChanges(card.files, digest.files);
     throw new PibakeError(`${label} was not built from ${path.basename(inventory.file)} as it is now${changes.length > 0 ? `: ${changes.join(', ')}` : ' (base image or disk id differ)'}`, {
       hint: 'seal with the inventory, roles and overlays the image was built from (the release\'s commit), or build the image again',
     });
   }
-  const entries = (await render(digest.publicDigest)).rootEntries.filter(isSecretBearing);
+  const entries = rendered.rootEntries.filter(isSecretBearing);
 
   const partial = siblingTempPath(out);
   try {

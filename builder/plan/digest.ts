@@ -3,6 +3,7 @@
  * node. Two builds with equal node digests produce the same image, so the build can skip it.
  */
 import { createHash } from 'node:crypto';
+import { PibakeError } from '../common/errors.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
 
 export interface NodeInputs {
@@ -13,6 +14,12 @@ export interface NodeInputs {
   /** The MBR disk identifier the node's card gets. */
   diskId: string;
   rendered: RenderedNode;
+  /**
+   * The same node rendered from stand-in secrets (standInSecrets; `rendered` itself in a sealed
+   * build): the bytes of its secret-bearing files stand for theirs in `files` and the public digest,
+   * so those follow what the files are made of (a template, the inventory) and hold no hash of a secret.
+   */
+  standIn: RenderedNode;
   /** A sealed image leaves the secret-bearing files out: another image, so another digest. */
   sealed?: boolean;
 }
@@ -21,8 +28,8 @@ export interface NodeDigest {
   /** Everything the image is made of, secrets included: equal digests, equal images. */
   digest: string;
   /**
-   * The same without the bytes of secret-bearing files (nor whether they are left out): equal for
-   * a sealed image and the unsealed one of the same node, and for any secrets. It is the build id
+   * The same with secret-bearing files counted as rendered from stand-ins, and without whether they
+   * are left out: equal for a sealed image and the unsealed one of the same node, whatever the secrets. It is the build id
    * (the cloud-init instance-id) and the digest the card's own manifest records, so a card sealed
    * later gets the boot partition and manifest an unsealed build gives, and publishes no hash of a
    * secret.
@@ -41,10 +48,21 @@ function sha256(...parts: (string | Buffer)[]): string {
   return hash.digest('hex');
 }
 
-function entryDigest(entry: RootEntry): string {
+function isSecretBearing(entry: RootEntry): boolean {
+  return entry.kind === 'file' && (entry.secrets?.length ?? 0) > 0;
+}
+
+function entryDigest(entry: RootEntry, standIn: Map<string, RootEntry>): string {
   const meta = `${entry.kind} ${entry.mode.toString(8)} ${entry.uid}:${entry.gid}`;
-  // A secret-bearing file counts by the secrets it is made from; its bytes go into `digest` only.
-  if (entry.kind === 'file' && entry.secrets && entry.secrets.length > 0) return sha256(meta, 'made from secrets', entry.secrets.join(' '));
+  if (entry.kind === 'file' && isSecretBearing(entry)) {
+    const twin = standIn.get(entry.path);
+    if (twin?.kind !== 'file' || !isSecretBearing(twin)) {
+      throw new PibakeError(`${entry.path} exists only with some secret values: a template decides from a secret's value whether it writes a file`, {
+        hint: 'decide from the inventory instead; secrets are only ever inserted into files',
+      });
+    }
+    return sha256(meta, 'made from secrets', entry.secrets?.join(' ') ?? '', twin.data);
+  }
   if (entry.kind === 'file') return sha256(meta, entry.data);
   if (entry.kind === 'symlink') return sha256(meta, entry.target);
   return sha256(meta);
@@ -52,7 +70,8 @@ function entryDigest(entry: RootEntry): string {
 
 export function digestNode(inputs: NodeInputs): NodeDigest {
   const files: Record<string, string> = {};
-  for (const entry of inputs.rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry);
+  const standIn = new Map(inputs.standIn.rootEntries.map((e) => [e.path, e]));
+  for (const entry of inputs.rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry, standIn);
   for (const file of inputs.rendered.bootFiles) files[`boot:${file.path}`] = sha256(file.data);
   for (const edit of inputs.rendered.bootEdits) files[`boot-edit:${edit.path}`] = sha256(edit.describe);
   const keys = Object.keys(files).sort();
@@ -64,7 +83,7 @@ export function digestNode(inputs: NodeInputs): NodeDigest {
     ...keys.map((key) => `${key} ${files[key]}`),
   );
   const secretBytes = inputs.rendered.rootEntries
-    .flatMap((e) => (e.kind === 'file' && e.secrets && e.secrets.length > 0 ? [`${e.path} ${sha256(e.data)}`] : []))
+    .flatMap((e) => (e.kind === 'file' && isSecretBearing(e) ? [`${e.path} ${sha256(e.data)}`] : []))
     .sort();
   const digest = sha256(publicDigest, inputs.sealed ? 'sealed' : 'with secrets', ...secretBytes);
   const sorted: Record<string, string> = {};
