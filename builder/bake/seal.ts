@@ -5,22 +5,30 @@
  * with the same debugfs path (mode, owner, parents root:root 0755), so the result holds the files
  * an unsealed build of that node holds. The image is never modified; the output appears by rename.
  */
-import { chmod, lstat, rename, rm } from 'node:fs/promises';
+import { chmod, lstat, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { forgetOnExit, removeOnExit } from '../common/cleanup.ts';
 import { PibakeError } from '../common/errors.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
 import { cloneImage } from '../image/copy.ts';
+import { SparseFileWriter } from '../image/intake/sparse-writer.ts';
 import { openRaspiosImage, verifyBakedImage, type RaspiosImage } from '../image/raspios.ts';
+import { withStagingDir } from '../image/staging.ts';
 import { loadInventory } from '../inventory/load.ts';
+import type { Inventory } from '../inventory/types.ts';
+import { writeBmapFile } from '../package/bmap.ts';
+import { openDecompressed, readHeader, sniffFormat } from '../package/compress.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { describeChanges } from '../plan/plan.ts';
 import { isSecretBearing, renderNode } from '../render/render.ts';
-import { loadRoles } from '../render/roles.ts';
+import { loadRoles, type RoleCatalog } from '../render/roles.ts';
 import { readExistingSecrets, standInSecrets } from '../render/secrets.ts';
+import type { RootEntry } from '../render/types.ts';
 import { renderAndDigest } from './build.ts';
 
 export interface SealOptions {
-  /** A raw sealed image (`<node>.img` of a `--sealed` build). */
+  /** A sealed image (`<node>.img` of a `--sealed` build), raw or as its .img.xz / .img.zst. */
   image: string;
   node: string;
   out: string;
@@ -50,14 +58,12 @@ const CARD_MANIFEST = '/etc/pibake/manifest.json';
 
 export async function sealImage(options: SealOptions): Promise<SealResult> {
   const label = path.basename(options.image);
-  if (/\.(zst|xz|zip|gz)$/i.test(options.image)) {
-    throw new PibakeError(`${label} is compressed; pibake seal works on the raw image`, {
-      hint: `decompress it first (zstd -d / xz -d), then seal the .img; pibake flash takes the compressed image directly`,
-    });
-  }
   const out = path.resolve(options.out);
   if (out === path.resolve(options.image)) {
     throw new PibakeError(`--out ${options.out} is the image itself`, { hint: 'seal into a new file; the sealed image stays publishable as it is' });
+  }
+  if (!(await stat(options.image).catch(() => undefined))?.isFile()) {
+    throw new PibakeError(`image ${options.image} does not exist or is not a file`, { hint: 'name the node\'s image from pibake build --sealed (.img, .img.xz or .img.zst)' });
   }
   const existing = await lstat(out).catch(() => undefined);
   if (existing && !existing.isFile()) {
@@ -71,7 +77,61 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
     throw new PibakeError(`no node named ${options.node} in ${inventory.file}`, { hint: `known nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
   }
 
-  const source = await openRaspiosImage(options.image, { label });
+  // A compressed image is unpacked (sparse) into the output's temp file first, and checked there.
+  const partial = siblingTempPath(out);
+  removeOnExit(partial);
+  try {
+    const compressed = sniffFormat(await readHeader(options.image)) !== 'raw';
+    if (compressed) await unpackSparse(options.image, partial);
+    const source = await openRaspiosImage(compressed ? partial : options.image, { label });
+    const entries = await secretEntries({ inventory, roles, overlaysDir }, options, label, source);
+    if (!compressed) await cloneImage(source.path, partial);
+    const image = await openRaspiosImage(partial, { label: path.basename(out) });
+    await image.root.apply(entries);
+    await verifyBakedImage(partial, path.basename(out));
+    // It now holds the node's secrets: its owner's only, like a normal build's image.
+    await chmod(partial, 0o600);
+    await rename(partial, out);
+    return { out, added: entries.map((e) => e.path) };
+  } finally {
+    await rm(partial, { force: true });
+    forgetOnExit(partial);
+  }
+}
+
+/**
+ * Seals a copy of `image` in a private folder beside it (0700, removed whatever happens, swept by
+ * the next build after a kill) and hands `fn` the copy and a bmap of it: what `pibake flash` writes
+ * when given a sealed image, so the card is verified against the whole sealed-then-sealed map.
+ */
+export async function withSealedCopy<T>(options: Omit<SealOptions, 'out'>, fn: (card: string, bmap: string) => Promise<T>): Promise<T> {
+  return withStagingDir(options.image, async (dir) => {
+    const card = path.join(dir, `${options.node}.img`);
+    await sealImage({ ...options, out: card });
+    const bmap = `${card}.bmap`;
+    await writeBmapFile(card, bmap);
+    return fn(card, bmap);
+  });
+}
+
+/** The raw bytes of an .xz / .zst image into `target`, all-zero blocks left as holes. */
+async function unpackSparse(source: string, target: string): Promise<void> {
+  const handle = await open(target, 'wx', 0o600);
+  try {
+    await pipeline(await openDecompressed(source), new SparseFileWriter(handle, undefined, false));
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The node's secret-bearing files as a normal build renders them, after every check on the image. */
+async function secretEntries(
+  project: { inventory: Inventory; roles: RoleCatalog; overlaysDir: string },
+  options: SealOptions,
+  label: string,
+  source: RaspiosImage,
+): Promise<RootEntry[]> {
+  const { inventory, roles, overlaysDir } = project;
   const card = await readCardManifest(source);
   if (card.cluster !== inventory.cluster.name || card.node !== options.node) {
     throw new PibakeError(`${label} is the image of node ${card.node} of cluster ${card.cluster}, not of node ${options.node} of cluster ${inventory.cluster.name}`, {
@@ -107,21 +167,7 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
       hint: 'seal with the inventory, roles and overlays the image was built from (the release\'s commit), or build the image again',
     });
   }
-  const entries = rendered.rootEntries.filter(isSecretBearing);
-
-  const partial = siblingTempPath(out);
-  try {
-    await cloneImage(source.path, partial);
-    const image = await openRaspiosImage(partial, { label: path.basename(out) });
-    await image.root.apply(entries);
-    await verifyBakedImage(partial, path.basename(out));
-    // It now holds the node's secrets: its owner's only, like a normal build's image.
-    await chmod(partial, 0o600);
-    await rename(partial, out);
-  } finally {
-    await rm(partial, { force: true });
-  }
-  return { out, added: entries.map((e) => e.path) };
+  return rendered.rootEntries.filter(isSecretBearing);
 }
 
 async function readCardManifest(image: RaspiosImage): Promise<CardManifest> {

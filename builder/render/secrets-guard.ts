@@ -69,9 +69,10 @@ say() {
 }
 say "THIS CARD IS SEALED: it was written from a release image, and the secrets of node ${input.node} (cluster ${input.cluster}) were never added."
 say "$missing of ${files.length} secret files are missing, such as $first."
-say "Nothing has been set up. Where cluster.yaml and cluster.secrets.yaml are, run"
-say "  pibake seal ${input.node}.img --node ${input.node} --out ${input.node}-card.img"
-say "and write ${input.node}-card.img to this card instead. Halting now."
+say "Nothing has been set up. Where cluster.yaml and cluster.secrets.yaml are, write the card again with"
+say "  pibake flash ${input.node} --device /dev/sdX    (it adds the secrets as it writes), or make an image with"
+say "  pibake seal ${input.node}.img --node ${input.node} --out ${input.node}-card.img    for Imager, Etcher or dd."
+say "Halting now."
 ${host.halt}
 exit 1
 `;

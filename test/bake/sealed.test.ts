@@ -4,6 +4,7 @@
  * owners of both root filesystems), the bytes of the boot partitions, e2fsck -fn and fsck.vfat -n.
  */
 import { execa } from 'execa';
+import { existsSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { open, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -276,4 +277,39 @@ describe('pibake seal', () => {
     expect(cli.stderr).toMatch(/no secrets file .*cluster\.secrets\.yaml/);
     expect((await readdir(work)).filter((n) => n.startsWith('x.img'))).toEqual([]);
   }, 120_000);
+});
+
+const canLoop = process.getuid?.() === 0 && process.platform === 'linux' && (existsSync('/sbin/losetup') || existsSync('/usr/sbin/losetup'));
+
+describe.runIf(canLoop)('pibake flash of a sealed image to a loop device (root; tests only: pibake never attaches one)', () => {
+  it('adds the node\'s secrets while writing: the card equals the unsealed build in files, modes, owners and boot partition', async () => {
+    const backing = path.join(work, 'card.bin');
+    await writeFile(backing, Buffer.alloc(0));
+    await execa('truncate', ['-s', '200M', backing]);
+    const dev = (await execa('losetup', ['-f', '--show', backing])).stdout.trim();
+    try {
+      const image = path.join(sealed.dir, 'web1.img.zst');
+      const run = await runPibake(['flash', image, '--device', dev, '--yes', '--allow-non-removable', '--config', config]);
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(run.stderr).toContain(`${image} is sealed: adding the secrets of web1 from the secrets file beside ${config} first`);
+      expect(run.stdout).toMatch(new RegExp(`^flashed ${image} with the secrets of web1 \\(sealed in [0-9.]+ s\\) to ${dev}: .* \\(bmap\\), verified, `));
+      const unsealedImage = path.join(unsealed.dir, 'web1.img');
+      expect((await bootBytes(dev)).equals(await bootBytes(unsealedImage))).toBe(true);
+      const a = await rootTree(dev, 'web1-loop');
+      const b = await rootTree(unsealedImage, 'web1-unsealed');
+      expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+      for (const [p, entry] of a) expect(entry, p).toBe(b.get(p));
+      await fsckFat(dev);
+      await fsckExt4(dev);
+      // The private copy it sealed (it held the secrets) is gone.
+      expect((await readdir(sealed.dir)).filter((n) => !n.startsWith('.pibake.lock')).sort())
+        .toEqual(['SHA256SUMS', 'lb1.img', 'lb1.img.bmap', 'lb1.img.zst', 'manifest.json', 'web1.img', 'web1.img.bmap', 'web1.img.zst']);
+      // --no-seal writes the sealed image as it is (the card's guard will stop its first boot).
+      const asIs = await runPibake(['flash', image, '--device', dev, '--yes', '--allow-non-removable', '--no-seal']);
+      expect(asIs.exitCode, asIs.stderr).toBe(0);
+      expect(await debugfs(dev, 'stat /etc/ssh/ssh_host_ed25519_key')).not.toMatch(/Inode:/);
+    } finally {
+      await execa('losetup', ['-d', dev], { reject: false });
+    }
+  }, 180_000);
 });

@@ -44,6 +44,7 @@ describe('the guard of a sealed card', () => {
       expect(lines.every((l) => l.startsWith('<2>pibake: '))).toBe(true); // syslog priority 2: crit
       expect(stdout).toContain('THIS CARD IS SEALED');
       expect(stdout).toContain(`2 of 3 secret files are missing, such as ${files[1]}.`);
+      expect(stdout).toContain('pibake flash lb1 --device /dev/sdX');
       expect(stdout).toContain('pibake seal lb1.img --node lb1 --out lb1-card.img');
       expect(await readFile(host.console, 'utf8')).toBe(lines.map((l) => `${l.slice(3)}\n`).join(''));
       expect(await readFile(path.join(dir, 'halt'), 'utf8')).toBe('halted\n');
