@@ -108,6 +108,23 @@ function loopTarget(dir: string, size: number): Target {
   };
 }
 
+/** Each tool's best time on a fresh target; tools take turns within each round, so that load from elsewhere hits them alike. */
+async function bestOfRounds(target: Target, tools: [string, (dev: string) => Promise<unknown>][]): Promise<Record<string, number>> {
+  process.stderr.write(`target: ${target.kind}\n`);
+  const seconds: Record<string, number> = {};
+  for (let round = 0; round < runs; round++) {
+    for (const [label, run] of tools) {
+      const dev = await target.prepare();
+      try {
+        seconds[label] = Math.min(seconds[label] ?? Infinity, await timed(label, () => run(dev)));
+      } finally {
+        await target.release();
+      }
+    }
+  }
+  return seconds;
+}
+
 /** Mapped bytes of a bmap file (bmaptool's own count). */
 async function mappedBytes(bmapFile: string): Promise<number> {
   const text = await readFile(bmapFile, 'utf8');
@@ -151,18 +168,7 @@ async function sealedBench(): Promise<void> {
       ['flash sealed .zst (seals)', flashOf(sealedZst)],
     ];
     for (const target of targets) {
-      process.stderr.write(`target: ${target.kind}\n`);
-      const seconds: Record<string, number> = {};
-      for (let round = 0; round < runs; round++) {
-        for (const [label, run] of tools) {
-          const dev = await target.prepare();
-          try {
-            seconds[label] = Math.min(seconds[label] ?? Infinity, await timed(label, () => run(dev)));
-          } finally {
-            await target.release();
-          }
-        }
-      }
+      const seconds = await bestOfRounds(target, tools);
       const plain = seconds['flash unsealed .zst'] as number;
       const sealedSeconds = seconds['flash sealed .zst (seals)'] as number;
       rows.push(`${target.kind.padEnd(12)} unsealed ${plain.toFixed(2)} s, sealed ${sealedSeconds.toFixed(2)} s: sealing adds ${(sealedSeconds - plain).toFixed(2)} s (x${(sealedSeconds / plain).toFixed(2)})`);
@@ -206,20 +212,7 @@ async function main(): Promise<void> {
       );
     }
     for (const target of targets) {
-      process.stderr.write(`target: ${target.kind}\n`);
-      const seconds: Record<string, number> = {};
-      // Tools take turns within each round, so that load from elsewhere hits them alike; best round counts.
-      for (let round = 0; round < runs; round++) {
-        for (const [label, run] of tools) {
-          const dev = await target.prepare();
-          try {
-            const s = await timed(label, () => run(dev));
-            seconds[label] = Math.min(seconds[label] ?? Infinity, s);
-          } finally {
-            await target.release();
-          }
-        }
-      }
+      const seconds = await bestOfRounds(target, tools);
       const base = seconds['pibake flash (verify)'] as number;
       const fast = seconds['pibake flash --no-verify'] as number;
       for (const [label] of tools) {

@@ -86,11 +86,11 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
     const source = await openRaspiosImage(compressed ? partial : options.image, { label });
     const entries = await secretEntries({ inventory, roles, overlaysDir }, options, label, source);
     if (!compressed) await cloneImage(source.path, partial);
+    // It is about to hold the node's secrets: its owner's only (like a normal build's image) first.
+    await chmod(partial, 0o600);
     const image = await openRaspiosImage(partial, { label: path.basename(out) });
     await image.root.apply(entries);
     await verifyBakedImage(partial, path.basename(out));
-    // It now holds the node's secrets: its owner's only, like a normal build's image.
-    await chmod(partial, 0o600);
     await rename(partial, out);
     return { out, added: entries.map((e) => e.path) };
   } finally {
