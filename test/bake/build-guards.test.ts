@@ -53,7 +53,10 @@ describe('one build at a time per output folder', () => {
     // The reproduction started the second 0.3 s after the first; on a loaded machine the
     // first may not have started by then, so wait until it is planning its nodes (it holds the lock).
     await waitForEvent(first, '"type":"plan"');
-    const second = await build(config, out, b);
+    // A one-node build of this small image can finish before a second node process has started;
+    // freezing the first (its lock lives on in its flock child) makes the overlap certain.
+    first.kill('SIGSTOP');
+    const second = await build(config, out, b).finally(() => first.kill('SIGCONT'));
     const done = await first;
     expect(done.exitCode, done.stderr).toBe(0);
     expect(second.exitCode).toBe(1);
