@@ -279,6 +279,28 @@ describe('pibake seal', () => {
   }, 120_000);
 });
 
+describe('pibake build --sealed and pibake seal on a bookworm base (firstrun.sh, host keys restored from /etc/pibake/ssh)', () => {
+  it('gives the unsealed build: same boot partition, same root files, modes and owners', async () => {
+    const bookworm = path.join(work, 'bookworm.img');
+    await synthesizeRaspiosImage({ path: bookworm, generation: 'bookworm', sizeMiB: 160, bootMiB: 64, diskId: '5e3da7a2' });
+    const cache = path.join(work, 'cache');
+    const plain = await buildCluster(buildOptions(config, bookworm, cache, { out: path.join(work, 'bookworm-unsealed'), nodes: ['lb1'] }));
+    const bare = await buildCluster(buildOptions(config, bookworm, cache, { out: path.join(work, 'bookworm-sealed'), nodes: ['lb1'], sealed: true }));
+    expect(bare.manifest.nodes.lb1!.secretFiles).toEqual(expect.arrayContaining(['/etc/pibake/ssh/ssh_host_ed25519_key', '/etc/ssh/ssh_host_ed25519_key']));
+    const unsealedImage = path.join(plain.dir, 'lb1.img');
+    expect((await bootBytes(path.join(bare.dir, 'lb1.img'))).equals(await bootBytes(unsealedImage))).toBe(true);
+    const card = path.join(work, 'bookworm-lb1-card.img');
+    await sealImage({ image: path.join(bare.dir, 'lb1.img'), node: 'lb1', out: card, config });
+    await fsckFat(card);
+    await fsckExt4(card);
+    expect((await bootBytes(card)).equals(await bootBytes(unsealedImage))).toBe(true);
+    const a = await rootTree(card, 'bookworm-card');
+    const b = await rootTree(unsealedImage, 'bookworm-unsealed');
+    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+    for (const [p, entry] of a) expect(entry, p).toBe(b.get(p));
+  }, 180_000);
+});
+
 const canLoop = process.getuid?.() === 0 && process.platform === 'linux' && (existsSync('/sbin/losetup') || existsSync('/usr/sbin/losetup'));
 
 describe.runIf(canLoop)('pibake flash of a sealed image to a loop device (root; tests only: pibake never attaches one)', () => {
