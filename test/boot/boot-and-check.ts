@@ -21,6 +21,10 @@ export interface NodeExpectations {
   /** Files that must exist on the node with this exact content. */
   files?: { path: string; content: string }[];
   timezone?: string;
+  /** First boot is cloud-init's (default): its verdict, schema and log are checked. */
+  cloudInit?: boolean;
+  /** The static address must be NetworkManager's (nmcli shows it), as on Raspberry Pi OS. */
+  networkManager?: boolean;
 }
 
 export interface BootReport {
@@ -91,7 +95,7 @@ async function gather(target: SshTarget, commands: Record<string, string>): Prom
 }
 
 /** Everything that differs from the expectations, one line each (empty: the node is right). */
-async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp: string): Promise<string[]> {
+export async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp: string): Promise<string[]> {
   const problems: string[] = [];
   const same = (what: string, actual: string, wanted: string) => {
     if (actual !== wanted) problems.push(`${what}: got ${JSON.stringify(actual)}, expected ${JSON.stringify(wanted)}`);
@@ -106,16 +110,25 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
     listening: "ss -Htln 'sport = :22'",
     services: `systemctl is-active ${expected.services.join(' ')}`,
     failed: 'systemctl list-units --failed --plain --no-legend',
-    result: 'cat /var/lib/cloud/data/result.json',
-    // The user-data itself must satisfy cloud-init's schema on the node.
-    schema: 'sudo -n cloud-init schema --system',
-    // Any other warning is a problem. Raspberry Pi OS's own 99_raspberry-pi.cfg (ssh_genkeytypes: [])
-    // is "too short" for 22.4's schema; that one warning about the merged system config is known.
-    warnings: "grep -E ' (WARNING|ERROR)' /var/log/cloud-init.log | grep -v 'Invalid cloud-config provided: Please run' || true",
+    // Errors pibake's own units (first-boot setup, the demo app) logged in this boot.
+    journal: "sudo -n journalctl -b -p err -q --no-pager -o short-monotonic -u 'pibake-*'",
     machineId: 'cat /etc/machine-id',
     bootMount: 'findmnt -n -o FSTYPE /boot/firmware',
     timezone: 'cat /etc/timezone',
   };
+  if (expected.cloudInit ?? true) {
+    // cloud-init's own verdict: `status` (done; errors and, from 23.4, recoverable errors) and
+    // result.json (which datasource).
+    commands.status = 'cloud-init status --format json 2>/dev/null';
+    commands.result = 'cat /var/lib/cloud/data/result.json';
+    // The user-data itself must satisfy cloud-init's schema on the node.
+    commands.schema = 'sudo -n cloud-init schema --system';
+    // Any other warning is a problem. Raspberry Pi OS's own 99_raspberry-pi.cfg (ssh_genkeytypes: [])
+    // is "too short" for 22.4's schema; that one warning about the merged system config is known.
+    commands.warnings = "grep -E ' (WARNING|ERROR)' /var/log/cloud-init.log | grep -v 'Invalid cloud-config provided: Please run' || true";
+  }
+  // The address as NetworkManager holds it (-t: one "IP4.ADDRESS[1]:10.0.0.11/24" line per address).
+  if (expected.networkManager) commands.nmcli = 'nmcli -t -f GENERAL.STATE,IP4.ADDRESS,IP4.GATEWAY device show eth0';
   (expected.files ?? []).forEach((file, i) => {
     commands[`file${i}`] = `sudo -n cat ${file.path}`;
   });
@@ -140,18 +153,10 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
     if (states[i] !== 'active') problems.push(`service ${service} is ${states[i] ?? 'unknown'}`);
   });
   if (fact('failed').out) problems.push(`failed units: ${fact('failed').out.replace(/\n/g, '; ')}`);
-
-  // cloud-init's own verdict: the NoCloud seed from the boot partition was used, with no errors.
-  try {
-    const v1 = (JSON.parse(fact('result').out) as { v1: { datasource: string | null; errors: string[] } }).v1;
-    if (!/NoCloud/.test(v1.datasource ?? '')) problems.push(`cloud-init used datasource ${v1.datasource}, not NoCloud`);
-    if (v1.errors.length > 0) problems.push(`cloud-init errors: ${v1.errors.join('; ')}`);
-  } catch {
-    problems.push(`no readable /var/lib/cloud/data/result.json: ${fact('result').out}`);
-  }
-  if (fact('schema').code !== 0) problems.push(`user-data fails cloud-init's schema: ${fact('schema').out}`);
-  const warnings = fact('warnings').out;
-  if (warnings) problems.push(`cloud-init.log has warnings:\n    ${warnings.split('\n').slice(0, 10).join('\n    ')}`);
+  const journal = fact('journal').out;
+  if (journal) problems.push(`pibake's units logged errors:\n    ${journal.split('\n').slice(0, 10).join('\n    ')}`);
+  if (expected.networkManager) problems.push(...nmcliProblems(fact('nmcli'), expected));
+  if (expected.cloudInit ?? true) problems.push(...cloudInitProblems(fact));
 
   // First boot made this card its own machine.
   if (!/^[0-9a-f]{32}$/.test(fact('machineId').out)) problems.push(`/etc/machine-id is ${JSON.stringify(fact('machineId').out)}, not a fresh id`);
@@ -166,6 +171,49 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
   return problems;
 }
 
+/** The static address and gateway as NetworkManager applied them to eth0. */
+function nmcliProblems(nmcli: { out: string; code: number }, expected: NodeExpectations): string[] {
+  if (nmcli.code !== 0) return [`nmcli cannot show eth0: ${nmcli.out}`];
+  const fields = new Map<string, string[]>();
+  for (const line of nmcli.out.split('\n')) {
+    const [key = '', ...value] = line.split(':');
+    const name = key.replace(/\[\d+\]$/, '');
+    fields.set(name, [...(fields.get(name) ?? []), value.join(':')]);
+  }
+  const problems: string[] = [];
+  if (!(fields.get('GENERAL.STATE') ?? []).some((s) => s.startsWith('100'))) problems.push(`NetworkManager has not connected eth0: ${nmcli.out}`);
+  if (!(fields.get('IP4.ADDRESS') ?? []).includes(expected.address)) problems.push(`NetworkManager has no ${expected.address} on eth0: ${nmcli.out}`);
+  if (!(fields.get('IP4.GATEWAY') ?? []).includes(expected.gateway)) problems.push(`NetworkManager's gateway on eth0 is not ${expected.gateway}: ${nmcli.out}`);
+  return problems;
+}
+
+/** cloud-init's own verdict: done, the NoCloud seed from the boot partition, no errors of any kind. */
+function cloudInitProblems(fact: (name: string) => { out: string; code: number }): string[] {
+  const problems: string[] = [];
+  try {
+    // recoverable_errors exists from cloud-init 23.4 on (trixie has 25); bookworm's 22.4 logs them as
+    // WARNINGs, which the log check below catches.
+    const status = JSON.parse(fact('status').out) as { status: string; errors?: string[]; recoverable_errors?: Record<string, string[]> };
+    if (status.status !== 'done') problems.push(`cloud-init status is ${status.status}, not done: ${fact('status').out}`);
+    if ((status.errors ?? []).length > 0) problems.push(`cloud-init status has errors: ${(status.errors ?? []).join('; ')}`);
+    const recoverable = Object.entries(status.recoverable_errors ?? {}).flatMap(([level, messages]) => messages.map((m) => `${level}: ${m}`));
+    if (recoverable.length > 0) problems.push(`cloud-init status has recoverable errors: ${recoverable.join('; ')}`);
+  } catch {
+    problems.push(`cloud-init status --format json is not JSON: ${fact('status').out}`);
+  }
+  try {
+    const v1 = (JSON.parse(fact('result').out) as { v1: { datasource: string | null; errors: string[] } }).v1;
+    if (!/NoCloud/.test(v1.datasource ?? '')) problems.push(`cloud-init used datasource ${v1.datasource}, not NoCloud`);
+    if (v1.errors.length > 0) problems.push(`cloud-init errors: ${v1.errors.join('; ')}`);
+  } catch {
+    problems.push(`no readable /var/lib/cloud/data/result.json: ${fact('result').out}`);
+  }
+  if (fact('schema').code !== 0) problems.push(`user-data fails cloud-init's schema: ${fact('schema').out}`);
+  const warnings = fact('warnings').out;
+  if (warnings) problems.push(`cloud-init.log has warnings:\n    ${warnings.split('\n').slice(0, 10).join('\n    ')}`);
+  return problems;
+}
+
 /**
  * Expectations for a pibake-built node, from the inventory it was built from. The services are
  * the node's role's `services` (roles/<role>.yaml), without the `.service` suffix or with it.
@@ -173,7 +221,13 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
 export function expectationsFor(
   inventory: Inventory,
   nodeName: string,
-  options: { keyFile: string; services: string[]; files?: { path: string; content: string }[] },
+  options: {
+    keyFile: string;
+    services: string[];
+    files?: { path: string; content: string }[];
+    /** What the base's first boot and network are (see BaseFacts in test-base.ts). */
+    base?: { cloudInit: boolean; networkManager: boolean };
+  },
 ): NodeExpectations {
   const node = inventory.nodes.find((n) => n.name === nodeName);
   if (!node) throw new Error(`no node ${nodeName} in ${inventory.file}`);
@@ -186,5 +240,7 @@ export function expectationsFor(
     services: ['ssh', ...options.services],
     files: options.files,
     timezone: inventory.locale.timezone,
+    cloudInit: options.base?.cloudInit ?? true,
+    networkManager: options.base?.networkManager ?? false,
   };
 }

@@ -5,6 +5,7 @@
 import { execa } from 'execa';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { debugfsCat, partitionOffsets } from '../helpers/image.ts';
 import type { VmArch } from '../helpers/qemu.ts';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/make-test-base.sh', import.meta.url));
@@ -25,4 +26,29 @@ export async function ensureTestBase(arch: VmArch = 'amd64'): Promise<string> {
 export function consoleLogPath(name: string): string | undefined {
   const dir = process.env.PIBAKE_BOOT_LOGS;
   return dir ? join(dir, `${name}.console.log`) : undefined;
+}
+
+/** What a base image's first boot and network stack are, read from its dpkg status and os-release. */
+export interface BaseFacts {
+  /** VERSION_CODENAME of /etc/os-release, e.g. trixie. */
+  suite: string;
+  /** cloud-init is installed: first boot is cloud-init's (NoCloud seeds on the boot partition). */
+  cloudInit: boolean;
+  /** network-manager is installed: it applies the static address (as on Raspberry Pi OS). */
+  networkManager: boolean;
+}
+
+/** The base's facts, by debugfs directly (not pibake's image code: the test must not trust it). */
+export async function baseFacts(image: string): Promise<BaseFacts> {
+  const { root } = await partitionOffsets(image);
+  const status = (await debugfsCat(image, root, '/var/lib/dpkg/status')).toString('utf8');
+  const installed = (name: string) =>
+    status.split('\n\n').some((stanza) => stanza.includes(`\nStatus: install ok installed`) && stanza.startsWith(`Package: ${name}\n`));
+  // /etc/os-release is a symlink to it (debugfs cat does not follow links).
+  const osRelease = (await debugfsCat(image, root, '/usr/lib/os-release')).toString('utf8');
+  return {
+    suite: /^VERSION_CODENAME=(\S+)$/m.exec(osRelease)?.[1] ?? 'unknown',
+    cloudInit: installed('cloud-init'),
+    networkManager: installed('network-manager'),
+  };
 }

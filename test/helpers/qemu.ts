@@ -4,28 +4,59 @@
  * so what pibake wrote there (cmdline.txt, config.txt, seeds) is what boots. Software emulation
  * only (TCG); see /work/shared/docs/test-harness-notes.md.
  *
- * Networking is qemu's user-mode network with restrict=on: the guest can reach nothing outside
- * qemu. The slirp network is made equal to the inventory's: its net is the cluster CIDR and its
- * host address the gateway, so a node configured with a static address answers on that address,
- * and an ssh forward on 127.0.0.1 reaches it.
+ * Networking, one of two kinds, and neither reaches anything outside this machine:
+ * - user-mode (slirp) with restrict=on, for one VM: the slirp network is made equal to the
+ *   inventory's (its net is the cluster CIDR, its host address the gateway), so a node configured
+ *   with a static address answers on that address, and an ssh forward on 127.0.0.1 reaches it;
+ * - a tap device on a bridge inside a network namespace the test made (NetnsLab.addTap), for
+ *   several VMs that talk to each other and to client namespaces on the same bridge. qemu runs
+ *   inside that namespace; the bridge has no uplink, so there is no route anywhere.
+ *
+ * qemu is started under `setpriv --pdeathsig KILL`: if the test process dies, even by SIGKILL,
+ * the kernel kills its VMs. Exit and signal hooks (registerCleanup) stop them otherwise.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { access, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { runTool } from '../../builder/common/exec.ts';
+import { registerCleanup } from './netns.ts';
 
 export type VmArch = 'amd64' | 'arm64';
 
-export interface VmNetwork {
+/** qemu's user-mode network, restricted: one VM, reached through an ssh forward on 127.0.0.1. */
+export interface UserNetwork {
   /** The cluster network, e.g. 10.0.0.0/24; becomes slirp's net. */
   cidr: string;
   /** The gateway of the inventory; becomes slirp's host address (what the guest routes through). */
   gateway: string;
   /** The node's static address; ssh on 127.0.0.1:<sshPort> is forwarded to it. */
   guestIp: string;
+}
+
+/** A tap device on a bridge in a network namespace (NetnsLab.addTap); qemu runs in that namespace. */
+export interface TapNetwork {
+  /** The namespace holding the bridge and the tap. */
+  netns: string;
+  /** The tap device's name in that namespace. */
+  tap: string;
+  /** The NIC's MAC address: unique per VM on one bridge (qemu gives every VM the same default). */
+  mac: string;
+}
+
+export type VmNetwork = UserNetwork | TapNetwork;
+
+const isTap = (network: VmNetwork): network is TapNetwork => 'tap' in network;
+
+/** A locally administered MAC derived from an IPv4 address (52:54:00 is qemu's prefix). */
+export function macForAddress(ip: string): string {
+  const octets = ip.split('.').map(Number);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) throw new Error(`not an IPv4 address: ${ip}`);
+  return ['52', '54', '00', ...octets.slice(1).map((o) => o.toString(16).padStart(2, '0'))].join(':');
 }
 
 export interface BootOptions {
@@ -37,7 +68,8 @@ export interface BootOptions {
   network: VmNetwork;
   /** qemu is killed after this long whatever happens (default 15 min). */
   hardTimeoutMs?: number;
-  /** Where the serial console is logged (default: in the VM's temp dir, removed by stop()). */
+  /** Where the serial console is logged (default: in the VM's temp dir, removed by stop()); a path
+   * outside that dir is kept, also when the test is killed. */
   consoleLog?: string;
 }
 
@@ -78,6 +110,14 @@ export async function readBootPartition(image: string): Promise<BootPartitionFil
   return { offsetBytes, kernel, initrd, cmdline };
 }
 
+/** Whether `program` is an executable in $PATH. */
+async function onPath(program: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
+    if (await access(join(dir, program), constants.X_OK).then(() => true, () => false)) return true;
+  }
+  return false;
+}
+
 /** A free TCP port on 127.0.0.1 (asked of the kernel, then released for qemu to bind). */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -90,16 +130,21 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
+/** Console lines after which a boot goes nowhere. */
+const BOOT_FAILED = /Kernel panic|end Kernel panic|You are in emergency mode|Give root password for maintenance/;
+
 export class QemuVm {
   private exited = false;
   private exitCode: number | null = null;
   private readonly hardTimer: NodeJS.Timeout;
+  private readonly unregister: () => void;
 
   private constructor(
     private readonly child: ChildProcess,
     private readonly dir: string,
     readonly consoleLog: string,
-    readonly sshPort: number,
+    /** The 127.0.0.1 port forwarded to the guest's ssh (user-mode networking only). */
+    readonly sshPort: number | undefined,
     readonly startedAt: number,
     readonly commandLine: string[],
     hardTimeoutMs: number,
@@ -110,12 +155,20 @@ export class QemuVm {
     });
     this.hardTimer = setTimeout(() => child.kill('SIGKILL'), hardTimeoutMs);
     this.hardTimer.unref();
+    // On exit or a signal: qemu by its PID, its temp dir (a disk copy of several hundred MB).
+    this.unregister = registerCleanup(() => {
+      if (!this.exited) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    });
   }
 
   /** Copies the image, extracts kernel and initrd from its boot partition and starts qemu. */
   static async boot(options: BootOptions): Promise<QemuVm> {
     const arch = options.arch ?? 'amd64';
     const spec = QEMU[arch];
+    if (!(await onPath(spec.binary))) {
+      throw new Error(`${spec.binary} is not installed (hint: apt-get install ${arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm'})`);
+    }
     const dir = await mkdtemp(join(tmpdir(), 'pibake-vm-'));
     try {
       const disk = join(dir, 'disk.img');
@@ -129,9 +182,19 @@ export class QemuVm {
         await runTool('mcopy', ['-n', '-i', fat, `::/${boot.initrd}`, join(dir, 'initrd')]);
         initrdArgs.push('-initrd', join(dir, 'initrd'));
       }
-      const sshPort = await freePort();
-      const { cidr, gateway, guestIp } = options.network;
+      const network = options.network;
+      const sshPort = isTap(network) ? undefined : await freePort();
+      const nic = isTap(network)
+        ? [
+          '-netdev', `tap,id=n0,ifname=${network.tap},script=no,downscript=no`,
+          '-device', `virtio-net-pci,netdev=n0,mac=${network.mac}`,
+        ]
+        : [
+          '-netdev', `user,id=n0,restrict=on,net=${network.cidr},host=${network.gateway},hostfwd=tcp:127.0.0.1:${sshPort}-${network.guestIp}:22`,
+          '-device', 'virtio-net-pci,netdev=n0',
+        ];
       const consoleLog = options.consoleLog ?? join(dir, 'console.log');
+      await mkdir(dirname(consoleLog), { recursive: true });
       await writeFile(consoleLog, '');
       const args = [
         '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
@@ -141,21 +204,23 @@ export class QemuVm {
         '-append', `${boot.cmdline} console=${spec.console}`,
         // cache=unsafe: the disk is a throwaway copy, so its writes need not reach the host disk.
         '-drive', `file=${disk},format=raw,if=virtio,cache=unsafe`,
-        '-netdev', `user,id=n0,restrict=on,net=${cidr},host=${gateway},hostfwd=tcp:127.0.0.1:${sshPort}-${guestIp}:22`,
-        '-device', 'virtio-net-pci,netdev=n0',
+        ...nic,
         '-object', 'rng-random,filename=/dev/urandom,id=rng0', '-device', 'virtio-rng-pci,rng=rng0',
         '-chardev', `file,id=ser0,path=${consoleLog}`, '-serial', 'chardev:ser0',
       ];
-      const child = spawn(spec.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      // `ip netns exec` and setpriv both exec: the child's PID is qemu's.
+      const inNetns = isTap(network) ? ['ip', 'netns', 'exec', network.netns] : [];
+      const argv = [...inNetns, 'setpriv', '--pdeathsig', 'KILL', spec.binary, ...args];
+      const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr?.on('data', (chunk: Buffer) => {
         stderr = (stderr + chunk.toString()).slice(-4000);
       });
-      // once() rejects when 'error' comes first, e.g. qemu is not installed.
+      // once() rejects when 'error' comes first, e.g. ip or setpriv is missing.
       await once(child, 'spawn').catch((e: Error) => {
-        throw new Error(`${spec.binary} did not start: ${e.message} (hint: apt-get install ${arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm'})`);
+        throw new Error(`${argv[0]} did not start: ${e.message} (hint: apt-get install iproute2 util-linux)`);
       });
-      const vm = new QemuVm(child, dir, consoleLog, sshPort, Date.now(), [spec.binary, ...args], options.hardTimeoutMs ?? 15 * 60_000);
+      const vm = new QemuVm(child, dir, consoleLog, sshPort, Date.now(), argv, options.hardTimeoutMs ?? 15 * 60_000);
       vm.stderrTail = () => stderr;
       return vm;
     } catch (error) {
@@ -176,14 +241,25 @@ export class QemuVm {
   }
 
   /**
+   * What went wrong with this VM so far, or undefined: qemu exited, or the console shows a kernel
+   * panic or an emergency shell. For callers that poll something else (a service) meanwhile.
+   */
+  async problem(failOn: RegExp = BOOT_FAILED): Promise<string | undefined> {
+    return this.failure(await this.console(), failOn);
+  }
+
+  private failure(text: string, failOn: RegExp): string | undefined {
+    const tail = () => text.split('\n').slice(-25).join('\n');
+    if (failOn.test(text)) return `boot failed (${failOn.exec(text)?.[0]}); console tail:\n${tail()}`;
+    if (this.exited) return `qemu exited (${this.exitCode}): ${this.stderrTail()}\nconsole tail:\n${tail()}`;
+    return undefined;
+  }
+
+  /**
    * Waits until the console matches `pattern`; fails early when qemu exits, the kernel panics or
    * `failOn` matches, and after `timeoutMs`. Errors carry the console's last lines.
    */
-  async waitForConsole(
-    pattern: RegExp,
-    timeoutMs: number,
-    failOn: RegExp = /Kernel panic|end Kernel panic|You are in emergency mode|Give root password for maintenance/,
-  ): Promise<RegExpMatchArray> {
+  async waitForConsole(pattern: RegExp, timeoutMs: number, failOn: RegExp = BOOT_FAILED): Promise<RegExpMatchArray> {
     const deadline = Date.now() + timeoutMs;
     const handle = await open(this.consoleLog, 'r');
     try {
@@ -197,10 +273,11 @@ export class QemuVm {
         }
         const match = pattern.exec(text);
         if (match) return match;
-        const tail = () => text.split('\n').slice(-25).join('\n');
-        if (failOn.test(text)) throw new Error(`boot failed (${failOn.exec(text)?.[0]}); console tail:\n${tail()}`);
-        if (this.exited) throw new Error(`qemu exited (${this.exitCode}) before ${pattern}: ${this.stderrTail()}\nconsole tail:\n${tail()}`);
-        if (Date.now() > deadline) throw new Error(`no ${pattern} on the console after ${timeoutMs / 1000} s; console tail:\n${tail()}`);
+        const failure = this.failure(text, failOn);
+        if (failure) throw new Error(`${failure}\n(while waiting for ${pattern})`);
+        if (Date.now() > deadline) {
+          throw new Error(`no ${pattern} on the console after ${timeoutMs / 1000} s; console tail:\n${text.split('\n').slice(-25).join('\n')}`);
+        }
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
     } finally {
@@ -219,28 +296,39 @@ export class QemuVm {
       clearTimeout(timer);
     }
     await rm(this.dir, { recursive: true, force: true });
+    this.unregister();
   }
 }
 
 export interface SshTarget {
-  port: number;
   user: string;
   /** Private key file (0600). */
   keyFile: string;
+  /** Default 127.0.0.1 (the user-mode network's forward). */
+  host?: string;
+  /** Default 22. */
+  port?: number;
+  /** Run ssh inside this network namespace (a client on the VMs' bridge). */
+  netns?: string;
+  /**
+   * known_hosts to hold the guest to (e.g. the one `pibake build` writes): the guest must present
+   * the host key baked for it. Without it, any host key is accepted.
+   */
+  knownHosts?: string;
 }
 
-/** Runs one command on the guest over the 127.0.0.1 forward; never asks anything interactively. */
+/** Runs one command on the guest; never asks anything interactively. */
 export async function ssh(target: SshTarget, command: string, timeoutMs = 60_000) {
-  return runTool(
-    'ssh',
-    [
-      '-i', target.keyFile, '-p', String(target.port),
-      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-      '-o', 'IdentitiesOnly=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR',
-      `${target.user}@127.0.0.1`, command,
-    ],
-    { reject: false, timeout: timeoutMs, stdin: 'ignore' },
-  );
+  const hostKeys = target.knownHosts
+    ? ['-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${target.knownHosts}`]
+    : ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'];
+  const argv = [
+    'ssh', '-i', target.keyFile, '-p', String(target.port ?? 22), ...hostKeys, '-o', 'BatchMode=yes',
+    '-o', 'IdentitiesOnly=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR',
+    `${target.user}@${target.host ?? '127.0.0.1'}`, command,
+  ];
+  const [file, ...args] = target.netns ? ['ip', 'netns', 'exec', target.netns, ...argv] : argv;
+  return runTool(file as string, args, { reject: false, timeout: timeoutMs, stdin: 'ignore' });
 }
 
 /** Retries a trivial ssh command until the guest's sshd accepts the key. */
@@ -253,5 +341,5 @@ export async function waitForSsh(target: SshTarget, timeoutMs: number): Promise<
     last = `${result.stderr ?? ''}`.trim();
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
-  throw new Error(`ssh ${target.user}@127.0.0.1:${target.port} not accepted after ${timeoutMs / 1000} s: ${last}`);
+  throw new Error(`ssh ${target.user}@${target.host ?? '127.0.0.1'}:${target.port ?? 22} not accepted after ${timeoutMs / 1000} s: ${last}`);
 }
