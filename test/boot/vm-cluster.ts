@@ -124,6 +124,8 @@ export interface ServingReport {
 }
 
 const CLOUD_INIT_FINISHED = /Cloud-init v\. \S+ finished at /;
+/** How long the nodes may take to serve once every first boot has finished, before the test gives up. */
+const AFTER_FIRST_BOOT_MS = 5 * 60_000;
 
 export class VmCluster {
   readonly nodes = new Map<string, BootedNode>();
@@ -255,7 +257,9 @@ export class VmCluster {
 
   /**
    * Polls every node until each serves (see notServing); fails early when a VM dies or drops to an
-   * emergency shell, and after `timeoutMs` with every node's last reason and console tail.
+   * emergency shell, when not serving AFTER_FIRST_BOOT_MS after cloud-init finished on every node, and after
+   * `timeoutMs`; failures carry every waiting node's last reason, its failed units, warnings and
+   * console tail.
    */
   async waitUntilServing(timeoutMs: number, everyMs = 5_000): Promise<ServingReport> {
     const first = Math.min(...[...this.nodes.values()].map((n) => n.vm.startedAt));
@@ -284,10 +288,13 @@ export class VmCluster {
         report.clusterSeconds = (Date.now() - first) / 1000;
         return report;
       }
-      if (Date.now() > deadline) {
+      const finished = [...this.nodes.values()].map((n) => n.vm.startedAt + (cloudInit[n.name] ?? NaN) * 1000);
+      const late = finished.every(Number.isFinite) && Date.now() > Math.max(...finished) + AFTER_FIRST_BOOT_MS;
+      if (Date.now() > deadline || late) {
+        const why = late ? `not serving ${AFTER_FIRST_BOOT_MS / 1000} s after cloud-init finished on every node` : `not serving after ${timeoutMs / 1000} s`;
         const lines = await Promise.all(pending.filter((n) => report.nodes[n.name] === undefined).map(async (n) =>
           `${n.name}: ${reasons.get(n.name)}\n${await this.diagnose(n.name)}`));
-        throw new Error(`not serving after ${timeoutMs / 1000} s:\n${lines.join('\n')}`);
+        throw new Error(`${why}:\n${lines.join('\n')}`);
       }
       await sleep(everyMs);
     }
