@@ -201,7 +201,9 @@ export class QemuVm {
         ...spec.machine, '-accel', 'tcg',
         '-m', String(options.memoryMiB ?? 1024), '-smp', String(options.cpus ?? 2),
         '-kernel', kernel, ...initrdArgs,
-        '-append', `${boot.cmdline} console=${spec.console}`,
+        // Under emulation udev's coldplug can outlast systemd's 90 s device timeout (trixie drops to
+        // emergency mode waiting for the boot partition): a longer one, for qemu only, never on a card.
+        '-append', `${boot.cmdline} console=${spec.console} systemd.default_device_timeout_sec=900`,
         // cache=unsafe: the disk is a throwaway copy, so its writes need not reach the host disk.
         '-drive', `file=${disk},format=raw,if=virtio,cache=unsafe`,
         ...nic,
