@@ -110,8 +110,9 @@ export async function checkNode(target: SshTarget, expected: NodeExpectations, g
     listening: "ss -Htln 'sport = :22'",
     services: `systemctl is-active ${expected.services.join(' ')}`,
     failed: 'systemctl list-units --failed --plain --no-legend',
-    // Errors pibake's own units (first-boot setup, the demo app) logged in this boot.
-    journal: "sudo -n journalctl -b -p err -q --no-pager -o short-monotonic -u 'pibake-*'",
+    // This boot's errors, to find those of pibake's own units (first-boot setup, the demo app).
+    // Filtered here, not with -u 'pibake-*': systemd 257's journalctl fails when no unit matches.
+    journal: 'sudo -n journalctl -b -p err -o json --no-pager',
     machineId: 'cat /etc/machine-id',
     bootMount: 'findmnt -n -o FSTYPE /boot/firmware',
     timezone: 'cat /etc/timezone',
@@ -153,8 +154,8 @@ export async function checkNode(target: SshTarget, expected: NodeExpectations, g
     if (states[i] !== 'active') problems.push(`service ${service} is ${states[i] ?? 'unknown'}`);
   });
   if (fact('failed').out) problems.push(`failed units: ${fact('failed').out.replace(/\n/g, '; ')}`);
-  const journal = fact('journal').out;
-  if (journal) problems.push(`pibake's units logged errors:\n    ${journal.split('\n').slice(0, 10).join('\n    ')}`);
+  const journal = pibakeJournalErrors(fact('journal'));
+  if (journal.length > 0) problems.push(`pibake's units logged errors:\n    ${journal.slice(0, 10).join('\n    ')}`);
   if (expected.networkManager) problems.push(...nmcliProblems(fact('nmcli'), expected));
   if (expected.cloudInit ?? true) problems.push(...cloudInitProblems(fact));
 
@@ -169,6 +170,29 @@ export async function checkNode(target: SshTarget, expected: NodeExpectations, g
     else same(file.path, content.out, file.content.trim());
   });
   return problems;
+}
+
+/**
+ * Error-level journal entries of pibake's units: logged by one (_SYSTEMD_UNIT) or by systemd about
+ * one (UNIT), e.g. "pibake-primary-setup.service: Failed with result 'exit-code'".
+ */
+function pibakeJournalErrors(journal: { out: string; code: number }): string[] {
+  if (journal.code !== 0) return [`journalctl failed: ${journal.out}`];
+  const errors: string[] = [];
+  for (const line of journal.out.split('\n').filter(Boolean)) {
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      errors.push(`not a journal entry: ${line}`);
+      continue;
+    }
+    const unit = [entry._SYSTEMD_UNIT, entry.UNIT].find((u) => typeof u === 'string' && u.startsWith('pibake-'));
+    if (unit === undefined) continue;
+    const message = typeof entry.MESSAGE === 'string' ? entry.MESSAGE : JSON.stringify(entry.MESSAGE);
+    errors.push(`${String(unit)}: ${message}`);
+  }
+  return errors;
 }
 
 /** The static address and gateway as NetworkManager applied them to eth0. */
