@@ -6,7 +6,7 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Inventory } from '../../builder/inventory/types.ts';
-import { QemuVm, ssh, waitForSsh, type SshTarget, type VmArch } from '../helpers/qemu.ts';
+import { QemuVm, ssh, waitForSsh, type BootOptions, type SshTarget, type VmArch } from '../helpers/qemu.ts';
 
 export interface NodeExpectations {
   hostname: string;
@@ -21,12 +21,19 @@ export interface NodeExpectations {
   /** Files that must exist on the node with this exact content. */
   files?: { path: string; content: string }[];
   timezone?: string;
+  /** How the image first boots: cloud-init seeds (trixie, the test base) or Imager's firstrun.sh (bookworm). */
+  firstBoot?: 'cloud-init' | 'firstrun';
+  /**
+   * A pibake-built card: pibake-firstboot must report done, with no error of pibake's units in the
+   * journal, the static address must be NetworkManager's, and these packages installed.
+   */
+  pibake?: { packages: { name: string; version: RegExp }[] };
 }
 
 export interface BootReport {
-  /** Wall-clock seconds from starting qemu to "Cloud-init v. ... finished" on the console. */
+  /** Wall-clock seconds from starting qemu to first boot's end: cloud-init's, or pibake-firstboot's "done". */
   cloudInitSeconds: number;
-  /** The guest's own uptime in that line ("Up N seconds"). */
+  /** The guest's own uptime in cloud-init's finished line ("Up N seconds"), when it has one. */
   guestUptimeSeconds: number;
   finishedLine: string;
 }
@@ -37,9 +44,15 @@ export interface BootAndCheckOptions {
   bootTimeoutMs?: number;
   /** Copy the serial console log here (kept for CI artefacts and debugging). */
   keepConsoleAs?: string;
+  /** More qemu options (guest forwards for a package proxy). */
+  vm?: Pick<BootOptions, 'guestForwards'>;
+  /** pibake-firstboot may report failed attempts (a test of its retries); otherwise one fails the boot early. */
+  allowRetries?: boolean;
 }
 
 const FINISHED = /Cloud-init v\. \S+ finished at [^\n]*?Up ([\d.]+) seconds/;
+const PIBAKE_DONE = /pibake-firstboot: done: [^\n]*/;
+const BOOT_FAILED = /Kernel panic|end Kernel panic|You are in emergency mode|Give root password for maintenance/;
 
 export async function bootAndCheck(
   imagePath: string,
@@ -51,12 +64,17 @@ export async function bootAndCheck(
     image: imagePath,
     arch: options.arch,
     network: { cidr: expected.cidr, gateway: expected.gateway, guestIp },
+    // Bookworm's firstrun.sh reboots; the next boot must read the cmdline.txt it rewrote.
+    followReboots: expected.firstBoot === 'firstrun',
+    ...options.vm,
   });
   try {
-    const match = await vm.waitForConsole(FINISHED, options.bootTimeoutMs ?? 10 * 60_000);
+    const timeout = options.bootTimeoutMs ?? 10 * 60_000;
+    const failOn = options.allowRetries ? BOOT_FAILED : new RegExp(`${BOOT_FAILED.source}|pibake-firstboot: (failed|waiting): [^\\n]*`);
+    const match = await vm.waitForConsole(expected.pibake ? PIBAKE_DONE : FINISHED, timeout, failOn);
     const report: BootReport = {
       cloudInitSeconds: (Date.now() - vm.startedAt) / 1000,
-      guestUptimeSeconds: Number(match[1]),
+      guestUptimeSeconds: Number(match[1] ?? Number.NaN),
       finishedLine: match[0].trim(),
     };
     const target: SshTarget = { port: vm.sshPort, user: expected.admin.user, keyFile: expected.admin.keyFile };
@@ -96,6 +114,7 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
   const same = (what: string, actual: string, wanted: string) => {
     if (actual !== wanted) problems.push(`${what}: got ${JSON.stringify(actual)}, expected ${JSON.stringify(wanted)}`);
   };
+  const cloudInit = expected.firstBoot !== 'firstrun';
   const commands: Record<string, string> = {
     hostname: 'hostname',
     user: 'id -un',
@@ -106,16 +125,31 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
     listening: "ss -Htln 'sport = :22'",
     services: `systemctl is-active ${expected.services.join(' ')}`,
     failed: 'systemctl list-units --failed --plain --no-legend',
-    result: 'cat /var/lib/cloud/data/result.json',
-    // The user-data itself must satisfy cloud-init's schema on the node.
-    schema: 'sudo -n cloud-init schema --system',
-    // Any other warning is a problem. Raspberry Pi OS's own 99_raspberry-pi.cfg (ssh_genkeytypes: [])
-    // is "too short" for 22.4's schema; that one warning about the merged system config is known.
-    warnings: "grep -E ' (WARNING|ERROR)' /var/log/cloud-init.log | grep -v 'Invalid cloud-config provided: Please run' || true",
     machineId: 'cat /etc/machine-id',
     bootMount: 'findmnt -n -o FSTYPE /boot/firmware',
     timezone: 'cat /etc/timezone',
   };
+  if (cloudInit) {
+    Object.assign(commands, {
+      // cloud-init's own verdict, once its final stage is over (it may end after pibake-firstboot).
+      status: 'sudo -n cloud-init status --wait --format json',
+      result: 'cat /var/lib/cloud/data/result.json',
+      // The user-data itself must satisfy cloud-init's schema on the node.
+      schema: 'sudo -n cloud-init schema --system',
+      // Any other warning is a problem. Raspberry Pi OS's own 99_raspberry-pi.cfg (ssh_genkeytypes: [])
+      // is "too short" for 22.4's schema; that one warning about the merged system config is known.
+      warnings: "grep -E ' (WARNING|ERROR)' /var/log/cloud-init.log | grep -v 'Invalid cloud-config provided: Please run' || true",
+    });
+  }
+  if (expected.pibake) {
+    Object.assign(commands, {
+      // The address is NetworkManager's (trixie: rendered by netplan from network-config; bookworm: pibake's keyfile).
+      nmcli: 'nmcli -g IP4.ADDRESS,GENERAL.STATE device show eth0',
+      firstboot: 'cat /var/lib/pibake/firstboot.status',
+      journalErrors: "sudo -n journalctl -b -p err -q --no-pager -u 'pibake-*'",
+      versions: `dpkg-query -W -f='\${Package} \${Version} \${db:Status-Status}\\n' ${expected.pibake.packages.map((p) => p.name).join(' ')}`,
+    });
+  }
   (expected.files ?? []).forEach((file, i) => {
     commands[`file${i}`] = `sudo -n cat ${file.path}`;
   });
@@ -141,17 +175,41 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
   });
   if (fact('failed').out) problems.push(`failed units: ${fact('failed').out.replace(/\n/g, '; ')}`);
 
-  // cloud-init's own verdict: the NoCloud seed from the boot partition was used, with no errors.
-  try {
-    const v1 = (JSON.parse(fact('result').out) as { v1: { datasource: string | null; errors: string[] } }).v1;
-    if (!/NoCloud/.test(v1.datasource ?? '')) problems.push(`cloud-init used datasource ${v1.datasource}, not NoCloud`);
-    if (v1.errors.length > 0) problems.push(`cloud-init errors: ${v1.errors.join('; ')}`);
-  } catch {
-    problems.push(`no readable /var/lib/cloud/data/result.json: ${fact('result').out}`);
+  if (cloudInit) {
+    // cloud-init's own verdict: done, the NoCloud seed from the boot partition used, no error of any kind.
+    try {
+      const st = JSON.parse(fact('status').out) as { status?: string; errors?: unknown[]; recoverable_errors?: Record<string, unknown> };
+      if (st.status !== 'done') problems.push(`cloud-init status is ${st.status}`);
+      if ((st.errors ?? []).length > 0) problems.push(`cloud-init errors: ${JSON.stringify(st.errors)}`);
+      if (Object.keys(st.recoverable_errors ?? {}).length > 0) problems.push(`cloud-init recoverable errors: ${JSON.stringify(st.recoverable_errors)}`);
+    } catch {
+      problems.push(`no readable cloud-init status --format json: ${fact('status').out}`);
+    }
+    try {
+      const v1 = (JSON.parse(fact('result').out) as { v1: { datasource: string | null; errors: string[] } }).v1;
+      if (!/NoCloud/.test(v1.datasource ?? '')) problems.push(`cloud-init used datasource ${v1.datasource}, not NoCloud`);
+      if (v1.errors.length > 0) problems.push(`cloud-init errors: ${v1.errors.join('; ')}`);
+    } catch {
+      problems.push(`no readable /var/lib/cloud/data/result.json: ${fact('result').out}`);
+    }
+    if (fact('schema').code !== 0) problems.push(`user-data fails cloud-init's schema: ${fact('schema').out}`);
+    const warnings = fact('warnings').out;
+    if (warnings) problems.push(`cloud-init.log has warnings:\n    ${warnings.split('\n').slice(0, 10).join('\n    ')}`);
   }
-  if (fact('schema').code !== 0) problems.push(`user-data fails cloud-init's schema: ${fact('schema').out}`);
-  const warnings = fact('warnings').out;
-  if (warnings) problems.push(`cloud-init.log has warnings:\n    ${warnings.split('\n').slice(0, 10).join('\n    ')}`);
+
+  if (expected.pibake) {
+    const nm = fact('nmcli').out.split('\n');
+    if (!nm.includes(expected.address) || !/^100 /.test(nm[nm.length - 1] ?? '')) problems.push(`NetworkManager does not have ${expected.address} up on eth0: ${nm.join(' | ')}`);
+    if (!/^state=done$/m.test(fact('firstboot').out)) problems.push(`pibake-firstboot is not done: ${fact('firstboot').out.replace(/\n/g, '; ')}`);
+    if (fact('journalErrors').out) problems.push(`errors of pibake's units in the journal:\n    ${fact('journalErrors').out.split('\n').slice(0, 10).join('\n    ')}`);
+    const versions = new Map(fact('versions').out.split('\n').map((l) => l.split(' ')).map(([name, version, state]) => [name, { version, state }]));
+    for (const wanted of expected.pibake.packages) {
+      const got = versions.get(wanted.name);
+      if (got?.state !== 'installed' || !wanted.version.test(got.version ?? '')) {
+        problems.push(`package ${wanted.name} is ${got ? `${got.version} (${got.state})` : 'not installed'}, expected ${wanted.version}`);
+      }
+    }
+  }
 
   // First boot made this card its own machine.
   if (!/^[0-9a-f]{32}$/.test(fact('machineId').out)) problems.push(`/etc/machine-id is ${JSON.stringify(fact('machineId').out)}, not a fresh id`);
@@ -173,7 +231,10 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
 export function expectationsFor(
   inventory: Inventory,
   nodeName: string,
-  options: { keyFile: string; services: string[]; files?: { path: string; content: string }[] },
+  options: {
+    keyFile: string; services: string[]; files?: { path: string; content: string }[];
+    firstBoot?: NodeExpectations['firstBoot']; packages?: { name: string; version: RegExp }[];
+  },
 ): NodeExpectations {
   const node = inventory.nodes.find((n) => n.name === nodeName);
   if (!node) throw new Error(`no node ${nodeName} in ${inventory.file}`);
@@ -186,5 +247,7 @@ export function expectationsFor(
     services: ['ssh', ...options.services],
     files: options.files,
     timezone: inventory.locale.timezone,
+    firstBoot: options.firstBoot ?? 'cloud-init',
+    pibake: { packages: options.packages ?? [] },
   };
 }

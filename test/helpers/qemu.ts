@@ -35,6 +35,17 @@ export interface BootOptions {
   memoryMiB?: number;
   cpus?: number;
   network: VmNetwork;
+  /**
+   * The only other places the guest may reach: a TCP address inside the guest's network that
+   * qemu connects to a port on this machine's 127.0.0.1 (one bridge process per connection).
+   */
+  guestForwards?: { guestIp: string; guestPort: number; hostPort: number }[];
+  /**
+   * When the guest reboots, start it again from the same disk, reading kernel, initrd and
+   * cmdline.txt afresh (a Pi's firmware does; qemu's direct kernel boot would reuse the old
+   * command line). Bookworm's firstrun.sh reboots once.
+   */
+  followReboots?: boolean;
   /** qemu is killed after this long whatever happens (default 15 min). */
   hardTimeoutMs?: number;
   /** Where the serial console is logged (default: in the VM's temp dir, removed by stop()). */
@@ -90,75 +101,43 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
+/** Joins a guest connection (stdin/stdout, as qemu's guestfwd cmd: gives it) to 127.0.0.1:<port>. */
+const BRIDGE = `const s = require('net').connect(Number(process.argv[1]), '127.0.0.1');
+process.stdin.pipe(s); s.pipe(process.stdout); s.on('error', () => process.exit(0)); s.on('close', () => process.exit(0));
+`;
+
 export class QemuVm {
   private exited = false;
   private exitCode: number | null = null;
+  private stopping = false;
+  private child!: ChildProcess;
   private readonly hardTimer: NodeJS.Timeout;
+  /** Guest reboots qemu followed (followReboots). */
+  reboots = 0;
 
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly options: BootOptions,
     private readonly dir: string,
+    private readonly disk: string,
     readonly consoleLog: string,
     readonly sshPort: number,
     readonly startedAt: number,
-    readonly commandLine: string[],
-    hardTimeoutMs: number,
   ) {
-    child.once('exit', (code) => {
-      this.exited = true;
-      this.exitCode = code;
-    });
-    this.hardTimer = setTimeout(() => child.kill('SIGKILL'), hardTimeoutMs);
+    this.hardTimer = setTimeout(() => this.child.kill('SIGKILL'), options.hardTimeoutMs ?? 15 * 60_000);
     this.hardTimer.unref();
   }
 
-  /** Copies the image, extracts kernel and initrd from its boot partition and starts qemu. */
+  /** Copies the image and starts qemu on the copy. */
   static async boot(options: BootOptions): Promise<QemuVm> {
-    const arch = options.arch ?? 'amd64';
-    const spec = QEMU[arch];
     const dir = await mkdtemp(join(tmpdir(), 'pibake-vm-'));
     try {
       const disk = join(dir, 'disk.img');
       await runTool('cp', ['--reflink=auto', '--sparse=always', options.image, disk]);
-      const boot = await readBootPartition(disk);
-      const fat = `${disk}@@${boot.offsetBytes}`;
-      const kernel = join(dir, 'kernel');
-      await runTool('mcopy', ['-n', '-i', fat, `::/${boot.kernel}`, kernel]);
-      const initrdArgs: string[] = [];
-      if (boot.initrd) {
-        await runTool('mcopy', ['-n', '-i', fat, `::/${boot.initrd}`, join(dir, 'initrd')]);
-        initrdArgs.push('-initrd', join(dir, 'initrd'));
-      }
-      const sshPort = await freePort();
-      const { cidr, gateway, guestIp } = options.network;
       const consoleLog = options.consoleLog ?? join(dir, 'console.log');
       await writeFile(consoleLog, '');
-      const args = [
-        '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
-        ...spec.machine, '-accel', 'tcg',
-        '-m', String(options.memoryMiB ?? 1024), '-smp', String(options.cpus ?? 2),
-        '-kernel', kernel, ...initrdArgs,
-        // Under emulation udev's coldplug can outlast systemd's 90 s device timeout (trixie drops to
-        // emergency mode waiting for the boot partition): a longer one, for qemu only, never on a card.
-        '-append', `${boot.cmdline} console=${spec.console} systemd.default_device_timeout_sec=900`,
-        // cache=unsafe: the disk is a throwaway copy, so its writes need not reach the host disk.
-        '-drive', `file=${disk},format=raw,if=virtio,cache=unsafe`,
-        '-netdev', `user,id=n0,restrict=on,net=${cidr},host=${gateway},hostfwd=tcp:127.0.0.1:${sshPort}-${guestIp}:22`,
-        '-device', 'virtio-net-pci,netdev=n0',
-        '-object', 'rng-random,filename=/dev/urandom,id=rng0', '-device', 'virtio-rng-pci,rng=rng0',
-        '-chardev', `file,id=ser0,path=${consoleLog}`, '-serial', 'chardev:ser0',
-      ];
-      const child = spawn(spec.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr?.on('data', (chunk: Buffer) => {
-        stderr = (stderr + chunk.toString()).slice(-4000);
-      });
-      // once() rejects when 'error' comes first, e.g. qemu is not installed.
-      await once(child, 'spawn').catch((e: Error) => {
-        throw new Error(`${spec.binary} did not start: ${e.message} (hint: apt-get install ${arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm'})`);
-      });
-      const vm = new QemuVm(child, dir, consoleLog, sshPort, Date.now(), [spec.binary, ...args], options.hardTimeoutMs ?? 15 * 60_000);
-      vm.stderrTail = () => stderr;
+      if (options.guestForwards?.length) await writeFile(join(dir, 'bridge.cjs'), BRIDGE);
+      const vm = new QemuVm(options, dir, disk, consoleLog, await freePort(), Date.now());
+      await vm.launch();
       return vm;
     } catch (error) {
       await rm(dir, { recursive: true, force: true });
@@ -166,6 +145,70 @@ export class QemuVm {
     }
   }
 
+  /** Extracts kernel and initrd from the disk's boot partition as it is now, and starts qemu. */
+  private async launch(): Promise<void> {
+    const arch = this.options.arch ?? 'amd64';
+    const spec = QEMU[arch];
+    const boot = await readBootPartition(this.disk);
+    const fat = `${this.disk}@@${boot.offsetBytes}`;
+    const kernel = join(this.dir, 'kernel');
+    await rm(kernel, { force: true });
+    await runTool('mcopy', ['-n', '-i', fat, `::/${boot.kernel}`, kernel]);
+    const initrdArgs: string[] = [];
+    if (boot.initrd) {
+      await rm(join(this.dir, 'initrd'), { force: true });
+      await runTool('mcopy', ['-n', '-i', fat, `::/${boot.initrd}`, join(this.dir, 'initrd')]);
+      initrdArgs.push('-initrd', join(this.dir, 'initrd'));
+    }
+    const { cidr, gateway, guestIp } = this.options.network;
+    const forwards = (this.options.guestForwards ?? [])
+      .map((f) => `,guestfwd=tcp:${f.guestIp}:${f.guestPort}-cmd:${process.execPath} ${join(this.dir, 'bridge.cjs')} ${f.hostPort}`).join('');
+    const args = [
+      '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
+      ...spec.machine, '-accel', 'tcg',
+      '-m', String(this.options.memoryMiB ?? 1024), '-smp', String(this.options.cpus ?? 2),
+      '-kernel', kernel, ...initrdArgs,
+      // Under emulation udev's coldplug can outlast systemd's 90 s device timeout (trixie drops to
+      // emergency mode waiting for the boot partition): a longer one, for qemu only, never on a card.
+      '-append', `${boot.cmdline} console=${spec.console} systemd.default_device_timeout_sec=900`,
+      // cache=unsafe: the disk is a throwaway copy, so its writes need not reach the host disk.
+      '-drive', `file=${this.disk},format=raw,if=virtio,cache=unsafe`,
+      '-netdev', `user,id=n0,restrict=on,net=${cidr},host=${gateway},hostfwd=tcp:127.0.0.1:${this.sshPort}-${guestIp}:22${forwards}`,
+      '-device', 'virtio-net-pci,netdev=n0',
+      '-object', 'rng-random,filename=/dev/urandom,id=rng0', '-device', 'virtio-rng-pci,rng=rng0',
+      '-chardev', `file,id=ser0,path=${this.consoleLog},append=on`, '-serial', 'chardev:ser0',
+      ...(this.options.followReboots ? ['-no-reboot'] : []),
+    ];
+    const child = spawn(spec.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-4000);
+    });
+    // once() rejects when 'error' comes first, e.g. qemu is not installed.
+    await once(child, 'spawn').catch((e: Error) => {
+      throw new Error(`${spec.binary} did not start: ${e.message} (hint: apt-get install ${arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm'})`);
+    });
+    this.child = child;
+    this.commandLine = [spec.binary, ...args];
+    this.stderrTail = () => stderr;
+    this.exited = false;
+    child.once('exit', (code) => {
+      // -no-reboot: a guest reboot ends qemu with 0; start the next boot from the same disk.
+      if (code === 0 && this.options.followReboots && !this.stopping) {
+        this.reboots++;
+        this.launch().catch((error: Error) => {
+          stderr += `\nrestart after the guest rebooted failed: ${error.message}`;
+          this.exited = true;
+          this.exitCode = code;
+        });
+        return;
+      }
+      this.exited = true;
+      this.exitCode = code;
+    });
+  }
+
+  commandLine: string[] = [];
   stderrTail: () => string = () => '';
 
   get pid(): number | undefined {
@@ -212,8 +255,9 @@ export class QemuVm {
 
   /** Stops qemu by its PID (SIGTERM, then SIGKILL) and removes the VM's temp dir. */
   async stop(): Promise<void> {
+    this.stopping = true;
     clearTimeout(this.hardTimer);
-    if (!this.exited) {
+    if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) {
       const exit = once(this.child, 'exit');
       this.child.kill('SIGTERM');
       const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
