@@ -11,7 +11,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import path from 'node:path';
 import { execa } from 'execa';
-import { Ext4Fs } from '../../builder/image/ext4.ts';
+import type { Ext4Fs } from '../../builder/image/ext4.ts';
 import { openRaspiosImage } from '../../builder/image/raspios.ts';
 import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
 import { freePort } from '../helpers/qemu.ts';
