@@ -3,12 +3,18 @@
  * renders each node, decides from digests which images are out of date, bakes those (in parallel),
  * packages them, and records the result in output/<cluster>/manifest.json.
  */
+import { createHash } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { AptSandbox } from '../carry/apt.ts';
+import { carriedEntries, carryPackages, type CarriedPackages } from '../carry/carry.ts';
+import { readAptFacts } from '../carry/facts.ts';
+import { DebStore } from '../carry/store.ts';
 import { PibakeError } from '../common/errors.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
 import { obtainBase } from '../image/intake.ts';
-import { openRaspiosImage } from '../image/raspios.ts';
+import { resolveCacheDir } from '../image/intake/cache.ts';
+import { openRaspiosImage, type RaspiosImage } from '../image/raspios.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { BaseImageSpec, Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
@@ -17,11 +23,12 @@ import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { decideNode } from '../plan/plan.ts';
-import { loadRoles } from '../render/roles.ts';
-import { renderNode } from '../render/render.ts';
+import type { PackageSource } from '../render/firstboot.ts';
+import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { missingPackages, renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
-import { bakeNodeImage } from './bake-node.ts';
+import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import {
   MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
@@ -43,6 +50,11 @@ export interface BuildOptions {
   compress?: Compression;
   bmap: boolean;
   force: boolean;
+  /**
+   * Role packages: 'card' resolves and fetches them here and carries them on the card (first boot
+   * needs no network); 'online' leaves them to the card's first boot and its apt sources.
+   */
+  packages: PackageSource;
   cacheDir?: string;
   progress: boolean;
   reporter: Reporter;
@@ -78,6 +90,9 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
   const installedPackages = await baseImage.root.readDpkgStatus();
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
+  const carried = options.packages === 'card'
+    ? await carryRolePackages(baseImage, base.path, selected, roles, baseFacts.installedPackages, inventory, options)
+    : new Map<string, CarriedPackages>();
 
   const secrets = await loadOrCreateSecrets(inventory, roles);
   const dir = path.join(path.resolve(options.out), inventory.cluster.name);
@@ -99,19 +114,22 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
   }
 
   const render = (node: NodeSpec, buildId: string) =>
-    renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId });
+    renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId, packages: options.packages });
 
-  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; bake: boolean }[] = [];
+  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; bake: boolean; carried?: CarriedPackages }[] = [];
   for (const node of selected) {
     const diskId = diskIdFor(inventory.cluster.name, node.name);
+    const nodeCarried = carried.get(node.role);
     // The instance-id inside the seeds is derived from the digest, so digest a first rendering
     // made without it, then render for real.
-    const digest = digestNode({ toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID) });
+    const digest = digestNode({
+      toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID), extra: carriedDigests(nodeCarried),
+    });
     const rendered = await render(node, digest.digest);
     const imageFile = path.join(dir, `${node.name}.img`);
     const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force);
     options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
-    work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake' });
+    work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake', carried: nodeCarried });
   }
 
   const persist = serialised(async () => {
@@ -133,7 +151,15 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
           target: partial,
           diskId: item.diskId,
           rendered: item.rendered,
-          extraRootEntries: [inImageManifest(inventory, item, base.sha256)],
+          ...(item.carried ? {
+            carry: {
+              entries: carriedEntries(item.carried),
+              sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
+              installedBytes: item.carried.installedBytes,
+              maxImageBytes: inventory.packages.maxImageBytes,
+            },
+          } : {}),
+          extraRootEntries: (room) => [inImageManifest(inventory, item, base.sha256, options.packages, room)],
           onStage: stage,
         });
         const { size } = await stat(partial);
@@ -189,8 +215,62 @@ function baseSpec(inventory: Inventory, options: BuildOptions): BaseImageSpec {
   return { path: path.resolve(options.base), sha256: options.baseSha256 };
 }
 
+/**
+ * The role packages every selected node's role needs that the base lacks, resolved against the
+ * image's own apt sources (or the inventory's mirrors), fetched into the cache and ready to
+ * carry, by role. One apt update per build; roles with the same packages share one resolution.
+ */
+async function carryRolePackages(
+  baseImage: RaspiosImage, basePath: string, nodes: NodeSpec[], roles: RoleCatalog, installed: ReadonlySet<string>,
+  inventory: Inventory, options: BuildOptions,
+): Promise<Map<string, CarriedPackages>> {
+  const wanted = new Map<string, string[]>();
+  for (const node of nodes) {
+    const packages = missingPackages(roles.get(node.role)?.packages ?? [], installed);
+    if (packages.length > 0) wanted.set(node.role, packages);
+  }
+  const byRole = new Map<string, CarriedPackages>();
+  if (wanted.size === 0) return byRole;
+  const cacheDir = resolveCacheDir(options.cacheDir);
+  const facts = await readAptFacts(baseImage.root, basePath);
+  const sandbox = await AptSandbox.open(cacheDir, facts, inventory.packages);
+  const { unreachable } = await sandbox.update();
+  for (const u of unreachable) {
+    options.reporter.event({ type: 'warning', message: `${u.url} did not answer (${u.reason}); resolving against the other sources and any lists fetched before` });
+  }
+  const store = await DebStore.open(cacheDir);
+  const byPackages = new Map<string, CarriedPackages>();
+  for (const [role, packages] of wanted) {
+    const key = packages.join(' ');
+    let carried = byPackages.get(key);
+    if (!carried) {
+      const started = Date.now();
+      const requestedBy = (pkg: string) => [...wanted].filter(([, p]) => p.includes(pkg)).map(([r]) => r).join(', ') || undefined;
+      carried = await carryPackages(sandbox, store, packages, requestedBy, unreachable);
+      byPackages.set(key, carried);
+      options.reporter.event({
+        type: 'packages', role, packages, debs: carried.debs.length, bytes: carried.debBytes, installedBytes: carried.installedBytes,
+        fetched: carried.fetched, seconds: (Date.now() - started) / 1000,
+      });
+    }
+    byRole.set(role, carried);
+  }
+  return byRole;
+}
+
+/** The carried files as digest inputs: a new package version rebakes the cards that carry it. */
+function carriedDigests(carried: CarriedPackages | undefined): Record<string, string> {
+  if (!carried) return {};
+  const digests: Record<string, string> = { 'carry:Packages': createHash('sha256').update(carried.index).digest('hex') };
+  for (const deb of carried.debs) digests[`carry:${deb.file}`] = deb.sha256;
+  return digests;
+}
+
 /** /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets). */
-function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string }, baseSha256: string): RootEntry {
+function inImageManifest(
+  inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string; carried?: CarriedPackages }, baseSha256: string,
+  packages: PackageSource, room: RoomReport,
+): RootEntry {
   const body = {
     pibake: toolVersion,
     cluster: inventory.cluster.name,
@@ -201,6 +281,13 @@ function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: N
     digest: item.digest.digest,
     base: { sha256: baseSha256 },
     files: item.digest.files,
+    packages: {
+      from: packages,
+      ...(item.carried ? {
+        requested: item.carried.requested, debs: item.carried.debs.length, debBytes: item.carried.debBytes, installedBytes: item.carried.installedBytes,
+      } : {}),
+    },
+    room,
   };
   return {
     kind: 'file',

@@ -49,13 +49,17 @@ export interface BuiltCluster {
   secrets: Record<string, string>;
   base: BaseFacts;
   buildSeconds: number;
+  /** What `pibake build` printed (stdout and stderr). */
+  buildLog: string;
+  config: string;
 }
 
 /**
  * Writes a cluster.yaml for `nodes` on 10.0.0.0/24 and runs `pibake build` on it with the test
- * base, with its own cache under `dir` so the machine's cache is not touched.
+ * base (the real command line, plus `extraArgs`). Package lists and .debs come from (and stay in)
+ * the machine's cache.
  */
-export async function buildTestCluster(dir: string, base: string, name: string, nodes: TestNode[]): Promise<BuiltCluster> {
+export async function buildTestCluster(dir: string, base: string, name: string, nodes: TestNode[], extraArgs: string[] = []): Promise<BuiltCluster> {
   const keyFile = join(dir, 'admin_ed25519');
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `pibake-${name}`, '-f', keyFile]);
   const config = join(dir, 'cluster.yaml');
@@ -73,13 +77,14 @@ export async function buildTestCluster(dir: string, base: string, name: string, 
   ].join('\n'));
   const out = join(dir, 'output');
   const started = Date.now();
-  await execa('node', [join(ROOT, 'bin/pibake.js'), 'build', '--config', config, '--out', out, '--cache-dir', join(dir, 'cache')],
-    { cwd: dir, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit' });
+  const build = await execa('node', [join(ROOT, 'bin/pibake.js'), 'build', '--config', config, '--out', out, ...extraArgs],
+    { cwd: dir, stdin: 'ignore', all: true });
   const buildSeconds = (Date.now() - started) / 1000;
   const roles = await loadRoles(join(ROOT, 'roles'));
   const secretsFile = load(await readFile(join(dir, 'cluster.secrets.yaml'), 'utf8')) as { secrets: Record<string, string> };
   return {
     name,
+    config,
     inventory: await loadInventory(config, roles),
     roles,
     out: join(out, name),
@@ -87,6 +92,7 @@ export async function buildTestCluster(dir: string, base: string, name: string, 
     secrets: secretsFile.secrets,
     base: await baseFacts(base),
     buildSeconds,
+    buildLog: build.all ?? '',
   };
 }
 
@@ -116,15 +122,19 @@ export interface HttpAnswer {
   body: string;
 }
 
-/** Per node: seconds from its qemu start to first boot finished and to serving. */
+/** Per node: seconds from its qemu start to cloud-init finished, to pibake-firstboot done, and to serving. */
 export interface ServingReport {
-  nodes: Record<string, { cloudInitSeconds?: number; servingSeconds: number }>;
+  nodes: Record<string, { cloudInitSeconds?: number; firstBootSeconds?: number; servingSeconds: number }>;
   /** From the first qemu start until every node served (the cluster serving). */
   clusterSeconds: number;
 }
 
+/** Console lines that mark first boot's progress (pibake-firstboot writes its states there). */
 const CLOUD_INIT_FINISHED = /Cloud-init v\. \S+ finished at /;
-/** How long the nodes may take to serve once every first boot has finished, before the test gives up. */
+const FIRST_BOOT_DONE = /pibake-firstboot: done: /;
+/** A role install that failed from the card would only fail again: no network will come. */
+const BOOT_FAILED = /Kernel panic|end Kernel panic|You are in emergency mode|Give root password for maintenance|pibake-firstboot: (failed|waiting): [^\n]*/;
+/** How long the nodes may take to serve once every first boot is done, before the test gives up. */
 const AFTER_FIRST_BOOT_MS = 5 * 60_000;
 
 export class VmCluster {
@@ -162,6 +172,8 @@ export class VmCluster {
           memoryMiB: options.memoryMiB,
           cpus: options.cpus,
           network: { netns: lab.switchNs, tap, mac: macForAddress(spec.ip) },
+          // Bookworm's firstrun.sh reboots; the next boot must read the cmdline.txt it rewrote.
+          followReboots: !built.base.cloudInit,
           hardTimeoutMs: options.hardTimeoutMs ?? 60 * 60_000,
           consoleLog: consoleLogPath(`${options.logPrefix ?? built.name}-${name}`),
         });
@@ -256,30 +268,36 @@ export class VmCluster {
   }
 
   /**
-   * Polls every node until each serves (see notServing); fails early when a VM dies or drops to an
-   * emergency shell, when not serving AFTER_FIRST_BOOT_MS after cloud-init finished on every node, and after
-   * `timeoutMs`; failures carry every waiting node's last reason, its failed units, warnings and
-   * console tail.
+   * Polls every node until each serves (see notServing); fails early when a VM dies, drops to an
+   * emergency shell or reports a failed role setup, when not serving AFTER_FIRST_BOOT_MS after
+   * pibake-firstboot was done on every node, and after `timeoutMs`. Failures carry every waiting
+   * node's last reason, its failed units, warnings and console tail.
    */
   async waitUntilServing(timeoutMs: number, everyMs = 5_000): Promise<ServingReport> {
     const first = Math.min(...[...this.nodes.values()].map((n) => n.vm.startedAt));
     const deadline = Date.now() + timeoutMs;
     const report: ServingReport = { nodes: {}, clusterSeconds: 0 };
     const cloudInit: Record<string, number> = {};
+    const firstBoot: Record<string, number> = {};
     const reasons = new Map<string, string>();
     for (;;) {
       for (const node of this.nodes.values()) {
-        const problem = await node.vm.problem();
+        const problem = await node.vm.problem(BOOT_FAILED);
         if (problem) throw new Error(`${node.name}: ${problem}`);
-        if (cloudInit[node.name] === undefined && CLOUD_INIT_FINISHED.test(await node.vm.console())) {
-          cloudInit[node.name] = (Date.now() - node.vm.startedAt) / 1000;
-        }
+        const text = await node.vm.console();
+        const seconds = (Date.now() - node.vm.startedAt) / 1000;
+        if (cloudInit[node.name] === undefined && CLOUD_INIT_FINISHED.test(text)) cloudInit[node.name] = seconds;
+        if (firstBoot[node.name] === undefined && FIRST_BOOT_DONE.test(text)) firstBoot[node.name] = seconds;
       }
       const pending = [...this.nodes.values()].filter((n) => report.nodes[n.name] === undefined);
       await Promise.all(pending.map(async (node) => {
         const reason = await this.notServing(node.name).catch((e: Error) => e.message);
         if (reason === undefined) {
-          report.nodes[node.name] = { cloudInitSeconds: cloudInit[node.name], servingSeconds: (Date.now() - node.vm.startedAt) / 1000 };
+          report.nodes[node.name] = {
+            cloudInitSeconds: cloudInit[node.name],
+            firstBootSeconds: firstBoot[node.name],
+            servingSeconds: (Date.now() - node.vm.startedAt) / 1000,
+          };
         } else {
           reasons.set(node.name, reason);
         }
@@ -288,10 +306,10 @@ export class VmCluster {
         report.clusterSeconds = (Date.now() - first) / 1000;
         return report;
       }
-      const finished = [...this.nodes.values()].map((n) => n.vm.startedAt + (cloudInit[n.name] ?? NaN) * 1000);
-      const late = finished.every(Number.isFinite) && Date.now() > Math.max(...finished) + AFTER_FIRST_BOOT_MS;
+      const done = [...this.nodes.values()].map((n) => n.vm.startedAt + (firstBoot[n.name] ?? NaN) * 1000);
+      const late = done.every(Number.isFinite) && Date.now() > Math.max(...done) + AFTER_FIRST_BOOT_MS;
       if (Date.now() > deadline || late) {
-        const why = late ? `not serving ${AFTER_FIRST_BOOT_MS / 1000} s after cloud-init finished on every node` : `not serving after ${timeoutMs / 1000} s`;
+        const why = late ? `not serving ${AFTER_FIRST_BOOT_MS / 1000} s after pibake-firstboot was done on every node` : `not serving after ${timeoutMs / 1000} s`;
         const lines = await Promise.all(pending.filter((n) => report.nodes[n.name] === undefined).map(async (n) =>
           `${n.name}: ${reasons.get(n.name)}\n${await this.diagnose(n.name)}`));
         throw new Error(`${why}:\n${lines.join('\n')}`);
@@ -303,7 +321,7 @@ export class VmCluster {
   /** What a stuck node says about itself: failed units, recent warnings, the console's tail. */
   async diagnose(name: string): Promise<string> {
     const r = await ssh(this.sshTarget(name),
-      'systemctl --failed --no-legend --plain; sudo -n journalctl -b -p warning -n 30 --no-pager -q; cloud-init status 2>/dev/null', 60_000)
+      'systemctl --failed --no-legend --plain; cat /var/lib/pibake/firstboot.status; sudo -n journalctl -b -p warning -n 30 --no-pager -q; cloud-init status 2>/dev/null', 60_000)
       .catch((e: Error) => ({ stdout: '', stderr: e.message }));
     const console = (await this.node(name).vm.console()).split('\n').slice(-15).join('\n');
     return `  over ssh:\n${`${r.stdout}${r.stderr}`.trim()}\n  console tail:\n${console}`;
@@ -320,13 +338,21 @@ export class VmCluster {
     };
   }
 
-  /** Every node's problems (boot-and-check.ts: cloud-init, address, services, journal…); empty when right. */
-  async checkNodes(): Promise<Record<string, string[]>> {
+  /**
+   * Every node's problems (boot-and-check.ts: first boot, address, services, journal, and the
+   * packages `packages` names for its role); empty when the node is right.
+   */
+  async checkNodes(packages: Record<string, { name: string; version: RegExp }[]> = {}): Promise<Record<string, string[]>> {
     const results = await Promise.all([...this.nodes.values()].map(async (node) => {
       const spec = this.built.inventory.nodes.find((n) => n.name === node.name);
       const role = this.built.roles.get(spec?.role ?? '');
       const services = (role?.services ?? []).map((s) => s.replace(/\.service$/, ''));
-      const expected = expectationsFor(this.built.inventory, node.name, { keyFile: this.built.keyFile, services, base: this.built.base });
+      const expected = expectationsFor(this.built.inventory, node.name, {
+        keyFile: this.built.keyFile,
+        services,
+        firstBoot: this.built.base.cloudInit ? 'cloud-init' : 'firstrun',
+        packages: packages[spec?.role ?? ''] ?? [],
+      });
       return [node.name, await checkNode(this.sshTarget(node.name), expected, node.ip)] as const;
     }));
     return Object.fromEntries(results);

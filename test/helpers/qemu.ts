@@ -66,6 +66,18 @@ export interface BootOptions {
   memoryMiB?: number;
   cpus?: number;
   network: VmNetwork;
+  /**
+   * User-mode network only: the only other places the guest may reach, a TCP address inside the
+   * guest's network that qemu connects to a port on this machine's 127.0.0.1 (one bridge process
+   * per connection).
+   */
+  guestForwards?: { guestIp: string; guestPort: number; hostPort: number }[];
+  /**
+   * When the guest reboots, start it again from the same disk, reading kernel, initrd and
+   * cmdline.txt afresh (a Pi's firmware does; qemu's direct kernel boot would reuse the old
+   * command line). Bookworm's firstrun.sh reboots once.
+   */
+  followReboots?: boolean;
   /** qemu is killed after this long whatever happens (default 15 min). */
   hardTimeoutMs?: number;
   /** Where the serial console is logged (default: in the VM's temp dir, removed by stop()); a path
@@ -133,104 +145,144 @@ export async function freePort(): Promise<number> {
 /** Console lines after which a boot goes nowhere. */
 const BOOT_FAILED = /Kernel panic|end Kernel panic|You are in emergency mode|Give root password for maintenance/;
 
+/** Joins a guest connection (stdin/stdout, as qemu's guestfwd cmd: gives it) to 127.0.0.1:<port>. */
+const BRIDGE = `const s = require('net').connect(Number(process.argv[1]), '127.0.0.1');
+process.stdin.pipe(s); s.pipe(process.stdout); s.on('error', () => process.exit(0)); s.on('close', () => process.exit(0));
+`;
+
 export class QemuVm {
   private exited = false;
   private exitCode: number | null = null;
+  private stopping = false;
+  private child!: ChildProcess;
   private readonly hardTimer: NodeJS.Timeout;
   private readonly unregister: () => void;
+  /** Guest reboots qemu followed (followReboots). */
+  reboots = 0;
 
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly options: BootOptions,
     private readonly dir: string,
+    private readonly disk: string,
     readonly consoleLog: string,
     /** The 127.0.0.1 port forwarded to the guest's ssh (user-mode networking only). */
     readonly sshPort: number | undefined,
     readonly startedAt: number,
-    readonly commandLine: string[],
-    hardTimeoutMs: number,
   ) {
-    child.once('exit', (code) => {
-      this.exited = true;
-      this.exitCode = code;
-    });
-    this.hardTimer = setTimeout(() => child.kill('SIGKILL'), hardTimeoutMs);
+    this.hardTimer = setTimeout(() => this.child.kill('SIGKILL'), options.hardTimeoutMs ?? 15 * 60_000);
     this.hardTimer.unref();
-    // On exit or a signal: qemu by its PID, its temp dir (a disk copy of several hundred MB).
+    // On exit or a signal: qemu by its PID (the current one: a followed reboot starts a new qemu),
+    // and its temp dir (a disk copy of several hundred MB).
     this.unregister = registerCleanup(() => {
-      if (!this.exited) child.kill('SIGKILL');
+      this.stopping = true;
+      if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     });
   }
 
-  /** Copies the image, extracts kernel and initrd from its boot partition and starts qemu. */
+  /** Copies the image and starts qemu on the copy. */
   static async boot(options: BootOptions): Promise<QemuVm> {
     const arch = options.arch ?? 'amd64';
-    const spec = QEMU[arch];
-    if (!(await onPath(spec.binary))) {
-      throw new Error(`${spec.binary} is not installed (hint: apt-get install ${arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm'})`);
+    if (!(await onPath(QEMU[arch].binary))) {
+      throw new Error(`${QEMU[arch].binary} is not installed (hint: apt-get install ${arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm'})`);
     }
+    if (isTap(options.network) && options.guestForwards?.length) throw new Error('guestForwards need the user-mode network');
     const dir = await mkdtemp(join(tmpdir(), 'pibake-vm-'));
+    let vm: QemuVm | undefined;
     try {
       const disk = join(dir, 'disk.img');
       await runTool('cp', ['--reflink=auto', '--sparse=always', options.image, disk]);
-      const boot = await readBootPartition(disk);
-      const fat = `${disk}@@${boot.offsetBytes}`;
-      const kernel = join(dir, 'kernel');
-      await runTool('mcopy', ['-n', '-i', fat, `::/${boot.kernel}`, kernel]);
-      const initrdArgs: string[] = [];
-      if (boot.initrd) {
-        await runTool('mcopy', ['-n', '-i', fat, `::/${boot.initrd}`, join(dir, 'initrd')]);
-        initrdArgs.push('-initrd', join(dir, 'initrd'));
-      }
-      const network = options.network;
-      const sshPort = isTap(network) ? undefined : await freePort();
-      const nic = isTap(network)
-        ? [
-          '-netdev', `tap,id=n0,ifname=${network.tap},script=no,downscript=no`,
-          '-device', `virtio-net-pci,netdev=n0,mac=${network.mac}`,
-        ]
-        : [
-          '-netdev', `user,id=n0,restrict=on,net=${network.cidr},host=${network.gateway},hostfwd=tcp:127.0.0.1:${sshPort}-${network.guestIp}:22`,
-          '-device', 'virtio-net-pci,netdev=n0',
-        ];
       const consoleLog = options.consoleLog ?? join(dir, 'console.log');
       await mkdir(dirname(consoleLog), { recursive: true });
       await writeFile(consoleLog, '');
-      const args = [
-        '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
-        ...spec.machine, '-accel', 'tcg',
-        '-m', String(options.memoryMiB ?? 1024), '-smp', String(options.cpus ?? 2),
-        '-kernel', kernel, ...initrdArgs,
-        // Under emulation udev's coldplug can outlast systemd's 90 s device timeout (trixie drops to
-        // emergency mode waiting for the boot partition): a longer one, for qemu only, never on a card.
-        '-append', `${boot.cmdline} console=${spec.console} systemd.default_device_timeout_sec=900`,
-        // cache=unsafe: the disk is a throwaway copy, so its writes need not reach the host disk.
-        '-drive', `file=${disk},format=raw,if=virtio,cache=unsafe`,
-        ...nic,
-        '-object', 'rng-random,filename=/dev/urandom,id=rng0', '-device', 'virtio-rng-pci,rng=rng0',
-        '-chardev', `file,id=ser0,path=${consoleLog}`, '-serial', 'chardev:ser0',
-      ];
-      // `ip netns exec` and setpriv both exec: the child's PID is qemu's.
-      const inNetns = isTap(network) ? ['ip', 'netns', 'exec', network.netns] : [];
-      const argv = [...inNetns, 'setpriv', '--pdeathsig', 'KILL', spec.binary, ...args];
-      const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr?.on('data', (chunk: Buffer) => {
-        stderr = (stderr + chunk.toString()).slice(-4000);
-      });
-      // once() rejects when 'error' comes first, e.g. ip or setpriv is missing.
-      await once(child, 'spawn').catch((e: Error) => {
-        throw new Error(`${argv[0]} did not start: ${e.message} (hint: apt-get install iproute2 util-linux)`);
-      });
-      const vm = new QemuVm(child, dir, consoleLog, sshPort, Date.now(), argv, options.hardTimeoutMs ?? 15 * 60_000);
-      vm.stderrTail = () => stderr;
+      if (options.guestForwards?.length) await writeFile(join(dir, 'bridge.cjs'), BRIDGE);
+      const sshPort = isTap(options.network) ? undefined : await freePort();
+      vm = new QemuVm(options, dir, disk, consoleLog, sshPort, Date.now());
+      await vm.launch();
       return vm;
     } catch (error) {
+      vm?.unregister();
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
   }
 
+  /** Extracts kernel and initrd from the disk's boot partition as it is now, and starts qemu. */
+  private async launch(): Promise<void> {
+    const arch = this.options.arch ?? 'amd64';
+    const spec = QEMU[arch];
+    const boot = await readBootPartition(this.disk);
+    const fat = `${this.disk}@@${boot.offsetBytes}`;
+    const kernel = join(this.dir, 'kernel');
+    await rm(kernel, { force: true });
+    await runTool('mcopy', ['-n', '-i', fat, `::/${boot.kernel}`, kernel]);
+    const initrdArgs: string[] = [];
+    if (boot.initrd) {
+      await rm(join(this.dir, 'initrd'), { force: true });
+      await runTool('mcopy', ['-n', '-i', fat, `::/${boot.initrd}`, join(this.dir, 'initrd')]);
+      initrdArgs.push('-initrd', join(this.dir, 'initrd'));
+    }
+    const network = this.options.network;
+    const forwards = (this.options.guestForwards ?? [])
+      .map((f) => `,guestfwd=tcp:${f.guestIp}:${f.guestPort}-cmd:${process.execPath} ${join(this.dir, 'bridge.cjs')} ${f.hostPort}`).join('');
+    const nic = isTap(network)
+      ? [
+        '-netdev', `tap,id=n0,ifname=${network.tap},script=no,downscript=no`,
+        '-device', `virtio-net-pci,netdev=n0,mac=${network.mac}`,
+      ]
+      : [
+        '-netdev', `user,id=n0,restrict=on,net=${network.cidr},host=${network.gateway},hostfwd=tcp:127.0.0.1:${this.sshPort}-${network.guestIp}:22${forwards}`,
+        '-device', 'virtio-net-pci,netdev=n0',
+      ];
+    const args = [
+      '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
+      ...spec.machine, '-accel', 'tcg',
+      '-m', String(this.options.memoryMiB ?? 1024), '-smp', String(this.options.cpus ?? 2),
+      '-kernel', kernel, ...initrdArgs,
+      // Under emulation udev's coldplug can outlast systemd's 90 s device timeout (trixie drops to
+      // emergency mode waiting for the boot partition): a longer one, for qemu only, never on a card.
+      '-append', `${boot.cmdline} console=${spec.console} systemd.default_device_timeout_sec=900`,
+      // cache=unsafe: the disk is a throwaway copy, so its writes need not reach the host disk.
+      '-drive', `file=${this.disk},format=raw,if=virtio,cache=unsafe`,
+      ...nic,
+      '-object', 'rng-random,filename=/dev/urandom,id=rng0', '-device', 'virtio-rng-pci,rng=rng0',
+      '-chardev', `file,id=ser0,path=${this.consoleLog},append=on`, '-serial', 'chardev:ser0',
+      ...(this.options.followReboots ? ['-no-reboot'] : []),
+    ];
+    // `ip netns exec` and setpriv both exec: the child's PID is qemu's.
+    const inNetns = isTap(network) ? ['ip', 'netns', 'exec', network.netns] : [];
+    const argv = [...inNetns, 'setpriv', '--pdeathsig', 'KILL', spec.binary, ...args];
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-4000);
+    });
+    // once() rejects when 'error' comes first, e.g. ip or setpriv is missing.
+    await once(child, 'spawn').catch((e: Error) => {
+      throw new Error(`${argv[0]} did not start: ${e.message} (hint: apt-get install iproute2 util-linux)`);
+    });
+    this.child = child;
+    if (this.stopping) child.kill('SIGKILL'); // stop() came while a followed reboot was starting
+    this.commandLine = argv;
+    this.stderrTail = () => stderr;
+    this.exited = false;
+    child.once('exit', (code) => {
+      // -no-reboot: a guest reboot ends qemu with 0; start the next boot from the same disk.
+      if (code === 0 && this.options.followReboots && !this.stopping) {
+        this.reboots++;
+        this.launch().catch((error: Error) => {
+          stderr += `\nrestart after the guest rebooted failed: ${error.message}`;
+          this.exited = true;
+          this.exitCode = code;
+        });
+        return;
+      }
+      this.exited = true;
+      this.exitCode = code;
+    });
+  }
+
+  commandLine: string[] = [];
   stderrTail: () => string = () => '';
 
   get pid(): number | undefined {
@@ -289,8 +341,9 @@ export class QemuVm {
 
   /** Stops qemu by its PID (SIGTERM, then SIGKILL) and removes the VM's temp dir. */
   async stop(): Promise<void> {
+    this.stopping = true;
     clearTimeout(this.hardTimer);
-    if (!this.exited) {
+    if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) {
       const exit = once(this.child, 'exit');
       this.child.kill('SIGTERM');
       const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);

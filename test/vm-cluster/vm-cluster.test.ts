@@ -15,11 +15,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverRows } from '../helpers/haproxy-stats.ts';
 import { ssh } from '../helpers/qemu.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { ensureTestBase } from '../boot/test-base.ts';
+import { ROLE_PACKAGES, bootSuites, ensureTestBase } from '../boot/test-base.ts';
 import { VmCluster, buildTestCluster, type BuiltCluster, type ServingReport } from '../boot/vm-cluster.ts';
 
 // PIBAKE_BOOT_ARCH=arm64: the arm64 base under qemu-system-aarch64 (much slower here).
 const arch = process.env.PIBAKE_BOOT_ARCH === 'arm64' ? 'arm64' : 'amd64';
+// PIBAKE_BOOT_SUITES=bookworm: the bookworm test base instead of trixie (one suite per run).
+const suites = bootSuites('trixie');
+if (suites.length !== 1) throw new Error(`the VM cluster test runs on one suite at a time, not ${suites.join(', ')}`);
+const suite = suites[0] as 'trixie' | 'bookworm';
 const SERVING_TIMEOUT_MS = Number(process.env.PIBAKE_VM_SERVING_TIMEOUT_S ?? 45 * 60) * 1000;
 const NODES = [
   { name: 'lb1', role: 'lb', ip: '10.0.0.10' },
@@ -35,14 +39,17 @@ let serving: ServingReport;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pibake-vm-cluster-'));
-  const base = await ensureTestBase(arch);
+  const base = await ensureTestBase(arch, suite);
   built = await buildTestCluster(dir, base, 'vmcluster', NODES);
   figures.push(['pibake build of 3 images', `${built.buildSeconds.toFixed(0)} s (base: ${built.base.suite} ${arch})`]);
-  cluster = await VmCluster.boot(built, NODES.map((n) => n.name), { arch, logPrefix: 'vm-cluster' });
+  cluster = await VmCluster.boot(built, NODES.map((n) => n.name), { arch, logPrefix: `${suite}-vm-cluster` });
   serving = await cluster.waitUntilServing(SERVING_TIMEOUT_MS);
   for (const [name, t] of Object.entries(serving.nodes)) {
-    const firstBoot = t.cloudInitSeconds === undefined ? '' : `, cloud-init finished ${t.cloudInitSeconds.toFixed(0)} s`;
-    figures.push([`${name}: qemu start → serving`, `${t.servingSeconds.toFixed(0)} s${firstBoot}`]);
+    const steps = [
+      t.cloudInitSeconds === undefined ? '' : `cloud-init finished ${t.cloudInitSeconds.toFixed(0)} s`,
+      t.firstBootSeconds === undefined ? '' : `pibake-firstboot done ${t.firstBootSeconds.toFixed(0)} s`,
+    ].filter(Boolean).join(', ');
+    figures.push([`${name}: qemu start → serving`, `${t.servingSeconds.toFixed(0)} s${steps ? ` (${steps})` : ''}`]);
   }
   figures.push(['cluster: first qemu start → every node serving', `${serving.clusterSeconds.toFixed(0)} s`]);
 });
@@ -111,7 +118,7 @@ describe('a cluster of VMs booted from pibake-built images', () => {
   });
 
   it('every node is as its inventory says: first boot, address, services, journal', async () => {
-    const problems = await vms().checkNodes();
+    const problems = await vms().checkNodes(ROLE_PACKAGES[suite]);
     expect(problems).toEqual(Object.fromEntries(NODES.map((n) => [n.name, []])));
   });
 });
