@@ -106,6 +106,8 @@ export interface VmClusterOptions {
   cpus?: number;
   /** qemu is killed after this long whatever happens. */
   hardTimeoutMs?: number;
+  /** Each VM's disk is a card this big, grown at boot as Raspberry Pi OS does (QemuVm's cardBytes). */
+  cardBytes?: number;
   /** Console logs are kept as <PIBAKE_BOOT_LOGS>/<logPrefix>-<node>.console.log. */
   logPrefix?: string;
 }
@@ -170,6 +172,7 @@ export class VmCluster {
           image: join(built.out, `${name}.img`),
           arch: options.arch,
           memoryMiB: options.memoryMiB,
+          cardBytes: options.cardBytes,
           cpus: options.cpus,
           network: { netns: lab.switchNs, tap, mac: macForAddress(spec.ip) },
           // Bookworm's firstrun.sh reboots; the next boot must read the cmdline.txt it rewrote.

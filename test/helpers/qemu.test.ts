@@ -140,7 +140,8 @@ describe('QemuVm when the test process dies', () => {
       'console.log(vm.pid);',
       'setInterval(() => undefined, 1000);',
     ].join('\n'));
-    const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The child's VM folder goes under ours (TMPDIR): nothing removes it when the child is killed.
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: dir } });
     const [line] = (await once(child.stdout, 'data')) as [Buffer];
     const qemu = Number(line.toString().trim());
     expect(qemu).toBeGreaterThan(0);
