@@ -8,10 +8,11 @@ import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AptSandbox } from '../carry/apt.ts';
 import { carriedEntries, carryPackages, type CarriedPackages } from '../carry/carry.ts';
-import { readAptFacts } from '../carry/facts.ts';
+import { readAptFacts, readStatus } from '../carry/facts.ts';
 import { DebStore } from '../carry/store.ts';
 import { PibakeError } from '../common/errors.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
+import { parseDpkgStatus } from '../image/ext4.ts';
 import { obtainBase } from '../image/intake.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { openRaspiosImage, type RaspiosImage } from '../image/raspios.ts';
@@ -87,7 +88,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
     },
   });
   const baseImage = await openRaspiosImage(base.path);
-  const installedPackages = await baseImage.root.readDpkgStatus();
+  const installedPackages = parseDpkgStatus((await readStatus(baseImage.root, spec.path ?? spec.url ?? base.path)).toString('utf8'));
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
   const carried = options.packages === 'card'

@@ -23,7 +23,7 @@ export function roomNeeded(input: RoomInput): number {
   const blocks = (bytes: number) => Math.ceil(bytes / input.blockSize) * input.blockSize;
   const written = input.files.reduce((sum, size) => sum + blocks(size), 0);
   // Without a first-boot resize, the .debs and what they unpack to must fit side by side.
-  const install = input.resizesAtFirstBoot ? 0 : Math.ceil(input.installedBytes * 1.1);
+  const install = input.resizesAtFirstBoot ? 0 : Math.ceil((input.installedBytes * 11) / 10);
   return written + install + MARGIN;
 }
 

@@ -45,7 +45,7 @@ export interface BootAndCheckOptions {
   /** Copy the serial console log here (kept for CI artefacts and debugging). */
   keepConsoleAs?: string;
   /** More qemu options (guest forwards for a package proxy). */
-  vm?: Pick<BootOptions, 'guestForwards'>;
+  vm?: Pick<BootOptions, 'guestForwards' | 'consoleLog'>;
   /** pibake-firstboot may report failed attempts (a test of its retries); otherwise one fails the boot early. */
   allowRetries?: boolean;
 }

@@ -14,7 +14,7 @@
  * Runs on the trixie and the bookworm test base (PIBAKE_BOOT_SUITES picks).
  */
 import { execa } from 'execa';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,7 @@ import { loadRoles } from '../../builder/render/roles.ts';
 import { createHash } from 'node:crypto';
 import { debugfs, debugfsCat, expectCleanImage, sfdiskJson } from '../helpers/image.ts';
 import { bootAndCheck, expectationsFor } from './boot-and-check.ts';
+import { buildBootCluster } from './boot-cluster.ts';
 import { bootSuites, consoleLogPath, ensureTestBase, type Suite } from './test-base.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -51,29 +52,6 @@ beforeAll(async () => {
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-/** cluster.yaml for lb1 and web1 on the test base, and `pibake build` of both with the real CLI. */
-export async function buildBootCluster(work: string, base: string, key: string, extraArgs: string[] = []): Promise<{ config: string; out: string; log: string }> {
-  const config = join(work, 'cluster.yaml');
-  await writeFile(config, [
-    'cluster: { name: boottest, domain: boottest.internal }',
-    'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1, dns: [10.0.0.1] }',
-    `base: { path: ${JSON.stringify(base)} }`,
-    'admin:',
-    '  user: admin',
-    `  ssh_keys: [${JSON.stringify(`${key}.pub`)}]`,
-    'locale: { timezone: Europe/London, locale: en_GB.UTF-8, keyboard: gb }',
-    'nodes:',
-    '  - { name: lb1, role: lb, ip: 10.0.0.10 }',
-    '  - { name: web1, role: primary, ip: 10.0.0.11 }',
-    '',
-  ].join('\n'));
-  const out = join(work, 'output');
-  // The real command line. Package lists and .debs come from (and stay in) the machine's cache.
-  const result = await execa('node', [join(ROOT, 'bin/pibake.js'), 'build', '--config', config, '--out', out, ...extraArgs],
-    { cwd: work, stdin: 'ignore', all: true });
-  return { config, out, log: result.all ?? '' };
-}
 
 describe.each(bootSuites())('pibake-built lb1 and web1 on the %s test base, booted offline', (suite) => {
   it('come up with their roles installed from the card', async () => {
