@@ -48,7 +48,14 @@ export class AptSandbox {
     readonly sources: AptSource[],
     private readonly facts: AptFacts,
     private readonly statusFile: string,
+    /** This build's own folder in the sandbox (apt's binary cache of the lists); close() removes it. */
+    private readonly runDir: string,
   ) {}
+
+  /** Removes this build's folder (the lists and .debs stay for the next build). */
+  async close(): Promise<void> {
+    await rm(this.runDir, { recursive: true, force: true });
+  }
 
   /**
    * The sandbox for these facts: one folder per set of sources, keys, pinning and architectures,
@@ -68,7 +75,8 @@ export class AptSandbox {
       trusted: trusted.map((t) => t.name).sort(),
       preferences: [...facts.preferences].map(([p, d]) => `${p} ${sha(d)}`),
     })).slice(0, 16);
-    const dir = path.join(cacheDir, 'apt', identity);
+    // apt resolves relative Dir:: settings against Dir ("/"): every path in apt.conf is absolute.
+    const dir = path.resolve(cacheDir, 'apt', identity);
     const etc = path.join(dir, 'etc');
     for (const sub of ['apt.conf.d', 'sources.list.d', 'trusted.gpg.d', 'preferences.d', 'keyrings']) await mkdir(path.join(etc, sub), { recursive: true });
     for (const sub of ['lists/partial', 'log', 'cache']) await mkdir(path.join(dir, sub), { recursive: true });
@@ -81,7 +89,9 @@ export class AptSandbox {
     const statusFile = path.join(dir, `status-${sha(facts.status).slice(0, 16)}`);
     await writeFile(statusFile, facts.status);
     await writeFile(path.join(dir, 'apt.conf'), aptConf(dir, facts, settings, statusFile));
-    return new AptSandbox(dir, sources, facts, statusFile);
+    const sandbox = new AptSandbox(dir, sources, facts, statusFile, '');
+    const runDir = await sandbox.workDir();
+    return new AptSandbox(dir, sources, facts, statusFile, runDir);
   }
 
   /** Fetches the package lists (signed InRelease first); a bad signature fails, a silent source is reported. */
@@ -153,7 +163,9 @@ export class AptSandbox {
     for (;;) {
       let result;
       try {
-        result = await execa(tool, ['-q', ...args], {
+        // The lists only change in `update`; the other calls of a build share apt's parse of them.
+        const cache = args[0] === 'update' ? [] : ['-o', `Dir::Cache::pkgcache=${path.join(this.runDir, 'pkgcache.bin')}`];
+        result = await execa(tool, ['-q', ...cache, ...args], {
           env: { APT_CONFIG: path.join(this.dir, 'apt.conf'), LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' },
           reject: false,
           stdin: 'ignore',
@@ -192,7 +204,8 @@ function aptConf(dir: string, facts: AptFacts, settings: AptSettings, statusFile
     `Dir::State::status ${q(statusFile)};`,
     `Dir::State::extended_states ${q(path.join(dir, 'extended_states'))};`,
     `Dir::Cache ${q(path.join(dir, 'cache'))};`,
-    // No binary caches: several images (status files) share one sandbox.
+    // Binary caches per build (apt.ts passes Dir::Cache::pkgcache): several images (status files)
+    // and concurrent builds share one sandbox, and apt would rebuild a shared one every time.
     `Dir::Cache::pkgcache ${q('')};`,
     `Dir::Cache::srcpkgcache ${q('')};`,
     `Dir::Log ${q(path.join(dir, 'log'))};`,

@@ -14,7 +14,7 @@ export class DebStore {
   constructor(readonly dir: string) {}
 
   static async open(cacheDir: string): Promise<DebStore> {
-    const dir = path.join(cacheDir, 'debs');
+    const dir = path.resolve(cacheDir, 'debs');
     await mkdir(dir, { recursive: true });
     return new DebStore(dir);
   }
