@@ -12,8 +12,8 @@
  *
  * Run with `npm run test:cluster` as root. Figures go to the console at the end.
  */
-import { rmSync } from 'node:fs';
-import { copyFile, chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import { copyFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import { load } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
 import { NetnsLab, registerCleanup, sweepStale } from '../helpers/netns.ts';
+import { credentialsFolder } from '../helpers/roles.ts';
 import {
   Daemons, account, adaptHaproxyConfig, debianCluster, differingLines, extractFromImage, parseWrk, psqlLocal,
   resolveInRoot, serverRow, showStat, sleep, waitFor, type Daemon, type PgDirs, type WrkResult,
@@ -103,21 +104,33 @@ async function waitPostgres(n: ClusterNode, timeoutMs = 60_000): Promise<void> {
   }, 200);
 }
 
-/** The demo app as the unit runs it, with a LoadCredential-like private copy of its pgpass. */
+/**
+ * The demo app as the unit runs it: as nobody, its passwords (the image's files) in a credentials
+ * folder made the way trixie's systemd 257 makes it (root, 0440 with an ACL for the service's user).
+ */
 async function startApp(n: ClusterNode): Promise<void> {
   const cred = path.join(n.dir, 'credentials');
-  await mkdir(cred, { recursive: true, mode: 0o700 });
-  const nobody = await account('nobody');
-  await copyFile(path.join(n.root, 'etc/pibake/web/pgpass'), path.join(cred, 'pgpass'));
-  await chmod(path.join(cred, 'pgpass'), 0o600);
-  await chown(path.join(cred, 'pgpass'), nobody.uid, nobody.gid);
-  await chown(cred, nobody.uid, nobody.gid);
+  if (!(await stat(cred).catch(() => undefined))) {
+    const users = ['pibake_web', 'pibake_app'];
+    const files = Object.fromEntries(await Promise.all(users.map(async (u) => [u, await readFile(path.join(n.root, `etc/pibake/web/${u}.password`), 'utf8')])));
+    await credentialsFolder(cred, files, await account('nobody'), 'acl');
+  }
+  const sock = (n.pg as PgDirs).sock; // stands in for /var/run/postgresql (the local and read endpoints)
   n.daemons.app = daemons.start(n.name, 'app', 'setpriv',
     ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '/usr/bin/python3', path.join(n.root, 'usr/local/lib/pibake/webapp.py')], {
-      PIBAKE_WEB_CONFIG: path.join(n.root, 'etc/pibake/web/app.json'),
-      PGPASSFILE: path.join(cred, 'pgpass'),
-      PIBAKE_PGHOST: (n.pg as PgDirs).sock, // the only override: /var/run/postgresql is the test's socket folder
+      PIBAKE_WEB_CONFIG: path.join(n.root, 'etc/pibake/web/app.json'), CREDENTIALS_DIRECTORY: cred,
+      PIBAKE_LOCAL_HOST: sock, PIBAKE_READ_HOST: sock,
     });
+  await waitFor(`the app of ${n.name}`, 30_000, async () => {
+    const app = n.daemons.app as Daemon;
+    if (!daemons.isRunning(app)) throw new Error(`the app of ${n.name} exited: ${await readFile(app.log, 'utf8')}`);
+    const r = await lab.run(n.name, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://127.0.0.1:${appPort(n)}/healthz`], { reject: false });
+    return r.stdout === '200' ? true : undefined;
+  }, 200);
+}
+
+function appPort(n: ClusterNode): number {
+  return (JSON.parse(readFileSync(path.join(n.root, 'etc/pibake/web/app.json'), 'utf8')) as { port: number }).port;
 }
 
 /** nginx with a stand-in for Debian's nginx.conf that includes the site enabled in the image. */
@@ -222,8 +235,8 @@ describe('the shipped cluster in network namespaces', () => {
     replicas = [node('web2'), node('web3')];
     webs = [primary, ...replicas];
 
-    const version = JSON.parse(await readFile(path.join(primary.root, 'etc/pibake/web/app.json'), 'utf8')).pg.bindir as string;
-    bin = version;
+    const version = /^rendered_version='(\d+)'$/m.exec(await readFile(path.join(primary.root, 'usr/local/lib/pibake/postgresql-setup.sh'), 'utf8'))?.[1];
+    bin = `/usr/lib/postgresql/${version}/bin`;
     await execa('test', ['-x', path.join(bin, 'postgres')]).catch(() => {
       throw new Error(`${bin}/postgres is missing: the image's PostgreSQL version must be installed here (apt-get install postgresql)`);
     });
@@ -296,10 +309,10 @@ describe('the shipped cluster in network namespaces', () => {
     expect(setup.exitCode, setup.all).toBe(0);
     expect(await countRows(primary)).toBe(1);
 
-    for (const n of webs) {
-      await startApp(n);
-      await startNginx(n);
-    }
+    // The app logs in at start: on the primary now, on a replica once it is a clone (on a node,
+    // systemd restarts it until then).
+    await startApp(primary);
+    await startNginx(primary);
 
     // The replicas clone the primary over the segment with their own script (as at first boot).
     const t1 = Date.now();
@@ -333,6 +346,10 @@ describe('the shipped cluster in network namespaces', () => {
     });
     expect(await psqlLocal(bin, primary.pg as PgDirs, 'SELECT string_agg(slot_name, \',\' ORDER BY slot_name) FROM pg_replication_slots WHERE active'))
       .toBe('web2,web3');
+    for (const n of replicas) {
+      await startApp(n);
+      await startNginx(n);
+    }
 
     // HAProxy with the image's haproxy.cfg, host paths moved under the test folder.
     const hdir = path.join(lb.dir, 'haproxy');
@@ -375,9 +392,18 @@ describe('the shipped cluster in network namespaces', () => {
 
   it('2. steady HTTP load through the load balancer reaches every web node without errors', async () => {
     const before = await stats();
-    const r = await wrk(10);
+    const load = wrk(10);
+    // What HAProxy's checks meet meanwhile: /healthz of each web node from lb1, one after the other.
+    const healthz = await Promise.all(webs.map((n) => lab.run('lb1', '/usr/bin/python3',
+      [path.join(here, 'http-probe.py'), `http://${n.ip}/healthz`, '8', '5'], { timeout: 40_000 })));
+    const r = await load;
     const after = await stats();
     wrkFigures('2 steady load', r);
+    const durations = healthz.flatMap((h) => h.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as [number, number, string, number]));
+    expect(durations.every(([, status]) => status === 200)).toBe(true);
+    const ms = durations.map((d) => d[3]).sort((a, b) => a - b);
+    const at = (q: number) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))];
+    figure('2 steady load', `/healthz from lb1 under load (${ms.length} checks): p50 / p99 / max (ms)`, `${at(0.5)} / ${at(0.99)} / ${ms[ms.length - 1]}`);
     for (const n of webs) {
       const delta = Number(serverRow(after, 'web', n.name).stot) - Number(serverRow(before, 'web', n.name).stot);
       figure('2 steady load', `HAProxy sessions to ${n.name}`, delta);
@@ -487,6 +513,14 @@ describe('the shipped cluster in network namespaces', () => {
   }, 150_000);
 
   it('5. a row written through the write port is visible on every replica; replication lag', async () => {
+    // The demo page's form through the load balancer: whichever node takes it writes on the primary.
+    const posted = await lab.run('client', 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10',
+      '--data-urlencode', `message=posted through lb1 by ${process.pid}`, 'http://10.0.0.10/']);
+    expect(posted.stdout).toBe('303');
+    for (const n of webs) {
+      await waitFor(`the posted row on ${n.name}`, 10_000, async () => ((await psqlLocal(bin, n.pg as PgDirs,
+        `SELECT count(*) FROM pibake_demo WHERE message = 'posted through lb1 by ${process.pid}'`, 'pibake')) === '1' ? true : undefined));
+    }
     const rounds = 10;
     const lags: Record<string, number[]> = { web2: [], web3: [] };
     for (let round = 0; round < rounds; round++) {

@@ -139,7 +139,12 @@ describe('shipped roles', () => {
     expect(fileText(replica, '/etc/pibake/postgresql/replication.pgpass')).toMatch(/^10\.0\.0\.11:5432:replication:replicator:\S{20,}\n$/);
     const primary = nodes.get('db1') as RenderedNode;
     expect(entryMode(primary, '/etc/pibake/postgresql/primary-setup.sql')).toBe(0o600);
-    expect(entryMode(primary, '/etc/pibake/web/pgpass')).toBe(0o600);
+    for (const node of [primary, replica]) {
+      for (const user of ['pibake_web', 'pibake_app']) {
+        expect(entryMode(node, `/etc/pibake/web/${user}.password`), `${node.node} ${user}`).toBe(0o600);
+        expect(fileText(node, `/etc/pibake/web/${user}.password`)).toMatch(/^[A-Za-z0-9_-]{20,}\n$/);
+      }
+    }
     // Nothing is baked under the Debian cluster's folders: postgresql-common would refuse to create the cluster.
     for (const node of nodes.values()) {
       expect(node.rootEntries.filter((e) => e.path.startsWith('/etc/postgresql/') || e.path.startsWith('/var/lib/postgresql/'))).toEqual([]);
@@ -148,6 +153,43 @@ describe('shipped roles', () => {
     expect(hba).toMatch(/^host\s+replication\s+replicator\s+10\.0\.0\.0\/24\s+scram-sha-256$/m);
     expect(fileText(primary, '/etc/pibake/postgresql/pibake.conf')).toMatch(/^listen_addresses = 'localhost,10\.0\.0\.11'$/m);
     expect(fileText(replica, '/usr/local/lib/pibake/replica-bootstrap.sh')).toMatch(/^rendered_version='15'$/m);
+  });
+
+  it('the web app\'s unit passes systemd-analyze verify for both generations, and hands over exactly the passwords app.json needs', async () => {
+    const dir = path.join(tmp, 'webapp-unit');
+    await mkdir(dir);
+    const inventory = clusterInventory(dir, { nodeCount: 4, network: { cidr: '10.0.0.0/24', prefixLength: 24, gateway: '10.0.0.1', prefix: '10.0.0' } });
+    const cluster = await renderedCluster(inventory);
+    const analyze = await execa('systemd-analyze', ['--version'], { reject: false });
+    const systemdVersion = Number(/^systemd (\d+)/.exec(analyze.stdout ?? '')?.[1] ?? 0);
+    for (const generation of ['bookworm', 'trixie'] as const) {
+      for (const name of ['db1', 'db2']) {
+        const node = await cluster.render(name, generation);
+        const unit = fileText(node, '/etc/systemd/system/pibake-webapp.service');
+        // Every password the app logs in with comes from a credential named after the user, loaded
+        // from a root-only file of the image; nothing points libpq at the credentials folder.
+        const app = JSON.parse(fileText(node, '/etc/pibake/web/app.json')) as Record<string, { host: string; port: number; user: string }>;
+        const users = [...new Set(['local', 'read', 'write'].map((e) => app[e]?.user))].sort();
+        const credentials = [...unit.matchAll(/^LoadCredential=([^:]+):(\S+)$/gm)];
+        expect(credentials.map((c) => c[1]).sort()).toEqual(users);
+        for (const [, , file] of credentials) expect(entryMode(node, file as string), `${name} ${file}`).toBe(0o600);
+        expect(unit).not.toMatch(/PGPASSFILE|%d\//);
+        expect(app.write).toEqual({ host: '10.0.0.11', port: 5432, user: 'pibake_app' });
+        expect(app.read).toEqual({ host: '/var/run/postgresql', port: 5432, user: 'pibake_web' });
+        expect(unit.includes('RestartSteps=')).toBe(generation === 'trixie'); // systemd >= 254 only
+        if (systemdVersion === 0) continue; // no systemd-analyze here
+        const file = path.join(dir, generation, name, 'pibake-webapp.service');
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, unit);
+        const verify = await execa('systemd-analyze', ['verify', file], { reject: false, all: true });
+        expect(verify.exitCode, verify.all).toBe(0);
+        // Bookworm's 252 knows every key of its unit; an older systemd-analyze may not know the
+        // trixie unit's back-off keys, and nothing else.
+        const complaints = (verify.all ?? '').split('\n').filter(Boolean)
+          .filter((l) => !(systemdVersion < 254 && /Unknown key '(RestartSteps|RestartMaxDelaySec)'/.test(l)));
+        expect(complaints, `${generation} ${name}`).toEqual([]);
+      }
+    }
   });
 
   it('adding a replica changes the load balancer, never the primary or the other replicas (no re-flash)', async () => {
@@ -167,7 +209,7 @@ describe('shipped roles', () => {
     const cluster = await renderedCluster(inventory);
     const replica = await cluster.render('db2', 'trixie');
     expect(fileText(replica, '/usr/local/lib/pibake/replica-bootstrap.sh')).toMatch(/^rendered_version='17'$/m);
-    expect(fileText(replica, '/etc/pibake/web/app.json')).toContain('"bindir": "/usr/lib/postgresql/17/bin"');
+    expect(fileText(replica, '/usr/local/lib/pibake/postgresql-setup.sh')).toMatch(/^rendered_version='17'$/m);
     const lb = await cluster.render('lb', 'trixie');
     const root = await writeRoot(lb, path.join(tmp, 'trixie-lb'));
     const check = await execa('haproxy', ['-c', '-f', path.join(root, 'etc/haproxy/haproxy.cfg')], { reject: false, all: true });

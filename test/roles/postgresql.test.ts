@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Inventory } from '../../builder/inventory/types.ts';
 import type { RenderedNode } from '../../builder/render/types.ts';
 import {
-  clusterInventory, fileText, freePort, installedPostgresqlVersions, renderedCluster, waitFor, writeRoot,
+  clusterInventory, credentialsFolder, fileText, freePort, installedPostgresqlVersions, renderedCluster, waitFor, writeRoot,
 } from '../helpers/roles.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -47,8 +47,11 @@ let primary: Node;
 let replica: Node;
 let catchUpMs: number | undefined;
 let cloneMs: number | undefined;
+let primaryServer: ResultPromise | undefined;
 let replicaServer: ResultPromise | undefined;
 let inventory: Inventory;
+let nobody: { uid: number; gid: number };
+let healthzMs: string | undefined;
 
 async function account(name: string): Promise<{ uid: number; gid: number }> {
   return { uid: Number((await execa('id', ['-u', name])).stdout), gid: Number((await execa('id', ['-g', name])).stdout) };
@@ -127,6 +130,50 @@ async function fetchText(url: string): Promise<{ status: number; body: string }>
   return { status: response.status, body: await response.text() };
 }
 
+/** The page's form, as a browser posts it (not following the redirect). */
+async function postMessage(ip: string, message: string): Promise<{ status: number; body: string }> {
+  const response = await fetch(`http://${ip}:${appPort}/`, {
+    method: 'POST', body: new URLSearchParams({ message }), redirect: 'manual', signal: AbortSignal.timeout(10_000),
+  });
+  return { status: response.status, body: await response.text() };
+}
+
+/**
+ * The demo app as pibake-webapp.service runs it: an unprivileged user, the node's rendered files,
+ * its passwords in `credentials` ($CREDENTIALS_DIRECTORY). The local and read endpoints point at the
+ * node's socket folder (the rendered /var/run/postgresql); the write endpoint is the rendered one.
+ */
+function appProcess(node: Node, ip: string, credentials: string, env: Record<string, string>, options: { buffer: boolean }): ResultPromise {
+  return execa('/usr/bin/python3', [path.join(node.root, 'usr/local/lib/pibake/webapp.py')], {
+    uid: nobody.uid, gid: nobody.gid, reject: false, all: true, stdin: 'ignore', buffer: options.buffer, timeout: options.buffer ? 60_000 : undefined,
+    env: {
+      PIBAKE_WEB_CONFIG: path.join(node.root, 'etc/pibake/web/app.json'), PIBAKE_WEB_LISTEN: ip,
+      PIBAKE_LOCAL_HOST: node.sock, PIBAKE_READ_HOST: node.sock, CREDENTIALS_DIRECTORY: credentials, ...env,
+    },
+  });
+}
+
+/** Start the node's app with its rendered passwords handed over in systemd's `style`; wait until it serves. */
+async function startApp(node: Node, ip: string, style: 'acl' | 'owner'): Promise<void> {
+  const credentials = await credentialsFolder(path.join(tmp, `${node.name}-credentials`), {
+    pibake_web: fileText(node.rendered, '/etc/pibake/web/pibake_web.password'),
+    pibake_app: fileText(node.rendered, '/etc/pibake/web/pibake_app.password'),
+  }, nobody, style);
+  const child = appProcess(node, ip, credentials, {}, { buffer: false });
+  child.all?.pipe(createWriteStream(path.join(tmp, `${node.name}-app.log`)));
+  children.push(child);
+  await waitFor(`the app of ${node.name}`, 20_000, async () => {
+    if (child.exitCode !== null) throw new Error(`the app of ${node.name} exited; see ${tmp}/${node.name}-app.log`);
+    return (await fetchText(`http://${ip}:${appPort}/healthz`)).status === 200 ? true : undefined;
+  });
+}
+
+/** An app run that is expected to end: its exit code and output. */
+async function runApp(node: Node, ip: string, credentials: string, env: Record<string, string>): Promise<{ exitCode: number; all: string }> {
+  const result = await appProcess(node, ip, credentials, env, { buffer: true });
+  return { exitCode: result.exitCode ?? -1, all: String(result.all ?? '') };
+}
+
 describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first-boot scripts', () => {
   beforeAll(async () => {
     const versions = await installedPostgresqlVersions();
@@ -134,6 +181,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     version = versions[versions.length - 1] as number;
     bin = `/usr/lib/postgresql/${version}/bin`;
     pg = await account('postgres');
+    nobody = await account('nobody');
     tmp = await mkdtemp(path.join(tmpdir(), 'pibake-pg-'));
     await chmod(tmp, 0o755); // postgres must reach its folders below
     port = await freePort(['127.0.0.1', PRIMARY_IP, REPLICA_IP]);
@@ -158,6 +206,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     if (tmp) await rm(tmp, { recursive: true, force: true });
     if (cloneMs !== undefined) console.info(`replica bootstrap (pg_basebackup of a fresh primary) took ${cloneMs} ms`);
     if (catchUpMs !== undefined) console.info(`replica showed a row committed on the primary after ${catchUpMs} ms (polling every 100 ms)`);
+    if (healthzMs !== undefined) console.info(`the demo app's /healthz, 50 requests one after the other: ${healthzMs}`);
   });
 
   it('the setup script installs the rendered settings into the cluster once, restarting only on change', async () => {
@@ -171,7 +220,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
   });
 
   it('the primary starts with the rendered settings and the rendered setup (run twice) creates the roles and the demo database, and no slots', async () => {
-    startServer(primary);
+    primaryServer = startServer(primary);
     await waitReady(primary, PRIMARY_IP); // listens on its node address, from the rendered listen_addresses
     expect(await psql(primary, 'SHOW max_slot_wal_keep_size')).toBe('256MB');
     expect(await psql(primary, 'SHOW hot_standby')).toBe('on');
@@ -279,24 +328,30 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     expect(await psql(replica, 'SELECT pg_is_in_recovery()')).toBe('t');
   });
 
-  it('the demo app tells primary from replica on /primary and /replica, and shows the replicated row', async () => {
-    const apps = [[primary, PRIMARY_IP], [replica, REPLICA_IP]] as const;
-    for (const [node, ip] of apps) {
-      const pgpass = path.join(tmp, `${node.name}-web.pgpass`); // what LoadCredential= hands the service
-      await writeFile(pgpass, fileText(node.rendered, '/etc/pibake/web/pgpass'), { mode: 0o600 });
-      const child = execa('/usr/bin/python3', [path.join(node.root, 'usr/local/lib/pibake/webapp.py')], {
-        env: {
-          PIBAKE_WEB_CONFIG: path.join(node.root, 'etc/pibake/web/app.json'), PIBAKE_WEB_LISTEN: ip,
-          PIBAKE_PGHOST: node.sock, PIBAKE_PG_BINDIR: bin, PGPASSFILE: pgpass,
-        },
-        reject: false, buffer: false, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore',
+  it('the demo app logs in with its passwords handed over as systemd 257 does (0440 root plus an ACL) and as 252 does', async () => {
+    // libpq itself refuses such a file as a password file: the failure of the old unit, reproduced.
+    const pgpassDir = await credentialsFolder(path.join(tmp, 'db1-pgpass'), {
+      pgpass: `*:${port}:pibake:pibake_web:${fileText(primary.rendered, '/etc/pibake/web/pibake_web.password').trim()}\n`,
+    }, nobody, 'acl');
+    expect((await stat(path.join(pgpassDir, 'pgpass'))).mode & 0o777).toBe(0o440);
+    const viaFile = await execa(path.join(bin, 'psql'), ['-X', '-w', '-h', primary.sock, '-p', String(port), '-U', 'pibake_web', '-d', 'pibake', '-c', 'SELECT 1'], {
+      uid: nobody.uid, gid: nobody.gid, env: { PGPASSFILE: path.join(pgpassDir, 'pgpass') }, reject: false, all: true, timeout: 20_000,
+    });
+    expect(viaFile.exitCode).not.toBe(0);
+    expect(viaFile.all).toMatch(/has group or world access[\s\S]*no password supplied/);
+
+    await startApp(primary, PRIMARY_IP, 'acl'); // trixie
+    await startApp(replica, REPLICA_IP, 'owner'); // bookworm
+    const expected: Record<string, { primary: number; replica: number; recovery: boolean }> = {
+      [PRIMARY_IP]: { primary: 200, replica: 503, recovery: false }, [REPLICA_IP]: { primary: 503, replica: 200, recovery: true },
+    };
+    for (const ip of [PRIMARY_IP, REPLICA_IP]) {
+      const health = await fetchText(`http://${ip}:${appPort}/healthz`);
+      expect(health.status).toBe(200);
+      // It says what it checked: a query of the demo table on the read endpoint, as the app's role.
+      expect(JSON.parse(health.body)).toMatchObject({
+        healthy: true, checked: { endpoint: 'read', user: 'pibake_web', in_recovery: expected[ip]?.recovery, newest_row: expect.any(Number) },
       });
-      children.push(child);
-      await waitFor(`the app of ${node.name}`, 20_000, async () => ((await fetchText(`http://${ip}:${appPort}/healthz`)).status === 200 ? true : undefined));
-    }
-    const expected = { [PRIMARY_IP]: { primary: 200, replica: 503 }, [REPLICA_IP]: { primary: 503, replica: 200 } };
-    for (const [, ip] of apps) {
-      expect((await fetchText(`http://${ip}:${appPort}/healthz`)).status).toBe(200);
       expect((await fetchText(`http://${ip}:${appPort}/primary`)).status).toBe(expected[ip]?.primary);
       expect((await fetchText(`http://${ip}:${appPort}/replica`)).status).toBe(expected[ip]?.replica);
     }
@@ -306,9 +361,67 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     const page = await fetchText(`http://${PRIMARY_IP}:${appPort}/`);
     expect(page.body).toContain('<h1>pitest: db1</h1>');
     expect(page.body).toMatch(/replica db2<\/th><td>streaming/);
-    // The app's role is read-only even on the primary.
+    // The app's read role is read-only even on the primary.
     await expect(execa(path.join(bin, 'psql'), ['-X', '-h', primary.sock, '-p', String(port), '-U', 'pibake_web', '-d', 'pibake',
-      '-c', "INSERT INTO pibake_demo (message) VALUES ('x')"], { env: { PGPASSFILE: path.join(tmp, 'db1-web.pgpass') } })).rejects.toThrow(/permission denied|read-only/);
+      '-c', "INSERT INTO pibake_demo (message) VALUES ('x')"], {
+      env: { PGPASSWORD: fileText(primary.rendered, '/etc/pibake/web/pibake_web.password').trim() },
+    })).rejects.toThrow(/permission denied|read-only/);
+
+    const times: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const t0 = performance.now();
+      expect((await fetchText(`http://${REPLICA_IP}:${appPort}/healthz`)).status).toBe(200);
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    healthzMs = `median ${times[25]?.toFixed(1)} ms, max ${times[49]?.toFixed(1)} ms`;
+  });
+
+  it('a row posted to the replica\'s app is written through the write endpoint (the primary) and read back from the replica', async () => {
+    const message = `posted at ${Date.now()}`;
+    const posted = await postMessage(REPLICA_IP, message);
+    expect(posted.status, posted.body).toBe(303);
+    expect(await psql(primary, `SELECT count(*) FROM pibake_demo WHERE message = '${message}'`, 'pibake')).toBe('1');
+    await waitFor('the posted row on the replica\'s page', 20_000, async () =>
+      ((await fetchText(`http://${REPLICA_IP}:${appPort}/`)).body.includes(message) ? true : undefined));
+    expect((await postMessage(REPLICA_IP, '   ')).status).toBe(400);
+  });
+
+  it('the app does not start, and says why, when its database refuses its password or it has none', async () => {
+    const wrong = await credentialsFolder(path.join(tmp, 'wrong-credentials'), { pibake_web: 'not-the-password\n', pibake_app: 'nor-this\n' }, nobody, 'acl');
+    const refused = await runApp(primary, PRIMARY_IP, wrong, { PIBAKE_WEB_PORT: String(await freePort([PRIMARY_IP])) });
+    expect(refused.exitCode, refused.all).toBe(1);
+    expect(refused.all).toMatch(/^pibake-webapp: cannot start: .*password authentication failed for user "pibake_web"/m);
+    expect(refused.all).not.toContain('Traceback');
+    const none = await runApp(primary, PRIMARY_IP, path.join(tmp, 'no-such-folder'), {});
+    expect(none.exitCode).toBe(1);
+    expect(none.all).toMatch(/^pibake-webapp: no password for pibake_web: .*No such file/m);
+  });
+
+  it('reads go on while the write endpoint is down, and both apps reconnect once the primary is back', async () => {
+    const server = primaryServer as ResultPromise;
+    server.kill('SIGINT'); // fast shutdown: every connection of the apps is closed by the server
+    await server;
+    const primaryHealth = await fetchText(`http://${PRIMARY_IP}:${appPort}/healthz`);
+    expect(primaryHealth.status).toBe(503);
+    expect(JSON.parse(primaryHealth.body)).toMatchObject({ healthy: false, checked: { endpoint: 'read', error: expect.any(String) } });
+    // The replica's app: its page and health come from the standby; only a write fails.
+    expect((await fetchText(`http://${REPLICA_IP}:${appPort}/healthz`)).status).toBe(200);
+    const page = await fetchText(`http://${REPLICA_IP}:${appPort}/`);
+    expect(page.status).toBe(200);
+    expect(page.body).toMatch(/newest demo row<\/th><td>#\d+ posted at/);
+    const refused = await postMessage(REPLICA_IP, 'while the primary is down');
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatch(/^not written: write endpoint 127\.0\.0\.11:\d+ as pibake_app: /);
+
+    primaryServer = startServer(primary);
+    await waitReady(primary, PRIMARY_IP);
+    // Same processes: their broken connections are replaced on the next request.
+    await waitFor('the primary\'s app to answer again', 10_000, async () =>
+      ((await fetchText(`http://${PRIMARY_IP}:${appPort}/healthz`)).status === 200 ? true : undefined));
+    expect((await fetchText(`http://${PRIMARY_IP}:${appPort}/`)).body).toMatch(/newest demo row<\/th><td>#\d+ posted at/);
+    expect((await postMessage(REPLICA_IP, 'after the primary came back')).status).toBe(303);
+    expect((await postMessage(PRIMARY_IP, 'posted on the primary after its restart')).status).toBe(303);
   });
 
   it('a promoted replica is never wiped by a later run of the bootstrap script', async () => {
@@ -335,7 +448,7 @@ describe.skipIf(!isRoot)('PostgreSQL primary and replica from the rendered first
     for (const endpoint of ['healthz', 'primary', 'replica']) {
       const answer = await fetchText(`http://${REPLICA_IP}:${appPort}/${endpoint}`);
       expect(answer.status, endpoint).toBe(503);
-      expect(answer.body).toMatch(/^database unavailable/);
+      expect(JSON.parse(answer.body)).toMatchObject({ healthy: false, checked: { error: expect.stringMatching(/./) } });
     }
   });
 });
