@@ -160,14 +160,12 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
           target: partial,
           diskId: item.diskId,
           rendered: item.rendered,
-          ...(item.carried ? {
-            carry: {
-              entries: carriedEntries(item.carried),
-              sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
-              installedBytes: item.carried.installedBytes,
-              maxImageBytes: inventory.packages.maxImageBytes,
-            },
-          } : {}),
+          carry: item.carried ? {
+            entries: carriedEntries(item.carried),
+            sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
+            installedBytes: item.carried.installedBytes,
+            maxImageBytes: inventory.packages.maxImageBytes,
+          } : { entries: [], sizes: [], maxImageBytes: inventory.packages.maxImageBytes },
           extraRootEntries: (room) => [inImageManifest(inventory, item, base.sha256, options.packages, room)],
           onStage: stage,
         });

@@ -15,11 +15,17 @@ const MARGIN = 32 * MiB;
  */
 const FIRST_BOOT_DATA = 256 * MiB;
 
+/**
+ * Without a first-boot resize and nothing carried (--packages online): apt's package lists and
+ * their cache (about 150 MB for Debian's main), the role's packages and what first boot writes.
+ */
+const ONLINE_FIRST_BOOT = 1024 * MiB;
+
 export interface RoomInput {
   /** Sizes of the files to be written. */
   files: number[];
-  /** What the packages take once installed (Installed-Size). */
-  installedBytes: number;
+  /** What the packages take once installed (Installed-Size); undefined when first boot fetches them. */
+  installedBytes?: number;
   /** Whether the card's first boot grows the root partition before pibake-firstboot runs. */
   resizesAtFirstBoot: boolean;
   blockSize: number;
@@ -31,7 +37,9 @@ export function roomNeeded(input: RoomInput): number {
   const written = input.files.reduce((sum, size) => sum + blocks(size), 0);
   // Without a first-boot resize, the .debs, what they unpack to and what the role then writes
   // must fit side by side.
-  const install = input.resizesAtFirstBoot ? 0 : Math.ceil((input.installedBytes * 5) / 4) + FIRST_BOOT_DATA;
+  const install = input.resizesAtFirstBoot ? 0
+    : input.installedBytes === undefined ? ONLINE_FIRST_BOOT
+      : Math.ceil((input.installedBytes * 5) / 4) + FIRST_BOOT_DATA;
   return written + install + MARGIN;
 }
 

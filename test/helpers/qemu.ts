@@ -102,7 +102,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Joins a guest connection (stdin/stdout, as qemu's guestfwd cmd: gives it) to 127.0.0.1:<port>. */
-const BRIDGE = `const s = require('net').connect(Number(process.argv[1]), '127.0.0.1');
+const BRIDGE = `const s = require('net').connect(Number(process.argv[2]), '127.0.0.1');
 process.stdin.pipe(s); s.pipe(process.stdout); s.on('error', () => process.exit(0)); s.on('close', () => process.exit(0));
 `;
 
