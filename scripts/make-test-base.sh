@@ -313,8 +313,9 @@ dd if="$partial" of="$work/bootfs.img" bs=1M skip=$(( boot_start / 2048 )) count
 fsck.vfat -n "$work/bootfs.img" >/dev/null || { log "bootfs is not clean"; fsck.vfat -n "$work/bootfs.img" >&2; exit 1; }
 e2fsck -fn "$partial?offset=$(( root_start * 512 ))" >/dev/null || { log "rootfs is not clean"; exit 1; }
 mv "$partial" "$image"
-# Older builds of this script are stale by definition: drop them (about 0.8 GiB each).
-for stale in "$cache/debian-$suite-$arch-"*.img; do [ "$stale" = "$image" ] || rm -f "$stale"; done
+# Builds of other versions of this script are stale once nobody used them for a week (several
+# checkouts may share the cache, each with its own version): drop those (about 0.5 GiB each).
+find "$cache" -maxdepth 1 -name "debian-$suite-$arch-*.img" ! -path "$image" -atime +7 -delete
 elapsed=$(( $(date +%s) - started ))
 log "built $image in $elapsed s ($(du -k --apparent-size "$image" | cut -f1) KiB apparent, $(du -k "$image" | cut -f1) KiB allocated)"
 deliver

@@ -14,13 +14,16 @@ import { growRootFilesystem } from '../image/grow.ts';
 import { changeDiskId, openRaspiosImage } from '../image/raspios.ts';
 import type { BootFile, RenderedNode, RootEntry } from '../render/types.ts';
 
-/** What the card carries besides its rendered files: the local package repository. */
+/**
+ * The role packages: carried on the card (the local repository's files, their sizes and what they
+ * take installed), or left to first boot (`online`: nothing carried, sizes unknown).
+ */
 export interface CarryInput {
   entries: Ext4Change[];
   /** Sizes of the carried files. */
   sizes: number[];
-  /** What the packages take once installed. */
-  installedBytes: number;
+  /** What the packages take once installed; undefined when first boot fetches them (online). */
+  installedBytes?: number;
   /** cluster.yaml packages.max_image_size, in bytes. */
   maxImageBytes?: number;
 }

@@ -6,15 +6,14 @@
 import { createHash } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { AptSandbox } from '../carry/apt.ts';
-import { carriedEntries, carryPackages, type CarriedPackages } from '../carry/carry.ts';
-import { readAptFacts } from '../carry/facts.ts';
-import { DebStore } from '../carry/store.ts';
+import { carriedEntries, carryRolePackages, type CarriedPackages } from '../carry/carry.ts';
+import { readStatus } from '../carry/facts.ts';
 import { PibakeError } from '../common/errors.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
+import { parseDpkgStatus } from '../image/ext4.ts';
 import { obtainBase } from '../image/intake.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
-import { openRaspiosImage, type RaspiosImage } from '../image/raspios.ts';
+import { openRaspiosImage } from '../image/raspios.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { BaseImageSpec, Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
@@ -87,11 +86,21 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
     },
   });
   const baseImage = await openRaspiosImage(base.path);
-  const installedPackages = await baseImage.root.readDpkgStatus();
+  const installedPackages = parseDpkgStatus((await readStatus(baseImage.root, spec.path ?? spec.url ?? base.path)).toString('utf8'));
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
   const carried = options.packages === 'card'
-    ? await carryRolePackages(baseImage, base.path, selected, roles, baseFacts.installedPackages, inventory, options)
+    ? await carryRolePackages({
+      root: baseImage.root,
+      imagePath: base.path,
+      wanted: wantedPackages(selected, roles, baseFacts.installedPackages),
+      cacheDir: resolveCacheDir(options.cacheDir),
+      settings: inventory.packages,
+      onWarning: (message) => options.reporter.event({ type: 'warning', message }),
+      onCarried: (role, c, seconds) => options.reporter.event({
+        type: 'packages', role, packages: c.requested, debs: c.debs.length, bytes: c.debBytes, installedBytes: c.installedBytes, fetched: c.fetched, seconds,
+      }),
+    })
     : new Map<string, CarriedPackages>();
 
   const secrets = await loadOrCreateSecrets(inventory, roles);
@@ -151,14 +160,12 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
           target: partial,
           diskId: item.diskId,
           rendered: item.rendered,
-          ...(item.carried ? {
-            carry: {
-              entries: carriedEntries(item.carried),
-              sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
-              installedBytes: item.carried.installedBytes,
-              maxImageBytes: inventory.packages.maxImageBytes,
-            },
-          } : {}),
+          carry: item.carried ? {
+            entries: carriedEntries(item.carried),
+            sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
+            installedBytes: item.carried.installedBytes,
+            maxImageBytes: inventory.packages.maxImageBytes,
+          } : { entries: [], sizes: [], maxImageBytes: inventory.packages.maxImageBytes },
           extraRootEntries: (room) => [inImageManifest(inventory, item, base.sha256, options.packages, room)],
           onStage: stage,
         });
@@ -215,47 +222,14 @@ function baseSpec(inventory: Inventory, options: BuildOptions): BaseImageSpec {
   return { path: path.resolve(options.base), sha256: options.baseSha256 };
 }
 
-/**
- * The role packages every selected node's role needs that the base lacks, resolved against the
- * image's own apt sources (or the inventory's mirrors), fetched into the cache and ready to
- * carry, by role. One apt update per build; roles with the same packages share one resolution.
- */
-async function carryRolePackages(
-  baseImage: RaspiosImage, basePath: string, nodes: NodeSpec[], roles: RoleCatalog, installed: ReadonlySet<string>,
-  inventory: Inventory, options: BuildOptions,
-): Promise<Map<string, CarriedPackages>> {
+/** What each selected node's role lacks in the base, by role (roles with nothing to add left out). */
+function wantedPackages(nodes: NodeSpec[], roles: RoleCatalog, installed: ReadonlySet<string>): Map<string, string[]> {
   const wanted = new Map<string, string[]>();
   for (const node of nodes) {
     const packages = missingPackages(roles.get(node.role)?.packages ?? [], installed);
     if (packages.length > 0) wanted.set(node.role, packages);
   }
-  const byRole = new Map<string, CarriedPackages>();
-  if (wanted.size === 0) return byRole;
-  const cacheDir = resolveCacheDir(options.cacheDir);
-  const facts = await readAptFacts(baseImage.root, basePath);
-  const sandbox = await AptSandbox.open(cacheDir, facts, inventory.packages);
-  const { unreachable } = await sandbox.update();
-  for (const u of unreachable) {
-    options.reporter.event({ type: 'warning', message: `${u.url} did not answer (${u.reason}); resolving against the other sources and any lists fetched before` });
-  }
-  const store = await DebStore.open(cacheDir);
-  const byPackages = new Map<string, CarriedPackages>();
-  for (const [role, packages] of wanted) {
-    const key = packages.join(' ');
-    let carried = byPackages.get(key);
-    if (!carried) {
-      const started = Date.now();
-      const requestedBy = (pkg: string) => [...wanted].filter(([, p]) => p.includes(pkg)).map(([r]) => r).join(', ') || undefined;
-      carried = await carryPackages(sandbox, store, packages, requestedBy, unreachable);
-      byPackages.set(key, carried);
-      options.reporter.event({
-        type: 'packages', role, packages, debs: carried.debs.length, bytes: carried.debBytes, installedBytes: carried.installedBytes,
-        fetched: carried.fetched, seconds: (Date.now() - started) / 1000,
-      });
-    }
-    byRole.set(role, carried);
-  }
-  return byRole;
+  return wanted;
 }
 
 /** The carried files as digest inputs: a new package version rebakes the cards that carry it. */

@@ -7,14 +7,14 @@
  * Thin adapter; the interpretation of apt's output is in resolve.ts.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { PibakeError } from '../common/errors.ts';
 import { toolError } from '../common/exec.ts';
 import type { AptFacts } from './facts.ts';
 import {
-  downloadError, parsePrintUris, parseRemovals, resolutionError, sourcesOf, unreachableSources, updateError,
+  FETCH_FIX, downloadError, parsePrintUris, parseRemovals, resolutionError, sourcesOf, unreachableSources, updateError,
   type InstallContext, type PlannedDeb,
 } from './resolve.ts';
 import { applyMirrors, renderDeb822, type AptSource, type Mirror } from './sources.ts';
@@ -47,13 +47,21 @@ export class AptSandbox {
     readonly dir: string,
     readonly sources: AptSource[],
     private readonly facts: AptFacts,
-    private readonly statusFile: string,
+    /** What differs between builds sharing the sandbox, given to every apt run: status, proxy, cache. */
+    private readonly perBuild: string[],
+    /** This build's own folder in the sandbox (apt's binary cache of the lists); close() removes it. */
+    private readonly runDir: string,
   ) {}
+
+  /** Removes this build's folder (the lists and .debs stay for the next build). */
+  async close(): Promise<void> {
+    await rm(this.runDir, { recursive: true, force: true });
+  }
 
   /**
    * The sandbox for these facts: one folder per set of sources, keys, pinning and architectures,
    * so its package lists are reused by every build from the same image (and by other images with
-   * the same sources); the status file is per image.
+   * the same sources); the image's status file and the proxy are this build's own.
    */
   static async open(cacheDir: string, facts: AptFacts, settings: AptSettings): Promise<AptSandbox> {
     const sources = applyMirrors(facts.sources, settings.mirrors);
@@ -68,20 +76,24 @@ export class AptSandbox {
       trusted: trusted.map((t) => t.name).sort(),
       preferences: [...facts.preferences].map(([p, d]) => `${p} ${sha(d)}`),
     })).slice(0, 16);
-    const dir = path.join(cacheDir, 'apt', identity);
+    // apt resolves relative Dir:: settings against Dir ("/"): every path in apt.conf is absolute.
+    const dir = path.resolve(cacheDir, 'apt', identity);
     const etc = path.join(dir, 'etc');
     for (const sub of ['apt.conf.d', 'sources.list.d', 'trusted.gpg.d', 'preferences.d', 'keyrings']) await mkdir(path.join(etc, sub), { recursive: true });
     for (const sub of ['lists/partial', 'log', 'cache']) await mkdir(path.join(dir, sub), { recursive: true });
-    for (const { name, data } of keyringFiles.values()) await writeFile(path.join(etc, 'keyrings', name), data);
-    for (const { name, data } of trusted) await writeFile(path.join(etc, 'trusted.gpg.d', name), data);
+    for (const { name, data } of keyringFiles.values()) await writeShared(path.join(etc, 'keyrings', name), data);
+    for (const { name, data } of trusted) await writeShared(path.join(etc, 'trusted.gpg.d', name), data);
     let n = 0;
-    for (const [imagePath, data] of facts.preferences) await writeFile(path.join(etc, 'preferences.d', `${String(n++).padStart(2, '0')}-${path.basename(imagePath).replace(/[^A-Za-z0-9_-]/g, '_')}`), data);
-    await writeFile(path.join(etc, 'sources.list.d', 'image.sources'),
+    for (const [imagePath, data] of facts.preferences) await writeShared(path.join(etc, 'preferences.d', `${String(n++).padStart(2, '0')}-${path.basename(imagePath).replace(/[^A-Za-z0-9_-]/g, '_')}`), data);
+    await writeShared(path.join(etc, 'sources.list.d', 'image.sources'),
       renderDeb822(sources, (p) => path.join(etc, 'keyrings', (keyringFiles.get(p) as { name: string }).name)));
-    const statusFile = path.join(dir, `status-${sha(facts.status).slice(0, 16)}`);
+    await writeShared(path.join(dir, 'apt.conf'), aptConf(dir, facts));
+    const runDir = await makeWorkDir(dir);
+    const statusFile = path.join(runDir, 'status');
     await writeFile(statusFile, facts.status);
-    await writeFile(path.join(dir, 'apt.conf'), aptConf(dir, facts, settings, statusFile));
-    return new AptSandbox(dir, sources, facts, statusFile);
+    const perBuild = ['-o', `Dir::State::status=${statusFile}`];
+    if (settings.proxy) perBuild.push('-o', `Acquire::http::Proxy=${settings.proxy}`, '-o', `Acquire::https::Proxy=${settings.proxy}`);
+    return new AptSandbox(dir, sources, facts, perBuild, runDir);
   }
 
   /** Fetches the package lists (signed InRelease first); a bad signature fails, a silent source is reported. */
@@ -92,9 +104,7 @@ export class AptSandbox {
     const unreachable = unreachableSources(output);
     const silent = new Set(unreachable.flatMap((u) => sourcesOf(this.sources, u.url)));
     if (silent.size === this.sources.length && !(await this.hasLists())) {
-      throw new PibakeError(`no package source of the image answered: ${unreachable.map((u) => `${u.url} (${u.reason})`).join('; ')}`, {
-        hint: 'name a mirror (packages.mirrors in cluster.yaml) or a proxy (packages.proxy) this machine can reach, or build with --packages online',
-      });
+      throw new PibakeError(`no package source of the image answered: ${unreachable.map((u) => `${u.url} (${u.reason})`).join('; ')}`, { hint: FETCH_FIX });
     }
     return { unreachable };
   }
@@ -134,9 +144,7 @@ export class AptSandbox {
 
   /** A temp folder in the sandbox (same filesystem as the cache, so files can be hard-linked). */
   async workDir(): Promise<string> {
-    const work = path.join(this.dir, `work-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`);
-    await mkdir(path.join(work, 'partial'), { recursive: true });
-    return work;
+    return makeWorkDir(this.dir);
   }
 
   private async hasLists(): Promise<boolean> {
@@ -153,7 +161,9 @@ export class AptSandbox {
     for (;;) {
       let result;
       try {
-        result = await execa(tool, ['-q', ...args], {
+        // The lists only change in `update`; the other calls of a build share apt's parse of them.
+        const cache = args[0] === 'update' ? [] : ['-o', `Dir::Cache::pkgcache=${path.join(this.runDir, 'pkgcache.bin')}`];
+        result = await execa(tool, ['-q', ...this.perBuild, ...cache, ...args], {
           env: { APT_CONFIG: path.join(this.dir, 'apt.conf'), LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' },
           reject: false,
           stdin: 'ignore',
@@ -167,12 +177,23 @@ export class AptSandbox {
     }
   }
 
-  get status(): string {
-    return this.statusFile;
-  }
 }
 
-function aptConf(dir: string, facts: AptFacts, settings: AptSettings, statusFile: string): string {
+/** Sandbox files other builds may be reading: written whole under a temp name, then renamed. */
+async function writeShared(file: string, data: string | Buffer): Promise<void> {
+  const temp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  await writeFile(temp, data);
+  await rename(temp, file);
+}
+
+async function makeWorkDir(sandbox: string): Promise<string> {
+  const work = path.join(sandbox, `work-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`);
+  await mkdir(path.join(work, 'partial'), { recursive: true });
+  return work;
+}
+
+/** What every build from these facts shares; the status file and the proxy come per build. */
+function aptConf(dir: string, facts: AptFacts): string {
   const q = (value: string) => `"${value.replace(/["\\]/g, '')}"`;
   const etc = path.join(dir, 'etc');
   const lines = [
@@ -189,10 +210,10 @@ function aptConf(dir: string, facts: AptFacts, settings: AptSettings, statusFile
     `Dir::Etc::preferencesparts ${q(path.join(etc, 'preferences.d'))};`,
     `Dir::State ${q(dir)};`,
     `Dir::State::Lists ${q(path.join(dir, 'lists'))};`,
-    `Dir::State::status ${q(statusFile)};`,
     `Dir::State::extended_states ${q(path.join(dir, 'extended_states'))};`,
     `Dir::Cache ${q(path.join(dir, 'cache'))};`,
-    // No binary caches: several images (status files) share one sandbox.
+    // Binary caches per build (apt.ts passes Dir::Cache::pkgcache): several images (status files)
+    // and concurrent builds share one sandbox, and apt would rebuild a shared one every time.
     `Dir::Cache::pkgcache ${q('')};`,
     `Dir::Cache::srcpkgcache ${q('')};`,
     `Dir::Log ${q(path.join(dir, 'log'))};`,
@@ -205,6 +226,5 @@ function aptConf(dir: string, facts: AptFacts, settings: AptSettings, statusFile
   ];
   // As root, apt would hand downloads to the _apt user, who cannot write a home-folder cache.
   if (process.getuid?.() === 0) lines.push(`APT::Sandbox::User ${q('root')};`);
-  if (settings.proxy) lines.push(`Acquire::http::Proxy ${q(settings.proxy)};`, `Acquire::https::Proxy ${q(settings.proxy)};`);
   return `${lines.join('\n')}\n`;
 }

@@ -13,9 +13,11 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Ext4Change } from '../image/ext4.ts';
 import { CARD_REPO } from '../render/firstboot.ts';
-import type { AptSandbox } from './apt.ts';
+import type { Ext4Fs } from '../image/ext4.ts';
+import { AptSandbox, type AptSettings } from './apt.ts';
+import { readAptFacts } from './facts.ts';
 import { cardFileName, indexRecords, installedBytes, packagesIndex, type PlannedDeb } from './resolve.ts';
-import type { DebStore } from './store.ts';
+import { DebStore } from './store.ts';
 
 
 export interface CarriedDeb extends PlannedDeb {
@@ -77,4 +79,50 @@ export function carriedEntries(carried: CarriedPackages): Ext4Change[] {
     ...carried.debs.map((d): Ext4Change => ({ kind: 'copy', path: `${CARD_REPO}/${cardFileName(d)}`, source: d.source, ...owner })),
     { kind: 'file', path: `${CARD_REPO}/Packages`, data: Buffer.from(carried.index), ...owner },
   ];
+}
+
+export interface CarryRequest {
+  /** The base image's root filesystem (its apt facts are read from it) and its path, for messages. */
+  root: Ext4Fs;
+  imagePath: string;
+  /** Role -> the packages it lacks in the base. */
+  wanted: Map<string, string[]>;
+  cacheDir: string;
+  settings: AptSettings;
+  onWarning: (message: string) => void;
+  onCarried: (role: string, carried: CarriedPackages, seconds: number) => void;
+}
+
+/**
+ * Everything a build carries, by role: one apt update against the image's sources (or the
+ * inventory's mirrors), then each distinct package set resolved and fetched once.
+ */
+export async function carryRolePackages(request: CarryRequest): Promise<Map<string, CarriedPackages>> {
+  const byRole = new Map<string, CarriedPackages>();
+  if (request.wanted.size === 0) return byRole;
+  const facts = await readAptFacts(request.root, request.imagePath);
+  const sandbox = await AptSandbox.open(request.cacheDir, facts, request.settings);
+  try {
+    const store = await DebStore.open(request.cacheDir);
+    const { unreachable } = await sandbox.update();
+    for (const u of unreachable) {
+      request.onWarning(`${u.url} did not answer (${u.reason}); resolving against the other sources and any lists fetched before`);
+    }
+    const requestedBy = (pkg: string) => [...request.wanted].filter(([, p]) => p.includes(pkg)).map(([r]) => r).join(', ') || undefined;
+    const byPackages = new Map<string, CarriedPackages>();
+    for (const [role, packages] of request.wanted) {
+      const key = packages.join(' ');
+      let carried = byPackages.get(key);
+      if (!carried) {
+        const started = Date.now();
+        carried = await carryPackages(sandbox, store, packages, requestedBy, unreachable);
+        byPackages.set(key, carried);
+        request.onCarried(role, carried, (Date.now() - started) / 1000);
+      }
+      byRole.set(role, carried);
+    }
+    return byRole;
+  } finally {
+    await sandbox.close();
+  }
 }

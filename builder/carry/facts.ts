@@ -47,12 +47,17 @@ export function nativeArchitecture(statusText: string, where: string): string {
   return dpkg.architecture;
 }
 
-export async function readAptFacts(root: Ext4Fs, imagePath: string): Promise<AptFacts> {
-  const status = await root.readFile(STATUS).catch((error: unknown) => {
-    throw new PibakeError(`${imagePath}: cannot read the base image's package database ${STATUS}: ${(error as Error).message.replace(/^.*: /, '')}`, {
+/** The image's /var/lib/dpkg/status, or one line saying it cannot be read and what to do. */
+export async function readStatus(root: Ext4Fs, imagePath: string): Promise<Buffer> {
+  return root.readFile(STATUS).catch((error: unknown) => {
+    throw new PibakeError(`${imagePath}: cannot read the base image's package database ${STATUS} (${(error as Error).message.replace(/^.*: \/var\/lib\/dpkg\/status /, '')})`, {
       hint: NO_FACTS_HINT, cause: error,
     });
   });
+}
+
+export async function readAptFacts(root: Ext4Fs, imagePath: string): Promise<AptFacts> {
+  const status = await readStatus(root, imagePath);
   const statusText = status.toString('utf8');
   const stanzas = parseStatusStanzas(statusText);
   const architecture = nativeArchitecture(statusText, `${imagePath}: ${STATUS}`);

@@ -43,7 +43,7 @@ function parseOneLine(path: string, text: string): AptSource[] {
     const origin = `${path}:${index + 1}`;
     const match = /^(deb|deb-src)\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)((?:\s+\S+)*)$/.exec(line);
     if (!match) {
-      problems.push({ message: `${origin}: not a sources.list line: ${line}`, hint: 'apt expects "deb [options] URI SUITE [COMPONENT...]"' });
+      problems.push({ message: `not a sources.list line: ${line}`, hint: 'apt expects "deb [options] URI SUITE [COMPONENT...]"', location: { file: path, line: index + 1 } });
       return;
     }
     if (match[1] !== 'deb') return;
@@ -66,7 +66,7 @@ function parseOneLine(path: string, text: string): AptSource[] {
     if (options.get('trusted') === 'yes') source.trusted = true;
     sources.push(source);
   });
-  if (problems.length > 0) throw PibakeError.fromProblems(`cannot read the apt sources in ${path}`, problems);
+  if (problems.length > 0) throw PibakeError.fromProblems(`the base image's apt sources in ${path} cannot be read`, problems);
   return sources;
 }
 
@@ -92,13 +92,13 @@ function parseDeb822(path: string, text: string): AptSource[] {
       return;
     }
     if (/^[ \t]/.test(line)) {
-      if (!current) throw new PibakeError(`${path}:${index + 1}: continuation line outside a field`, { hint: 'check the deb822 syntax of this file' });
+      if (!current) throw new PibakeError('continuation line outside a field', { hint: 'check the deb822 syntax of this file', location: { file: path, line: index + 1 } });
       const value = line.trim() === '.' ? '' : line.trim();
       fields.set(current, `${fields.get(current) ?? ''}\n${value}`);
       return;
     }
     const colon = line.indexOf(':');
-    if (colon <= 0) throw new PibakeError(`${path}:${index + 1}: not a "Field: value" line: ${line.trim()}`, { hint: 'check the deb822 syntax of this file' });
+    if (colon <= 0) throw new PibakeError(`not a "Field: value" line: ${line.trim()}`, { hint: 'check the deb822 syntax of this file', location: { file: path, line: index + 1 } });
     if (fields.size === 0) start = index;
     current = line.slice(0, colon).trim().toLowerCase();
     fields.set(current, line.slice(colon + 1).trim());

@@ -14,7 +14,7 @@ export class DebStore {
   constructor(readonly dir: string) {}
 
   static async open(cacheDir: string): Promise<DebStore> {
-    const dir = path.join(cacheDir, 'debs');
+    const dir = path.resolve(cacheDir, 'debs');
     await mkdir(dir, { recursive: true });
     return new DebStore(dir);
   }
@@ -36,7 +36,7 @@ export class DebStore {
         hint: 'something between this machine and the archive altered it; name a mirror (packages.mirrors) or a proxy (packages.proxy) you trust, or build with --packages online',
       });
     }
-    const temp = path.join(this.dir, `.tmp-${process.pid}-${sha256}`);
+    const temp = path.join(this.dir, `.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}-${sha256}`);
     try {
       await link(file, temp).catch(() => copyFile(file, temp));
       await rename(temp, this.pathOf(sha256));

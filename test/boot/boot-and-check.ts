@@ -47,7 +47,7 @@ export interface BootAndCheckOptions {
   /** Copy the serial console log here (kept for CI artefacts and debugging). */
   keepConsoleAs?: string;
   /** More qemu options (guest forwards for a package proxy). */
-  vm?: Pick<BootOptions, 'guestForwards'>;
+  vm?: Pick<BootOptions, 'guestForwards' | 'consoleLog'>;
   /** pibake-firstboot may report failed attempts (a test of its retries); otherwise one fails the boot early. */
   allowRetries?: boolean;
 }
@@ -68,6 +68,7 @@ export async function bootAndCheck(
     network: { cidr: expected.cidr, gateway: expected.gateway, guestIp },
     // Bookworm's firstrun.sh reboots; the next boot must read the cmdline.txt it rewrote.
     followReboots: expected.firstBoot === 'firstrun',
+    hardTimeoutMs: (options.bootTimeoutMs ?? 10 * 60_000) + 15 * 60_000,
     ...options.vm,
   });
   try {
@@ -81,6 +82,10 @@ export async function bootAndCheck(
     };
     const target: SshTarget = { port: vm.sshPort, user: expected.admin.user, keyFile: expected.admin.keyFile };
     await waitForSsh(target, 120_000);
+    if (expected.firstBoot !== 'firstrun') {
+      // cloud-init's final stage may still run after pibake-firstboot is done: let it end first.
+      await ssh(target, 'sudo -n cloud-init status --wait >/dev/null', 15 * 60_000);
+    }
     const problems = await checkNode(target, expected, guestIp);
     if (problems.length > 0) {
       throw new Error(`${imagePath} booted, but the node is not as expected:\n- ${problems.join('\n- ')}`);
@@ -99,7 +104,7 @@ export async function bootAndCheck(
 async function gather(target: SshTarget, commands: Record<string, string>): Promise<Record<string, { out: string; code: number }>> {
   const names = Object.keys(commands);
   const script = names.map((name) => `echo '@@begin ${name}'; ( ${commands[name]} ) 2>&1; echo "@@end $?"`).join('\n');
-  const result = await ssh(target, script, 120_000);
+  const result = await ssh(target, script, 300_000);
   if (result.exitCode !== 0 && !`${result.stdout}`.includes('@@end')) {
     throw new Error(`ssh to the node failed: ${`${result.stderr ?? ''}`.trim()}`);
   }

@@ -27,15 +27,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRaspiosImage } from '../../builder/image/raspios.ts';
 import { serverRow } from '../helpers/haproxy-stats.ts';
 import { debugfs, debugfsCat, expectCleanImage, sfdiskJson } from '../helpers/image.ts';
-import { ROLE_PACKAGES, bootSuites, ensureTestBase } from './test-base.ts';
+import { ROLE_PACKAGES, bootSuites, ensureTestBase, type Suite } from './test-base.ts';
 import { VmCluster, buildTestCluster, type BuiltCluster } from './vm-cluster.ts';
 
 const arch = process.env.PIBAKE_BOOT_ARCH === 'arm64' ? 'arm64' : 'amd64';
 const SERVING_TIMEOUT_MS = Number(process.env.PIBAKE_VM_SERVING_TIMEOUT_S ?? 40 * 60) * 1000;
 let dir: string;
+const bases = new Map<Suite, string>();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pibake-boot-build-'));
+  // Built (minutes) or found in the cache before the tests' own clocks start.
+  for (const suite of bootSuites()) bases.set(suite, await ensureTestBase(arch, suite));
 });
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -49,7 +52,7 @@ describe.each(bootSuites())('pibake-built lb1 and web1 on the %s test base, boot
   });
 
   it('are clean images that carry their role packages', async () => {
-    const base = await ensureTestBase(arch, suite);
+    const base = bases.get(suite) as string;
     const work = join(dir, suite);
     await mkdir(work, { recursive: true });
     built = await buildTestCluster(work, base, 'boottest', [

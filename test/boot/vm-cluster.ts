@@ -14,7 +14,7 @@
  * (lb1, web1, web2, test/vm-cluster/). See docs/testing.md.
  */
 import { execa } from 'execa';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
@@ -26,15 +26,10 @@ import { NetnsLab, sweepStale } from '../helpers/netns.ts';
 import { QemuVm, macForAddress, ssh, type SshTarget, type VmArch } from '../helpers/qemu.ts';
 import { sleep } from '../helpers/wait.ts';
 import { checkNode, expectationsFor } from './boot-and-check.ts';
+import { buildCluster, type TestNode } from './boot-cluster.ts';
 import { baseFacts, consoleLogPath, type BaseFacts } from './test-base.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-export interface TestNode {
-  name: string;
-  role: string;
-  ip: string;
-}
 
 /** A cluster built by the real command line, and what its user gets besides the images. */
 export interface BuiltCluster {
@@ -55,44 +50,26 @@ export interface BuiltCluster {
 }
 
 /**
- * Writes a cluster.yaml for `nodes` on 10.0.0.0/24 and runs `pibake build` on it with the test
- * base (the real command line, plus `extraArgs`). Package lists and .debs come from (and stay in)
- * the machine's cache.
+ * `pibake build` of `nodes` on the test base (boot-cluster.ts, the real command line, plus
+ * `extraArgs`), with an admin key made for the run, and what its user reads besides the images.
  */
 export async function buildTestCluster(dir: string, base: string, name: string, nodes: TestNode[], extraArgs: string[] = []): Promise<BuiltCluster> {
   const keyFile = join(dir, 'admin_ed25519');
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `pibake-${name}`, '-f', keyFile]);
-  const config = join(dir, 'cluster.yaml');
-  await writeFile(config, [
-    `cluster: { name: ${name}, domain: ${name}.internal }`,
-    'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1, dns: [10.0.0.1] }',
-    `base: { path: ${JSON.stringify(base)} }`,
-    'admin:',
-    '  user: admin',
-    `  ssh_keys: [${JSON.stringify(`${keyFile}.pub`)}]`,
-    'locale: { timezone: Europe/London, locale: en_GB.UTF-8, keyboard: gb }',
-    'nodes:',
-    ...nodes.map((n) => `  - { name: ${n.name}, role: ${n.role}, ip: ${n.ip} }`),
-    '',
-  ].join('\n'));
-  const out = join(dir, 'output');
-  const started = Date.now();
-  const build = await execa('node', [join(ROOT, 'bin/pibake.js'), 'build', '--config', config, '--out', out, ...extraArgs],
-    { cwd: dir, stdin: 'ignore', all: true });
-  const buildSeconds = (Date.now() - started) / 1000;
+  const build = await buildCluster(dir, base, { name, nodes, keyFile }, extraArgs);
   const roles = await loadRoles(join(ROOT, 'roles'));
   const secretsFile = load(await readFile(join(dir, 'cluster.secrets.yaml'), 'utf8')) as { secrets: Record<string, string> };
   return {
     name,
-    config,
-    inventory: await loadInventory(config, roles),
+    config: build.config,
+    inventory: await loadInventory(build.config, roles),
     roles,
-    out: join(out, name),
+    out: join(build.out, name),
     keyFile,
     secrets: secretsFile.secrets,
     base: await baseFacts(base),
-    buildSeconds,
-    buildLog: build.all ?? '',
+    buildSeconds: build.seconds,
+    buildLog: build.log,
   };
 }
 
@@ -106,8 +83,6 @@ export interface VmClusterOptions {
   cpus?: number;
   /** qemu is killed after this long whatever happens. */
   hardTimeoutMs?: number;
-  /** Each VM's disk is a card this big, grown at boot as Raspberry Pi OS does (QemuVm's cardBytes). */
-  cardBytes?: number;
   /** Console logs are kept as <PIBAKE_BOOT_LOGS>/<logPrefix>-<node>.console.log. */
   logPrefix?: string;
 }
@@ -172,7 +147,6 @@ export class VmCluster {
           image: join(built.out, `${name}.img`),
           arch: options.arch,
           memoryMiB: options.memoryMiB,
-          cardBytes: options.cardBytes,
           cpus: options.cpus,
           network: { netns: lab.switchNs, tap, mac: macForAddress(spec.ip) },
           // Bookworm's firstrun.sh reboots; the next boot must read the cmdline.txt it rewrote.

@@ -4,7 +4,7 @@
  * OS trixie Lite's (arm64 + armhf, debian.sources and raspi.sources with Signed-By). apt checks
  * the signature and every hash; nothing here is mocked.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -64,6 +64,23 @@ describe('carrying packages with apt for an arm64 trixie Lite-shaped image', () 
     const again = await carryPackages(sandbox, store, ['pibake-demo'], role, unreachable);
     expect(again.fetched).toBe(0);
     expect(again.debs.map((d) => d.sha256)).toEqual(carried.debs.map((d) => d.sha256));
+  });
+
+  it('lets concurrent builds share the package lists and the cache', async () => {
+    const cache = path.join(dir, 'cache-shared');
+    const run = async () => {
+      const sandbox = await AptSandbox.open(cache, facts, { mirrors: [] });
+      try {
+        const { unreachable } = await sandbox.update();
+        return await carryPackages(sandbox, await DebStore.open(cache), ['pibake-demo'], role, unreachable);
+      } finally {
+        await sandbox.close();
+      }
+    };
+    const [a, b, c] = await Promise.all([run(), run(), run()]);
+    expect(b!.debs.map((d) => d.sha256)).toEqual(a!.debs.map((d) => d.sha256));
+    expect(c!.index).toBe(a!.index);
+    expect((await readdir(path.join(cache, 'debs'))).sort()).toEqual(a!.debs.map((d) => `${d.sha256}.deb`).sort());
   });
 
   it('names a package that does not exist for the image\'s architecture, in one line', async () => {

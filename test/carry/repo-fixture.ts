@@ -5,7 +5,7 @@
  * archive is real to apt: .debs built by dpkg-deb, Packages and Release with SHA256, InRelease
  * clear-signed by gpg with a key made for the run. raspi.sources points where nothing answers.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -153,7 +153,9 @@ function sha256(data: Buffer): string {
  * A small image in the Raspberry Pi OS layout whose apt facts are trixie Lite's, arm64, pointing at
  * `debianUri` (and at `raspiUri` for Raspberry Pi's archive, which answers nothing here).
  */
-export async function fixtureImage(file: string, archive: FixtureArchive, debianUri: string, raspiUri: string, options: { status?: string | null } = {}): Promise<string> {
+export async function fixtureImage(
+  file: string, archive: FixtureArchive, debianUri: string, raspiUri: string, options: { status?: string | null; occupyMiB?: number } = {},
+): Promise<string> {
   await synthesizeRaspiosImage({ path: file, generation: 'trixie', sizeMiB: 200, bootMiB: 64, diskId: '7e57ca55' });
   const image = await openRaspiosImage(file);
   const root: Ext4Fs = image.root;
@@ -173,6 +175,13 @@ export async function fixtureImage(file: string, archive: FixtureArchive, debian
   ];
   if (options.status !== null) changes.push(entry('/var/lib/dpkg/status', options.status ?? STATUS));
   await root.apply(changes);
+  if (options.occupyMiB) {
+    // Incompressible bytes that take that much of the root filesystem (Lite leaves little free).
+    const filler = `${file}.filler`;
+    await writeFile(filler, randomBytes(options.occupyMiB * 1024 * 1024));
+    await root.apply([{ kind: 'copy', path: '/var/cache/filler.bin', source: filler, mode: 0o644, uid: 0, gid: 0 }]);
+    await rm(filler);
+  }
   if (options.status === null) await root.apply([{ kind: 'delete', path: '/var/lib/dpkg/status' }]);
   return file;
 }

@@ -24,8 +24,6 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { runTool } from '../../builder/common/exec.ts';
-import { growRootFilesystem } from '../../builder/image/grow.ts';
-import { openRaspiosImage } from '../../builder/image/raspios.ts';
 import { registerCleanup } from './netns.ts';
 
 export type VmArch = 'amd64' | 'arm64';
@@ -80,13 +78,6 @@ export interface BootOptions {
    * command line). Bookworm's firstrun.sh reboots once.
    */
   followReboots?: boolean;
-  /**
-   * The size of the "card": the disk copy is made this big and its root partition and ext4 grown
-   * to fill it before qemu starts. Raspberry Pi OS's first boot does that before any service runs
-   * (its initramfs, ` resize` on cmdline.txt); the test base has no such step, and qemu's direct
-   * kernel boot none either. Default: the image's own size.
-   */
-  cardBytes?: number;
   /** qemu is killed after this long whatever happens (default 15 min). */
   hardTimeoutMs?: number;
   /** Where the serial console is logged (default: in the VM's temp dir, removed by stop()); a path
@@ -133,17 +124,6 @@ export async function readBootPartition(image: string): Promise<BootPartitionFil
   return { offsetBytes, kernel, initrd, cmdline };
 }
 
-/** Grows the image's root partition and filesystem to end at `cardBytes` (see BootOptions.cardBytes). */
-async function fillCard(disk: string, cardBytes: number): Promise<void> {
-  const image = await openRaspiosImage(disk);
-  const root = image.rootPartition;
-  const add = cardBytes - (root.startBytes + root.sizeBytes);
-  if (add < 0) throw new Error(`${disk}: the image (${image.layout.sizeBytes} bytes) is larger than a card of ${cardBytes} bytes`);
-  // pibake's own rootless grow (sfdisk on the file, resize2fs through e2image): here it only
-  // stands in for the card's first-boot resize, which is not what the test judges.
-  if (add > 0) await growRootFilesystem(image, add);
-}
-
 /** Whether `program` is an executable in $PATH. */
 async function onPath(program: string): Promise<boolean> {
   for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
@@ -168,7 +148,7 @@ export async function freePort(): Promise<number> {
 const BOOT_FAILED = /Kernel panic|end Kernel panic|You are in emergency mode|Give root password for maintenance/;
 
 /** Joins a guest connection (stdin/stdout, as qemu's guestfwd cmd: gives it) to 127.0.0.1:<port>. */
-const BRIDGE = `const s = require('net').connect(Number(process.argv[1]), '127.0.0.1');
+const BRIDGE = `const s = require('net').connect(Number(process.argv[2]), '127.0.0.1');
 process.stdin.pipe(s); s.pipe(process.stdout); s.on('error', () => process.exit(0)); s.on('close', () => process.exit(0));
 `;
 
@@ -214,7 +194,6 @@ export class QemuVm {
     try {
       const disk = join(dir, 'disk.img');
       await runTool('cp', ['--reflink=auto', '--sparse=always', options.image, disk]);
-      if (options.cardBytes) await fillCard(disk, options.cardBytes);
       const consoleLog = options.consoleLog ?? join(dir, 'console.log');
       await mkdir(dirname(consoleLog), { recursive: true });
       await writeFile(consoleLog, '');

@@ -2,8 +2,7 @@
  * The VM cluster test (`npm run test:vm-cluster`, root): `pibake build` bakes lb1 (HAProxy), web1
  * (PostgreSQL primary + web app) and web2 (streaming replica + web app) from the test base, and
  * the three images boot at once under qemu on one bridge in a network namespace, with no route
- * anywhere. Each VM's disk is a 4 GiB card whose root partition is grown to fill it before boot,
- * as Raspberry Pi OS's first boot does (the test base cannot: see docs/testing.md). Then, from a client on that bridge, as a user would: HTTP through lb1 reaches both web
+ * anywhere, each from its image as built. Then, from a client on that bridge, as a user would: HTTP through lb1 reaches both web
  * nodes, a row written through lb1's write port appears on web2, HAProxy's statistics show every
  * backend UP, and every node passes the boot test's checks. Figures (seconds from qemu start to a
  * serving node and cluster) are printed at the end; docs/testing.md keeps them.
@@ -27,8 +26,6 @@ const arch = process.env.PIBAKE_BOOT_ARCH === 'arm64' ? 'arm64' : 'amd64';
 const suites = bootSuites('trixie');
 if (suites.length !== 1) throw new Error(`the VM cluster test runs on one suite at a time, not ${suites.join(', ')}`);
 const suite = suites[0] as 'trixie' | 'bookworm';
-/** Small for an SD card, and sparse here: what a node writes, not the card, takes host disk. */
-const CARD_BYTES = 4 * 1024 ** 3;
 const SERVING_TIMEOUT_MS = Number(process.env.PIBAKE_VM_SERVING_TIMEOUT_S ?? 45 * 60) * 1000;
 const NODES = [
   { name: 'lb1', role: 'lb', ip: '10.0.0.10' },
@@ -48,7 +45,7 @@ beforeAll(async () => {
   const base = await ensureTestBase(arch, suite);
   built = await buildTestCluster(dir, base, 'vmcluster', NODES);
   figures.push(['pibake build of 3 images', `${built.buildSeconds.toFixed(0)} s (base: ${built.base.suite} ${arch})`]);
-  cluster = await VmCluster.boot(built, NODES.map((n) => n.name), { arch, cardBytes: CARD_BYTES, logPrefix: `${suite}-vm-cluster` });
+  cluster = await VmCluster.boot(built, NODES.map((n) => n.name), { arch, logPrefix: `${suite}-vm-cluster` });
   serving = await cluster.waitUntilServing(SERVING_TIMEOUT_MS);
   for (const [name, t] of Object.entries(serving.nodes)) {
     const steps = [
