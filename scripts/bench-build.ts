@@ -33,7 +33,7 @@ async function project(ctx: BenchContext, nodes: number): Promise<string> {
 
 async function build(ctx: BenchContext, nodes: number, base: string, out: string): Promise<void> {
   await buildCluster({
-    config: await project(ctx, nodes), base, out, jobs: 2, bmap: false, force: false,
+    config: await project(ctx, nodes), base, out, jobs: 2, bmap: false, force: false, packages: 'online',
     cacheDir: join(ctx.work, 'build-cache'), progress: false, reporter: silent,
   });
 }
@@ -88,7 +88,7 @@ export function buildSections(fixture: Fixture): BenchSection[] {
         const rendered = await renderForBench(await project(ctx, 4), await fixture(ctx, 'raw'), 'lb1');
         await bakeNodeImage({
           basePath: await fixture(ctx, 'raw'), target: out(ctx, 'node.img'), diskId: '1234abcd', rendered,
-          extraRootEntries: [], onStage: () => {},
+          extraRootEntries: () => [], onStage: () => {},
         });
       },
       cleanup: async (ctx) => {

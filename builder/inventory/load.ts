@@ -87,8 +87,19 @@ function toInventory(raw: Record<string, unknown>, file: string, sshKeys: string
     ...(data.wifi ? { wifi: data.wifi } : {}),
     nodes: data.nodes.map((node) => ({ name: node.name, role: node.role, ip: node.ip, ...(node.mac ? { mac: node.mac } : {}) })),
     roles: data.roles,
+    packages: {
+      mirrors: data.packages.mirrors,
+      ...(data.packages.proxy ? { proxy: data.packages.proxy } : {}),
+      ...(data.packages.maxImageSize ? { maxImageBytes: decimalBytes(data.packages.maxImageSize) } : {}),
+    },
     locations,
   };
+}
+
+/** "8GB" -> 8e9 bytes: card sizes are decimal, as they are sold. */
+function decimalBytes(size: string): number {
+  const m = /^(\d+)(MB|GB)$/.exec(size) as RegExpExecArray;
+  return Number(m[1]) * (m[2] === 'GB' ? 1e9 : 1e6);
 }
 
 /** The camelCase data the schema produces for a valid file (admin keys and password still raw). */
@@ -101,6 +112,7 @@ interface ValidData {
   wifi?: Inventory['wifi'];
   nodes: Inventory['nodes'];
   roles: Inventory['roles'];
+  packages: { mirrors: { from: string; to: string }[]; proxy?: string; maxImageSize?: string };
 }
 
 function byLocation(a: Problem, b: Problem): number {

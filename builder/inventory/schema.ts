@@ -106,6 +106,14 @@ function checkSsid(value: string): Issue | undefined {
   return undefined;
 }
 
+function checkRepositoryUrl(value: string): Issue | undefined {
+  if (/\s/.test(value)) return { message: `"${value}" contains spaces`, hint: 'percent-encode spaces as %20' };
+  if (!/^(https?|file):\/\/[^/]/.test(value) && !/^file:\/\//.test(value)) {
+    return { message: `"${value}" is not an apt repository address`, hint: 'write it as apt does in a sources file, e.g. http://deb.debian.org/debian' };
+  }
+  return undefined;
+}
+
 function checkHttps(value: string): Issue | undefined {
   if (!/^https:\/\//.test(value)) {
     return {
@@ -431,6 +439,46 @@ export const INVENTORY_FIELDS: readonly Field[] = [
               { key: 'pg_read_port', description: 'Port that balances over the PostgreSQL replicas.', default: 5001, spec: PORT },
             ],
           },
+        },
+      ],
+    },
+  },
+  {
+    key: 'packages',
+    description:
+      'How `pibake build` fetches the role packages it carries on each card (the default; `--packages online` leaves them to the card\'s first boot instead). ' +
+      'Packages are resolved against the base image\'s own apt sources (Raspberry Pi OS lists the Debian archive and Raspberry Pi\'s), and a source that does not answer is reported and skipped.',
+    default: {},
+    spec: {
+      type: 'object',
+      fields: [
+        {
+          key: 'mirrors',
+          description: 'Repositories the build uses instead of ones the image lists (same suites, same signing keys): `from` is an address as the image\'s sources write it, `to` your mirror of it.',
+          default: [],
+          example: '[{ from: http://deb.debian.org/debian, to: http://mirror.lan/debian }]',
+          spec: {
+            type: 'array',
+            items: {
+              type: 'object',
+              fields: [
+                { key: 'from', description: 'A repository address the image\'s apt sources name.', required: true, spec: { type: 'string', pattern: /^(https?|file):\/\/\S+$/, label: 'repository address', format: 'http://host/path, https://host/path or file:///path', check: checkRepositoryUrl } },
+                { key: 'to', description: 'The mirror the build fetches from instead.', required: true, spec: { type: 'string', pattern: /^(https?|file):\/\/\S+$/, label: 'repository address', format: 'http://host/path, https://host/path or file:///path', check: checkRepositoryUrl } },
+              ],
+            },
+          },
+        },
+        {
+          key: 'proxy',
+          description: 'HTTP proxy for the build\'s package downloads (e.g. apt-cacher-ng); the cards never use it.',
+          example: 'http://apt-cache.lan:3142',
+          spec: { type: 'string', pattern: /^https?:\/\/\S+$/, label: 'proxy address', format: 'http://host:port' },
+        },
+        {
+          key: 'max_image_size',
+          description: 'Largest a card image may grow to when the carried packages need room (e.g. the size of your smallest card); by default only the output disk limits it.',
+          example: '8GB',
+          spec: { type: 'string', pattern: /^[1-9][0-9]*(MB|GB)$/, label: 'size', format: 'a number with MB or GB (decimal, as cards are sold), e.g. 8GB' },
         },
       ],
     },

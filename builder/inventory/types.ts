@@ -31,6 +31,7 @@ export interface Inventory {
   wifi?: { country: string; ssid: string; passphrase: string };
   nodes: NodeSpec[];
   roles: RoleSettings;
+  packages: PackageSettings;
   /** Where each key path of the YAML was found, for errors raised after loading ("nodes.2.ip" -> location). */
   locations: Map<string, Location>;
 }
@@ -42,6 +43,16 @@ export interface BaseImageSpec {
   url?: string;
   /** Lowercase hex SHA-256 of the file at url/path (of the compressed file when compressed). */
   sha256?: string;
+}
+
+/** How the build fetches the role packages it carries on the cards. */
+export interface PackageSettings {
+  /** Repositories used instead of ones the image lists. */
+  mirrors: { from: string; to: string }[];
+  /** HTTP proxy for the build's downloads. */
+  proxy?: string;
+  /** Largest size (bytes) an image may grow to for the carried packages. */
+  maxImageBytes?: number;
 }
 
 export interface NodeSpec {

@@ -36,5 +36,9 @@ export const VALUE_AUDIT: Readonly<Record<string, ValueAudit>> = {
   'nodes[].mac': { reaches: 'netplan match, NetworkManager mac-address', guard: 'six hex pairs, not broadcast, multicast or all zeros; unique' },
   'roles.postgresql.database': { reaches: 'SQL of the primary setup, pgpass files, the web app\'s app.json', guard: '`[a-z_][a-z0-9_]{0,62}`' },
   'roles.postgresql.max_slot_wal_keep_size': { reaches: 'the PostgreSQL configuration', guard: 'a number with MB, GB or TB' },
+  'packages.mirrors[].from': { reaches: 'compared with the URIs of the base image\'s apt sources; never an image', guard: 'http, https or file address, no spaces' },
+  'packages.mirrors[].to': { reaches: 'the deb822 sources file of the build\'s own apt (under pibake\'s cache); never an image', guard: 'http, https or file address, no spaces' },
+  'packages.proxy': { reaches: 'one `-o Acquire::http(s)::Proxy=` argument of the build\'s apt-get (an argument, never a shell); never an image', guard: 'http or https address, no spaces' },
+  'packages.max_image_size': { reaches: 'a number of bytes the growth of an image is held to; never an image', guard: 'a number with MB or GB' },
   'roles.lb.stats_user': { reaches: 'haproxy.cfg `stats auth`', guard: 'letters, digits, `_ . -`' },
 };

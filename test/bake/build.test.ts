@@ -55,6 +55,8 @@ function options(config: string, base: string, extra: Partial<BuildOptions> = {}
     jobs: 2,
     bmap: false,
     force: false,
+    // Synthesized bases carry no apt sources: the carried-packages path is test/carry's.
+    packages: 'online',
     cacheDir: path.join(work, 'cache'),
     progress: false,
     reporter: lineReporter((line) => log.push(line)),
@@ -242,7 +244,7 @@ describe('interrupted builds', () => {
     }
     const out = path.join(path.dirname(config), 'output');
     const cli = path.resolve('bin/pibake.js');
-    const args = [cli, 'build', '--config', config, '--base', bases.trixie, '--out', out, '--cache-dir', path.join(work, 'cache'), '--jobs', '2'];
+    const args = [cli, 'build', '--config', config, '--base', bases.trixie, '--out', out, '--cache-dir', path.join(work, 'cache'), '--jobs', '2', '--packages', 'online'];
     for (const delay of [400, 1500, 2500, 3500]) {
       const child = execa('node', args, { reject: false, env: { SOURCE_DATE_EPOCH: EPOCH } });
       await new Promise((r) => setTimeout(r, delay));

@@ -274,7 +274,7 @@ describe('fuzzing the base image', () => {
     const file = path.join(work, 'cli-mutant.img');
     await copyBase(good, file);
     await writeAt(file, geo.gdt, Buffer.alloc(geo.blockSize));
-    const result = await runPibake(['build', '--config', config, '--base', file, '--out', path.join(work, 'out-cli'), '--cache-dir', cache]);
+    const result = await runPibake(['build', '--config', config, '--base', file, '--out', path.join(work, 'out-cli'), '--cache-dir', cache, '--packages', 'online']);
     expect(result.exitCode).toBe(1);
     expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: cli-mutant\.img: partition 2 \(ext4 root\): the ext4 group descriptors are damaged/)]);
   });

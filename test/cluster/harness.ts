@@ -12,6 +12,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { partitionOffsets } from '../helpers/oracles.ts';
 import { registerCleanup, type NetnsLab } from '../helpers/netns.ts';
+import { parseStatCsv, type StatRow } from '../helpers/haproxy-stats.ts';
+
+export { serverRow, type StatRow } from '../helpers/haproxy-stats.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Files out of the built images
@@ -220,8 +223,6 @@ export function differingLines(a: string, b: string): number[] {
   return x.flatMap((line, i) => (line === y[i] ? [] : [i + 1]));
 }
 
-export type StatRow = Record<string, string>;
-
 /** `show stat` over HAProxy's stats socket (a unix socket: reachable from any namespace). */
 export function showStat(socketPath: string): Promise<StatRow[]> {
   return new Promise((resolve, reject) => {
@@ -232,18 +233,13 @@ export function showStat(socketPath: string): Promise<StatRow[]> {
     socket.on('data', (chunk) => (data += chunk.toString('utf8')));
     socket.on('error', reject);
     socket.on('close', () => {
-      const [header, ...rows] = data.split('\n').filter(Boolean);
-      if (!header?.startsWith('# ')) return reject(new Error(`unexpected stats answer: ${data.slice(0, 200)}`));
-      const names = header.slice(2).split(',');
-      resolve(rows.map((row) => Object.fromEntries(row.split(',').map((v, i) => [names[i] ?? `c${i}`, v]))));
+      try {
+        resolve(parseStatCsv(data));
+      } catch (error) {
+        reject(error as Error);
+      }
     });
   });
-}
-
-export function serverRow(rows: StatRow[], proxy: string, server: string): StatRow {
-  const row = rows.find((r) => r.pxname === proxy && r.svname === server);
-  if (!row) throw new Error(`no stats row ${proxy}/${server}`);
-  return row;
 }
 
 // ---------------------------------------------------------------------------------------------

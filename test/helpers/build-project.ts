@@ -30,6 +30,8 @@ export function buildOptions(config: string, base: string, cacheDir: string, ext
     config, base, cacheDir,
     out: path.join(path.dirname(config), 'output'),
     jobs: 2, bmap: false, force: false, progress: false,
+    // The synthesized bases have no reachable apt sources: their cards install role packages online.
+    packages: 'online',
     reporter: lineReporter(() => {}),
     ...extra,
   };

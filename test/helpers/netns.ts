@@ -1,6 +1,6 @@
 /**
  * A private Ethernet segment for tests: a "switch" network namespace holding a bridge, and one
- * network namespace per node joined to it by a veth pair. Nothing touches the host's root
+ * network namespace per node joined to it by a veth pair, or a tap device for a VM. Nothing touches the host's root
  * namespace (the veth pairs are created inside the switch namespace and one end is moved straight
  * into the node's), and nothing is routed anywhere: the node namespaces have their address on
  * eth0, lo up, and no default route. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2.
@@ -105,6 +105,7 @@ export class NetnsLab {
   readonly nodes = new Map<string, NetnsNode>();
   private readonly created: string[] = [];
   private readonly prefixLength: number;
+  private taps = 0;
   private unregister: () => void = () => undefined;
 
   private constructor(readonly prefix: string, prefixLength: number) {
@@ -144,6 +145,18 @@ export class NetnsLab {
     const node = { name, ns, ip: address };
     this.nodes.set(name, node);
     return node;
+  }
+
+  /**
+   * A tap device `t<n>` on the bridge, up, for a VM: qemu opens it by name, so it must run inside
+   * the switch namespace (QemuVm's TapNetwork). Deleted with that namespace.
+   */
+  async addTap(): Promise<string> {
+    const tap = `t${this.taps++}`;
+    await ip(['-n', this.switchNs, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    await ip(['-n', this.switchNs, 'link', 'set', tap, 'master', 'br0']);
+    await ip(['-n', this.switchNs, 'link', 'set', tap, 'up']);
+    return tap;
   }
 
   node(name: string): NetnsNode {

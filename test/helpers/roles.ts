@@ -53,6 +53,7 @@ export function clusterInventory(dir: string, opts: {
       web: { port: 80, appPort: opts.appPort ?? 8080 },
       lb: { statsPort: 8404, statsUser: 'stats', pgWritePort: 5000, pgReadPort: 5001 },
     },
+    packages: { mirrors: [] },
     locations: new Map(),
   };
 }

@@ -34,6 +34,7 @@ export function sevenNodeInventory(dir: string, overrides: Partial<Inventory> = 
       web: { port: 80, appPort: 8080 },
       lb: { statsPort: 8404, statsUser: 'stats', pgWritePort: 5000, pgReadPort: 5001 },
     },
+    packages: { mirrors: [] },
     locations: new Map(),
     ...overrides,
   };

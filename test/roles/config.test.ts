@@ -117,7 +117,7 @@ describe('shipped roles', () => {
     }
   });
 
-  it('every rendered shell script parses (sh -n), the demo app compiles, secrets sit in 0600 files', async () => {
+  it('every rendered shell script parses (sh -n, bash -n), the demo app compiles, secrets sit in 0600 files', async () => {
     const nodes = await renderAll(4, 'scripts');
     for (const node of nodes.values()) {
       const root = await writeRoot(node, path.join(tmp, `scripts-${node.node}`));
@@ -128,7 +128,8 @@ describe('shipped roles', () => {
         const file = path.join(root, script.path);
         const check = script.path.endsWith('.py')
           ? await execa('python3', ['-c', 'import ast,sys; ast.parse(open(sys.argv[1]).read())', file], { reject: false, all: true })
-          : await execa('sh', ['-n', file], { reject: false, all: true });
+          // Parsed by the interpreter its #! line names (firstboot.sh is bash, role scripts are sh).
+          : await execa(/^#!\/bin\/bash\b/.test(await readFile(file, 'utf8')) ? 'bash' : 'sh', ['-n', file], { reject: false, all: true });
         expect(check.exitCode, `${node.node}:${script.path}: ${check.all}`).toBe(0);
       }
     }
