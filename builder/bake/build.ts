@@ -5,7 +5,7 @@
  */
 import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { PibakeError } from '../common/errors.ts';
+import { PibakeError, formatProblem } from '../common/errors.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
 import { obtainBase } from '../image/intake.ts';
 import { openRaspiosImage } from '../image/raspios.ts';
@@ -16,7 +16,7 @@ import { writeBmapFile } from '../package/bmap.ts';
 import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
-import { decideNode } from '../plan/plan.ts';
+import { clusterChanges, decideNode } from '../plan/plan.ts';
 import { loadRoles } from '../render/roles.ts';
 import { renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
@@ -64,6 +64,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
   const overlaysDir = projectDir(options.config, 'overlays');
   const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
   const inventory = await loadInventory(options.config, roles);
+  for (const warning of inventory.warnings) options.reporter.event({ type: 'warning', message: formatProblem(warning) });
   const selected = selectNodes(inventory, options.nodes);
 
   const spec = baseSpec(inventory, options);
@@ -98,6 +99,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
     if (record && !selected.includes(node)) manifest.nodes[node.name] = record;
   }
 
+  const changedNodes = clusterChanges(previous?.nodes, inventory.nodes);
   const render = (node: NodeSpec, buildId: string) =>
     renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId });
 
@@ -109,7 +111,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
     const digest = digestNode({ toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID) });
     const rendered = await render(node, digest.digest);
     const imageFile = path.join(dir, `${node.name}.img`);
-    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force);
+    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force, changedNodes);
     options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
     work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake' });
   }

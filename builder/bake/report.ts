@@ -4,6 +4,7 @@
  */
 export type BuildEvent =
   | { type: 'base'; source: string; sha256: string; generation: string }
+  | { type: 'warning'; message: string }
   | { type: 'plan'; node: string; action: 'bake' | 'keep'; reasons: string[] }
   | { type: 'stage'; node: string; stage: string; bytes?: number; total?: number }
   | { type: 'done'; node: string; seconds: number; file: string }
@@ -23,6 +24,8 @@ function describe(event: BuildEvent): string | undefined {
   switch (event.type) {
     case 'base':
       return `base ${event.source} (${event.generation}, sha256 ${event.sha256.slice(0, 12)}…)`;
+    case 'warning':
+      return `warning: ${event.message}`;
     case 'plan':
       return event.action === 'keep'
         ? `${event.node}: up to date`

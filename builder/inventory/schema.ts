@@ -5,6 +5,7 @@
  * CIDR, unique names, role tags, SSH keys on disk) live in checks.ts.
  */
 import type { Field, Issue, ObjectSpec } from './spec.ts';
+import { ETCD_FIELD, LB_HA_FIELDS, PATRONI_FIELD, VIP_FIELD } from './schema-ha.ts';
 import { CIDR_PATTERN, DOMAIN_PATTERN, IPV4_PATTERN, LABEL_PATTERN, MAC_PATTERN, parseCidr, numberToIp } from './net.ts';
 
 const LABEL_FORMAT = "lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-' (RFC 1123)";
@@ -114,6 +115,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           example: '[10.0.0.1]',
           spec: { type: 'array', items: IPV4, minItems: 1 },
         },
+        VIP_FIELD,
       ],
     },
   },
@@ -284,9 +286,9 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           },
           {
             key: 'role',
-            description: 'A role file in roles/ (shipped: lb, primary, replica).',
+            description: 'A role file in roles/ (shipped: lb, db, allinone; primary and replica are the old names of db).',
             required: true,
-            example: 'replica',
+            example: 'db',
             spec: { type: 'string', minLength: 1 },
           },
           {
@@ -316,7 +318,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
       fields: [
         {
           key: 'postgresql',
-          description: 'PostgreSQL on the primary and the streaming replicas.',
+          description: 'PostgreSQL on the database nodes (run by Patroni: one primary, the others streaming replicas).',
           default: {},
           spec: {
             type: 'object',
@@ -357,7 +359,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
         },
         {
           key: 'lb',
-          description: 'HAProxy on the load balancer.',
+          description: 'HAProxy and keepalived on the load balancers.',
           default: {},
           spec: {
             type: 'object',
@@ -371,9 +373,12 @@ export const INVENTORY_FIELDS: readonly Field[] = [
               },
               { key: 'pg_write_port', description: 'Port that forwards to the PostgreSQL primary.', default: 5000, spec: PORT },
               { key: 'pg_read_port', description: 'Port that balances over the PostgreSQL replicas.', default: 5001, spec: PORT },
+              ...LB_HA_FIELDS,
             ],
           },
         },
+        PATRONI_FIELD,
+        ETCD_FIELD,
       ],
     },
   },
