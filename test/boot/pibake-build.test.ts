@@ -51,7 +51,7 @@ describe('a pibake-built node image', () => {
       'roles: { postgresql: { version: 15 } }',
       'nodes:',
       '  - { name: lb1, role: lb, ip: 10.0.0.10 }',
-      '  - { name: web1, role: primary, ip: 10.0.0.11 }',
+      '  - { name: web1, role: db, ip: 10.0.0.11 }',
       '',
     ].join('\n'));
     const out = join(dir, 'output');
@@ -61,7 +61,7 @@ describe('a pibake-built node image', () => {
 
     const roles = await loadRoles(join(ROOT, 'roles'));
     const inventory = await loadInventory(config, roles);
-    const services = [...(roles.get('primary')?.services ?? [])].map((s) => s.replace(/\.service$/, ''));
+    const services = [...(roles.get('db')?.services ?? [])].map((s) => s.replace(/\.service$/, ''));
     expect(services.length).toBeGreaterThan(0);
     const report = await bootAndCheck(join(out, 'boottest', 'web1.img'), expectationsFor(inventory, 'web1', { keyFile, services }), {
       keepConsoleAs: consoleLogPath('pibake-web1'),
