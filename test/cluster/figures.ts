@@ -15,10 +15,13 @@ export function against(ms: number | undefined, target: number): string {
   return `${seconds(ms)} (target ${target / 1000} s: ${verdict})`;
 }
 
-/** ms from `event` until writes are acknowledged again after the failures it caused (0: none failed). */
+/**
+ * ms from `event` until writes are acknowledged again after the failures it caused: 0 when none
+ * failed and writes went on, undefined when no write was acknowledged after the event at all.
+ */
 export function writesBackMs(records: WriteRecord[], event: number): number | undefined {
   const firstFailure = records.find((r) => r.t >= event && !r.ok);
-  if (!firstFailure) return 0;
+  if (!firstFailure) return records.some((r) => r.ok && r.t >= event) ? 0 : undefined;
   return firstAckAfter(records.filter((r) => r.t > firstFailure.t), event);
 }
 

@@ -488,9 +488,13 @@ export class Cluster {
 
   // -------------------------------------------------------------------------------- clients
 
-  /** A writer through the floating address's write port (pg-writer.py), running until stop(). */
+  /**
+   * A writer through the floating address's write port (pg-writer.py), running until stop(). Like
+   * any client that must notice a dead load balancer, it keeps TCP keepalives short: a reply that
+   * never comes from a Pi whose cable is gone is otherwise waited for until TCP gives up (minutes).
+   */
   startWriter(label: string, maxSeconds = 300): Writer {
-    const dsn = `host=${this.vip} port=5000 dbname=pibake user=pibake_app`;
+    const dsn = `host=${this.vip} port=5000 dbname=pibake user=pibake_app keepalives=1 keepalives_idle=1 keepalives_interval=1 keepalives_count=2`;
     const [file, argv] = this.lab.argv(this.client, '/usr/bin/python3', [path.join(here, 'pg-writer.py'), dsn, label, String(maxSeconds)]);
     const child = execa(file, argv, { env: { PGPASSWORD: this.secrets.app_db_password ?? '' }, reject: false, timeout: (maxSeconds + 30) * 1000 });
     return {
@@ -623,7 +627,7 @@ export async function buildAndExtract(tmp: string, inventory: string, repo: stri
   const outDir = path.join(tmp, 'out', cluster);
   const manifest = JSON.parse(await readFile(path.join(outDir, 'manifest.json'), 'utf8')) as { nodes: Record<string, { role: string; ip: string }> };
   const nodes = new Map<string, ClusterNode>();
-  for (const [name, spec] of Object.entries(manifest.nodes)) {
+  for (const [name, spec] of Object.entries(manifest.nodes).sort(([a], [b]) => a.localeCompare(b))) {
     const dir = path.join(tmp, name);
     const root = path.join(dir, 'root');
     await extractFromImage(path.join(outDir, `${name}.img`), root);

@@ -80,7 +80,12 @@ describe.skipIf(!RUN)('three Pis with every role (allinone)', () => {
     const [holderName] = await cluster.vipHolders();
     const holder = cluster.node(holderName ?? '');
     const leader = await cluster.waitLeader(30_000);
-    if (leader !== holder) await cluster.switchover(leader, holder);
+    if (leader !== holder) {
+      // In synchronous mode only the sync standby may take over: switch over asynchronously.
+      await cluster.setDynamicConfig(leader, { synchronous_mode: false });
+      await cluster.switchover(leader, holder);
+      await cluster.setDynamicConfig(holder, { synchronous_mode: true });
+    }
     await cluster.waitSync(holder, 60_000);
     const label = `three-${process.pid}`;
     const writer = cluster.startWriter(label);
