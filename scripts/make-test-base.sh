@@ -140,7 +140,7 @@ packages=(
   "linux-image-cloud-$arch" initramfs-tools systemd-sysv udev dbus kmod e2fsprogs dosfstools
   iproute2 netbase procps less locales tzdata keyboard-configuration console-setup systemd-timesyncd
   systemd-resolved
-  openssh-server sudo cloud-init python3 python3-psycopg2 haproxy postgresql nginx
+  openssh-server sudo cloud-init python3 python3-psycopg2 python3-psycopg haproxy postgresql nginx
 )
 boot_mib=512           # size of p1, as in Raspberry Pi OS
 boot_start=16384       # sector of p1 (Raspberry Pi OS builds since 2025-03)

@@ -105,10 +105,19 @@ describe('the shipped cluster in network namespaces', () => {
   }, 300_000);
 
   it('2. steady HTTP load through the floating address reaches every web node without errors', async () => {
-    const r = await cluster.wrk(8);
+    const load = cluster.wrk(8);
+    // What HAProxy's checks meet meanwhile: /healthz of each web node from lb1, one after the other.
+    const healthz = await Promise.all(cluster.webs.map((n) => lab.run('lb1', '/usr/bin/python3',
+      [path.join(here, 'http-probe.py'), `http://${n.ip}/healthz`, '6', '5'], { timeout: 40_000 })));
+    const r = await load;
     figures.wrk('2 steady load', r);
-    for (const n of cluster.dbs) expect(r.byNode[n.name] ?? 0, n.name).toBeGreaterThan(0);
+    for (const n of cluster.webs) expect(r.byNode[n.name] ?? 0, n.name).toBeGreaterThan(0);
     expect(r.non2xx + Object.values(r.socketErrors).reduce((a, b) => a + b, 0)).toBe(0);
+    const checks = healthz.flatMap((h) => h.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as [number, number, string, number]));
+    expect(checks.every(([, status]) => status === 200)).toBe(true);
+    const ms = checks.map((c) => c[3]).sort((a, b) => a - b);
+    const at = (q: number) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))];
+    figure('2 steady load', `/healthz from lb1 under load (${ms.length} checks): p50 / p99 / max (ms)`, `${at(0.5)} / ${at(0.99)} / ${ms[ms.length - 1]}`);
   }, 60_000);
 
   /** The address holder's HAProxy gets SIGKILL (or its cable pulled) under a probe; the address moves. */
@@ -325,6 +334,14 @@ describe('the shipped cluster in network namespaces', () => {
 
   it('11. a row written through the write port is visible on every replica; the read port serves the replicas', async () => {
     const leader = await cluster.waitLeader(30_000);
+    // The demo page's form through the address: whichever web node takes it writes through the write port.
+    const message = `posted through ${cluster.vip} by ${process.pid}`;
+    const posted = await cluster.curl(['-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', '--data-urlencode', `message=${message}`, `http://${cluster.vip}/`]);
+    expect(posted.stdout).toBe('303');
+    for (const n of cluster.dbs) {
+      await waitFor(`the posted row on ${n.name}`, 10_000, async () =>
+        ((await cluster.psql(n, `SELECT count(*) FROM pibake_demo WHERE message = '${message}'`, 'pibake')) === '1' ? true : undefined));
+    }
     const replicas = cluster.dbs.filter((n) => n !== leader);
     const lags: Record<string, number[]> = Object.fromEntries(replicas.map((n) => [n.name, []]));
     const writeDsn = `host=${cluster.vip} port=5000 dbname=pibake user=pibake_app`;

@@ -8,13 +8,14 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { load } from 'js-yaml';
 import { expect } from 'vitest';
 import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
 import { NetnsLab, registerCleanup, sweepStale, type RunResult } from '../helpers/netns.ts';
+import { credentialsFolder } from '../helpers/roles.ts';
 import {
   account, adaptHaproxyConfig, adaptKeepalivedConfig, adaptPatroniConfig, differingLines, extractFromImage, parseEnvFile, parseWrk,
   resolveInRoot, serverRow, showStat, sleep, waitFor, type Daemon, type Daemons, type StatRow, type WrkResult,
@@ -271,21 +272,31 @@ export class Cluster {
 
   // ------------------------------------------------------------------------------- web tier
 
-  /** The demo app as its unit runs it, with a LoadCredential-like private copy of its pgpass. */
+  /**
+   * The demo app as its unit runs it: as nobody, its passwords (the image's files) in a credentials
+   * folder made the way trixie's systemd 257 makes it (root, 0440 with an ACL for the service's
+   * user). Like the unit (Type=notify) it is up once it answers /healthz: it logs in to its read
+   * endpoint, the load balancers' read port on the floating address, at start.
+   */
   async startApp(n: ClusterNode): Promise<void> {
     const cred = path.join(n.dir, 'credentials');
-    await mkdir(cred, { recursive: true, mode: 0o700 });
-    const nobody = await account('nobody');
-    await copyFile(path.join(n.root, 'etc/pibake/web/pgpass'), path.join(cred, 'pgpass'));
-    await chmod(path.join(cred, 'pgpass'), 0o600);
-    await chown(path.join(cred, 'pgpass'), nobody.uid, nobody.gid);
-    await chown(cred, nobody.uid, nobody.gid);
+    if (!(await stat(cred).catch(() => undefined))) {
+      const users = ['pibake_web', 'pibake_app'];
+      const files = Object.fromEntries(await Promise.all(users.map(async (u) => [u, await readFile(path.join(n.root, `etc/pibake/web/${u}.password`), 'utf8')])));
+      await credentialsFolder(cred, files, await account('nobody'), 'acl');
+    }
     n.daemons.app = this.daemons.start(n.name, 'app', 'setpriv',
       ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '/usr/bin/python3', path.join(n.root, 'usr/local/lib/pibake/webapp.py')], {
-        PIBAKE_WEB_CONFIG: path.join(n.root, 'etc/pibake/web/app.json'),
-        PGPASSFILE: path.join(cred, 'pgpass'),
-        PIBAKE_PGHOST: path.join(n.dir, 'pg/sock'), // the only override: /var/run/postgresql is the test's socket folder
+        PIBAKE_WEB_CONFIG: path.join(n.root, 'etc/pibake/web/app.json'), CREDENTIALS_DIRECTORY: cred,
+        PIBAKE_LOCAL_HOST: path.join(n.dir, 'pg/sock'), // stands in for /var/run/postgresql; read and write stay as rendered
       });
+    const port = (JSON.parse(await readFile(path.join(n.root, 'etc/pibake/web/app.json'), 'utf8')) as { port: number }).port;
+    await waitFor(`the app of ${n.name}`, 30_000, async () => {
+      const app = n.daemons.app as Daemon;
+      if (!this.daemons.isRunning(app)) throw new Error(`the app of ${n.name} exited: ${await readFile(app.log, 'utf8')}`);
+      const r = await this.lab.run(n.name, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', `http://127.0.0.1:${port}/healthz`], { reject: false });
+      return r.stdout === '200' ? true : undefined;
+    }, 200);
   }
 
   /** nginx with a stand-in for Debian's nginx.conf that includes the site enabled in the image. */
@@ -457,11 +468,6 @@ export class Cluster {
     expect(await this.psql(leader, "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'pibake%' OR rolname = 'replicator'"))
       .toBe('pibake_app,pibake_rewind,pibake_web,replicator');
 
-    for (const n of this.webs) {
-      await this.startApp(n);
-      await this.startNginx(n);
-    }
-
     // Load balancers: HAProxy, then keepalived (its config checked by keepalived -t first).
     const t2 = Date.now();
     for (const n of this.lbs) {
@@ -475,6 +481,11 @@ export class Cluster {
       return holders.length === 1 ? holders[0] : undefined;
     }, 100);
     figure(`keepalived start → the address ${this.vip} on one load balancer`, `${seconds(Date.now() - t2)} (${holder})`);
+    // The apps read through the address (on a node systemd restarts them until they can log in).
+    for (const n of this.webs) {
+      await this.startApp(n);
+      await this.startNginx(n);
+    }
     for (const lb of this.lbs) {
       for (const n of this.webs) await this.waitStatus(lb, 'web', n.name, 'UP', 60_000);
       await this.waitStatus(lb, 'postgresql-write', leader.name, 'UP', 30_000);

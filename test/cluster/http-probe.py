@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """HTTP probe for the cluster test: GET `url` over a fresh connection, one request after the
-other, for `seconds`; print one JSON line per request: [epoch ms, status (0 = error), node or error].
+other, for `seconds`; print one JSON line per request: [epoch ms, status (0 = error), node or error,
+duration ms].
 
 usage: http-probe.py URL SECONDS [TIMEOUT_SECONDS]
 """
@@ -32,6 +33,7 @@ def main():
             record = [int(started * 1000), response.status, match.group(1) if match else ""]
         except Exception as error:  # every failure is a data point
             record = [int(started * 1000), 0, type(error).__name__]
+        record.append(round((time.time() - started) * 1000, 1))
         out.write(json.dumps(record) + "\n")
         time.sleep(0.01)
     out.flush()

@@ -3,7 +3,8 @@
  * engine (loadRoles + renderNode) into a directory tree, and small process utilities for running
  * the real daemons (PostgreSQL, the demo app) as children of the test.
  */
-import { chmod, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { chmod, chown, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,3 +139,26 @@ function canBind(host: string, port: number): Promise<boolean> {
   });
 }
 
+
+/**
+ * A credentials folder as systemd's LoadCredential= hands it to a DynamicUser service, for `user`:
+ * - 'acl' is systemd 257 (trixie): folder and files owned by root and read-only, the user let in
+ *   by ACL entries; a file's ACL mask shows as group bits, so `stat` says 0440.
+ * - 'owner' is systemd 252 (bookworm, credentials on ramfs, which has no ACLs): files 0400 and the
+ *   folder 0500, owned by the user.
+ * Needs root (and setfacl from the acl package for 'acl').
+ */
+export async function credentialsFolder(dir: string, files: Record<string, string>, user: { uid: number; gid: number },
+  style: 'acl' | 'owner'): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const [name, text] of Object.entries(files)) {
+    const file = path.join(dir, name);
+    await writeFile(file, text, { mode: 0o400 });
+    if (style === 'acl') await execa('setfacl', ['-m', `u:${user.uid}:r`, file]);
+    else await chown(file, user.uid, user.gid);
+  }
+  await chmod(dir, 0o500);
+  if (style === 'acl') await execa('setfacl', ['-m', `u:${user.uid}:rx`, dir]);
+  else await chown(dir, user.uid, user.gid);
+  return dir;
+}

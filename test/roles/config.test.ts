@@ -49,7 +49,7 @@ async function renderAll(inventory: Inventory, generation: 'bookworm' | 'trixie'
   return out;
 }
 
-async function dir(name: string): Promise<string> {
+async function dirOf(name: string): Promise<string> {
   const d = path.join(tmp, name);
   await mkdir(d, { recursive: true });
   return d;
@@ -75,7 +75,7 @@ async function keepalivedCheck(node: RenderedNode, name: string): Promise<{ exit
 
 describe('load balancer role', () => {
   it('haproxy -c accepts the 5-node config: web backends, and every database node on the write and read ports, checked on Patroni\'s REST API with OPTIONS', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('five'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('five'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
     const cfg = await haproxyCheck(nodes.get('lb1') as RenderedNode, 'five-lb1');
     expect(haproxyServers(cfg, 'backend web').map((s) => s[0])).toEqual(['db1', 'db2', 'db3']);
     expect(haproxyServers(cfg, 'listen postgresql-write')).toEqual(['12', '13', '14'].map((d, i) => [`db${i + 1}`, `10.0.0.${d}:5432`, 'check port 8008']));
@@ -95,7 +95,7 @@ describe('load balancer role', () => {
   });
 
   it('haproxy -c accepts the 7-node config: six web backends; the file holds the stats password, so it is 0640 root:haproxy', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('seven'), { nodeCount: 7, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('seven'), { nodeCount: 7, network: TEN }));
     const lb = nodes.get('lb') as RenderedNode;
     const cfg = await haproxyCheck(lb, 'seven-lb');
     expect(haproxyServers(cfg, 'backend web').map((s) => s[1])).toEqual(['11', '12', '13', '14', '15', '16'].map((d) => `10.0.0.${d}:80`));
@@ -106,7 +106,7 @@ describe('load balancer role', () => {
   });
 
   it.skipIf(!isRoot)('keepalived -t accepts each load balancer\'s keepalived.conf: priority by inventory order, nopreempt, the other load balancers as peers', async () => {
-    const inventory = clusterInventory(await dir('vrrp'), { nodeCount: 6, loadBalancers: 3, network: TEN });
+    const inventory = clusterInventory(await dirOf('vrrp'), { nodeCount: 6, loadBalancers: 3, network: TEN });
     const nodes = await renderAll(inventory);
     const cluster = await renderedCluster(inventory);
     const lbs = ['lb1', 'lb2', 'lb3'];
@@ -130,7 +130,7 @@ describe('load balancer role', () => {
   });
 
   it.skipIf(!isRoot)('keepalived -t catches a broken file (the oracle can fail)', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('vrrp-bad'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('vrrp-bad'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
     const node = nodes.get('lb1') as RenderedNode;
     const broken = { ...node, rootEntries: node.rootEntries.map((e) => (e.path === '/etc/keepalived/keepalived.conf' && e.kind === 'file'
       ? { ...e, data: Buffer.from(e.data.toString('utf8').replace('advert_int 1', 'advert_intervall 1')) } : e)) };
@@ -140,7 +140,7 @@ describe('load balancer role', () => {
   });
 
   it('one load balancer without network.vip: keepalived.conf is empty, so Debian\'s keepalived.service (ConditionFileNotEmpty) stays off', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('single'), { nodeCount: 4, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('single'), { nodeCount: 4, network: TEN }));
     const lb = nodes.get('lb') as RenderedNode;
     expect(fileText(lb, '/etc/keepalived/keepalived.conf').trim()).toBe('');
     expect(fileText(lb, '/etc/haproxy/haproxy.cfg')).toMatch(/Clients reach it on 10\.0\.0\.10\./);
@@ -148,7 +148,7 @@ describe('load balancer role', () => {
   });
 
   it('keepalived is restarted whenever it dies, and checks HAProxy with a bash script of its own', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('units'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('units'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
     const lb = nodes.get('lb1') as RenderedNode;
     const dropIn = fileText(lb, '/etc/systemd/system/keepalived.service.d/50-pibake.conf');
     expect(dropIn).toMatch(/^Restart=always$/m);
@@ -178,7 +178,7 @@ describe('database role', () => {
   /** Loopback node addresses (127.0.0.1x), free ports: the validator checks that listen addresses are free. */
   async function loopbackInventory(name: string, version: number): Promise<Inventory> {
     const hosts = ['127.0.0.1', '127.0.0.11', '127.0.0.12', '127.0.0.13'];
-    return clusterInventory(await dir(name), {
+    return clusterInventory(await dirOf(name), {
       nodeCount: 5, loadBalancers: 2, postgresqlVersion: version,
       postgresqlPort: await freePort(hosts), patroniRestPort: await freePort(hosts), etcdClientPort: await freePort(hosts),
     });
@@ -234,7 +234,7 @@ describe('database role', () => {
   }, 600_000);
 
   it('on trixie a ttl below 20 is refused in one line with its location; bookworm takes it', async () => {
-    const inventory = clusterInventory(await dir('ttl'), { nodeCount: 4, network: TEN });
+    const inventory = clusterInventory(await dirOf('ttl'), { nodeCount: 4, network: TEN });
     inventory.roles.patroni.ttl = 12;
     inventory.locations.set('roles.patroni.ttl', { file: inventory.file, line: 40, column: 10 });
     const cluster = await renderedCluster(inventory);
@@ -243,7 +243,7 @@ describe('database role', () => {
   });
 
   it('etcd runs only on its members, only after pibake-etcd-setup, never started by the package; Debian\'s default cluster is not made', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('etcd-units'), { nodeCount: 6, loadBalancers: 2, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('etcd-units'), { nodeCount: 6, loadBalancers: 2, network: TEN }));
     for (const name of ['db1', 'db4']) {
       const node = nodes.get(name) as RenderedNode;
       expect(fileText(node, '/etc/systemd/system/etcd.service.d/50-pibake.conf')).toMatch(/^ConditionPathExists=\/var\/lib\/pibake\/etcd\/join\.env$/m);
@@ -264,7 +264,7 @@ describe('database role', () => {
   });
 
   it('nginx -t accepts the web site next to Debian\'s default site (first boot), and the setup script then disables the default', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('nginx'), { nodeCount: 4, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('nginx'), { nodeCount: 4, network: TEN }));
     const debianDefault = await readFile('/etc/nginx/sites-available/default', 'utf8').catch(() =>
       'server {\n listen 80 default_server;\n listen [::]:80 default_server;\n root /var/www/html;\n server_name _;\n}\n');
     for (const name of ['db1', 'db2']) {
@@ -297,8 +297,47 @@ describe('database role', () => {
     }
   });
 
+  it('the web app\'s unit passes systemd-analyze verify for both generations, and hands over exactly the passwords app.json needs', async () => {
+    const dir = await dirOf('webapp-unit');
+    const inventory = clusterInventory(dir, { nodeCount: 5, loadBalancers: 2, network: TEN });
+    const cluster = await renderedCluster(inventory);
+    const analyze = await execa('systemd-analyze', ['--version'], { reject: false });
+    const systemdVersion = Number(/^systemd (\d+)/.exec(analyze.stdout ?? '')?.[1] ?? 0);
+    for (const generation of ['bookworm', 'trixie'] as const) {
+      for (const name of ['db1', 'db2']) { // two of the database nodes (any would do: they are alike)
+        const node = await cluster.render(name, generation);
+        const unit = fileText(node, '/etc/systemd/system/pibake-webapp.service');
+        // Every password the app logs in with comes from a credential named after the user, loaded
+        // from a root-only file of the image; nothing points libpq at the credentials folder.
+        const app = JSON.parse(fileText(node, '/etc/pibake/web/app.json')) as Record<string, { host: string; port: number; user: string }>;
+        const users = [...new Set(['local', 'read', 'write'].map((e) => app[e]?.user))].sort();
+        const credentials = [...unit.matchAll(/^LoadCredential=([^:]+):(\S+)$/gm)];
+        expect(credentials.map((c) => c[1]).sort()).toEqual(users);
+        for (const [, , file] of credentials) expect(entryMode(node, file as string), `${name} ${file}`).toBe(0o600);
+        expect(unit).not.toMatch(/PGPASSFILE|%d\//);
+        // Writes and reads go through the load balancers' ports on the floating address; /primary and
+        // /replica ask this node's own PostgreSQL.
+        expect(app.write).toEqual({ host: '10.0.0.9', port: 5000, user: 'pibake_app' });
+        expect(app.read).toEqual({ host: '10.0.0.9', port: 5001, user: 'pibake_web' });
+        expect(app.local).toEqual({ host: '/var/run/postgresql', port: 5432, user: 'pibake_web' });
+        expect(unit.includes('RestartSteps=')).toBe(generation === 'trixie'); // systemd >= 254 only
+        if (systemdVersion === 0) continue; // no systemd-analyze here
+        const file = path.join(dir, generation, name, 'pibake-webapp.service');
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, unit);
+        const verify = await execa('systemd-analyze', ['verify', file], { reject: false, all: true });
+        expect(verify.exitCode, verify.all).toBe(0);
+        // Bookworm's 252 knows every key of its unit; an older systemd-analyze may not know the
+        // trixie unit's back-off keys, and nothing else.
+        const complaints = (verify.all ?? '').split('\n').filter(Boolean)
+          .filter((l) => !(systemdVersion < 254 && /Unknown key '(RestartSteps|RestartMaxDelaySec)'/.test(l)));
+        expect(complaints, `${generation} ${name}`).toEqual([]);
+      }
+    }
+  });
+
   it('a database node added later changes the load balancers (the build names why), never the other database nodes: etcd keeps its three members', async () => {
-    const d = await dir('grow');
+    const d = await dirOf('grow');
     const digest = (n: RenderedNode) => JSON.stringify(n.rootEntries.map((e) => [e.path, e.mode, e.kind === 'file' ? e.data.toString('base64') : e.kind === 'symlink' ? e.target : '']));
     const before = await renderedCluster(clusterInventory(d, { nodeCount: 5, loadBalancers: 2, network: TEN }));
     const grown = clusterInventory(d, { nodeCount: 6, loadBalancers: 2, network: TEN }); // same secrets file
@@ -313,7 +352,7 @@ describe('database role', () => {
 
 describe('every role', () => {
   it('every rendered script parses (sh -n, bash -n), the demo app compiles, secrets sit in 0600 files', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('scripts'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('scripts'), { nodeCount: 5, loadBalancers: 2, network: TEN }));
     for (const node of nodes.values()) {
       const root = await writeRoot(node, path.join(tmp, `scripts-${node.node}`));
       const scripts = node.rootEntries.filter((e) => e.kind === 'file' && e.path.startsWith('/usr/local/lib/pibake/'));
@@ -334,7 +373,7 @@ describe('every role', () => {
   });
 
   it('the rendered ownership script hands files over, is idempotent, and reports what it cannot do', async () => {
-    const nodes = await renderAll(clusterInventory(await dir('ownership'), { nodeCount: 4, network: TEN }));
+    const nodes = await renderAll(clusterInventory(await dirOf('ownership'), { nodeCount: 4, network: TEN }));
     const root = await writeRoot(nodes.get('db2') as RenderedNode, path.join(tmp, 'ownership-db2'));
     const script = path.join(root, 'usr/local/lib/pibake/apply-ownership.sh');
     const files = path.join(tmp, 'ownership-files');

@@ -1,23 +1,53 @@
 #!/usr/bin/python3
-"""pibake demo web app: Python standard library only, talks to PostgreSQL through psql.
+"""pibake demo web app: the Python standard library and psycopg 3 (Debian's python3-psycopg).
 
-GET /          an HTML page: node, role, the newest demo row of the local database, replication lag
-GET /status    the same as JSON
-GET /healthz   200 when the app and its local PostgreSQL answer, else 503
-GET /primary   200 only when the local PostgreSQL is a primary (not in recovery), else 503
-GET /replica   200 only when the local PostgreSQL is a standby (in recovery), else 503
-HAProxy health-checks /healthz, /primary and /replica (through nginx on the web port).
+GET  /         HTML page: node, role, the newest demo row and replication state (read endpoint),
+               and a form that adds a row
+POST /         adds a demo row through the write endpoint (form field "message"), then back to /
+GET  /status   the page's data as JSON
+GET  /healthz  200 when the app can serve its page: a query on the read endpoint answered
+GET  /primary  200 only when this node's own PostgreSQL (local endpoint) is a primary, else 503
+GET  /replica  200 only when it is a standby (in recovery), else 503
+The health endpoints answer JSON saying what they checked. HAProxy checks /healthz (web backend)
+and /primary, /replica (PostgreSQL ports) through nginx on the web port.
 
-Configuration: the JSON file named by PIBAKE_WEB_CONFIG (rendered by pibake); PIBAKE_WEB_LISTEN,
-PIBAKE_WEB_PORT, PIBAKE_PGHOST, PIBAKE_PGPORT and PIBAKE_PG_BINDIR override it (tests, debugging).
-The password comes from the file named by PGPASSFILE, which psql reads itself.
+Configuration: the JSON file named by PIBAKE_WEB_CONFIG (rendered by pibake): listen address and
+port, the database, and three endpoints, each {"host", "port", "user"}: "local" (this node's
+PostgreSQL), "read" (pages) and "write" (new rows). Writes may fail while reads go on, e.g.
+while there is no primary. PIBAKE_WEB_LISTEN, PIBAKE_WEB_PORT and PIBAKE_<ENDPOINT>_HOST/_PORT
+override the file (tests, debugging).
+
+Passwords: the file named after the endpoint's user in $CREDENTIALS_DIRECTORY (systemd's
+LoadCredential=). The app reads it and hands the password to libpq itself: libpq refuses a password
+*file* with group bits, and systemd chooses the credential's mode (0400 owned by the service on
+systemd 252, 0440 root plus an ACL on 257).
+
+Connections stay open between requests (a few per endpoint). One that broke with its server is
+replaced on the next request: that is the reconnect after a restart or a failover.
+
+Start: the app exits non-zero, with the cause on stderr (the journal), when it cannot log in to
+the local or the read endpoint; an unreachable write endpoint is only reported. Once it listens it
+tells systemd (Type=notify) and never exits on database errors: requests answer 503 instead.
 """
 import html
 import json
 import os
-import subprocess
+import queue
+import socket
 import sys
+import threading
+import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+
+ENDPOINTS = ("local", "read", "write")
+POOL_SIZE = {"local": 2, "read": 4, "write": 2}
+POOL_WAIT_SECONDS = 2  # a request waits this long for a free connection, then answers 503
+CONNECT_TIMEOUT_SECONDS = 2  # libpq's smallest
+MAX_MESSAGE = 200
+HEALTH_PATHS = {"/healthz", "/primary", "/replica"}
 
 STATUS_SQL = """
 SELECT json_build_object(
@@ -34,44 +64,134 @@ SELECT json_build_object(
            'replay_lag', replay_lag::text))
          FROM pg_stat_replication WHERE NOT pg_is_in_recovery()))
 """
-QUIET_PATHS = {"/healthz", "/primary", "/replica"}
+# What /healthz asks the read endpoint: logged in, and the demo table is readable (primary key index).
+HEALTH_SQL = "SELECT pg_is_in_recovery(), (SELECT max(id) FROM pibake_demo)"
+ROLE_SQL = "SELECT pg_is_in_recovery()"
+INSERT_SQL = "INSERT INTO pibake_demo (message) VALUES (%s) RETURNING id"
 
 
-class DatabaseError(Exception):
-    pass
+def log(message):
+    sys.stderr.write(f"pibake-webapp: {message}\n")
+    sys.stderr.flush()
+
+
+def one_line(error):
+    return " ".join(str(error).split())
+
+
+class Unavailable(Exception):
+    """An endpoint gave no answer: no free connection, no server, a refused login or a failed statement."""
+
+
+class Endpoint:
+    """Up to POOL_SIZE persistent connections to one PostgreSQL endpoint, opened on demand."""
+
+    def __init__(self, name, spec, database, password):
+        self.name = name
+        self.user = spec["user"]
+        self.address = f"{spec['host']}:{spec['port']}"
+        self.params = {
+            "host": spec["host"], "port": spec["port"], "dbname": database, "user": self.user,
+            "password": password, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": f"pibake-webapp-{name}", "autocommit": True,
+            # A server that vanished (power cut, failover) must fail the request, not hang it.
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2,
+            "tcp_user_timeout": 5000, "options": "-c statement_timeout=5000",
+        }
+        self.idle = queue.LifoQueue()
+        self.slots = threading.BoundedSemaphore(POOL_SIZE[name])
+        self.failure = None  # the last error while the endpoint fails, else None
+
+    def describe(self):
+        return f"{self.name} endpoint {self.address} as {self.user}"
+
+    def query(self, sql, params=(), resend=True):
+        """All rows of `sql`; Unavailable when the endpoint does not answer or the statement fails."""
+        if not self.slots.acquire(timeout=POOL_WAIT_SECONDS):
+            raise Unavailable(f"{self.describe()}: all {POOL_SIZE[self.name]} connections busy")
+        try:
+            rows = self.attempt(sql, params, resend)
+        except psycopg.Error as error:
+            if self.failure is None:  # once per outage: it must not flood the journal
+                log(f"{self.describe()} failed: {one_line(error)}")
+            self.failure = one_line(error)
+            raise Unavailable(f"{self.describe()}: {self.failure}") from error
+        finally:
+            self.slots.release()
+        if self.failure is not None:
+            self.failure = None
+            log(f"{self.describe()} answers again")
+        return rows
+
+    def attempt(self, sql, params, resend):
+        """A pooled connection may have died with its server since its last use (restart, failover).
+        With `resend` (reads) the statement then runs again on a new connection; without (writes)
+        the pooled connection is tested by a round trip first, so a write is never sent twice."""
+        conn = self.pooled()
+        if conn is not None:
+            try:
+                if resend:
+                    return self.run(conn, sql, params)
+                conn.execute("SELECT 1")
+            except psycopg.OperationalError:
+                conn.close()
+                conn = None
+        return self.run(conn or psycopg.connect(**self.params), sql, params)
+
+    def pooled(self):
+        while True:
+            try:
+                conn = self.idle.get_nowait()
+            except queue.Empty:
+                return None
+            if not conn.closed:
+                return conn
+
+    def run(self, conn, sql, params):
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        except psycopg.OperationalError:
+            conn.close()
+            raise
+        except psycopg.Error:
+            self.idle.put(conn)  # an SQL error leaves the connection usable
+            raise
+        self.idle.put(conn)
+        return rows
 
 
 def load_config():
-    with open(os.environ.get("PIBAKE_WEB_CONFIG", "/etc/pibake/web/app.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    pg = config["pg"]
-    config["listen"] = os.environ.get("PIBAKE_WEB_LISTEN", config["listen"])
-    config["port"] = int(os.environ.get("PIBAKE_WEB_PORT", config["port"]))
-    pg["host"] = os.environ.get("PIBAKE_PGHOST", pg["host"])
-    pg["port"] = int(os.environ.get("PIBAKE_PGPORT", pg["port"]))
-    pg["bindir"] = os.environ.get("PIBAKE_PG_BINDIR", pg["bindir"])
+    path = os.environ.get("PIBAKE_WEB_CONFIG", "/etc/pibake/web/app.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+        config["listen"] = os.environ.get("PIBAKE_WEB_LISTEN", config["listen"])
+        config["port"] = int(os.environ.get("PIBAKE_WEB_PORT", config["port"]))
+        for name in ENDPOINTS:
+            spec = config[name]
+            spec["host"] = os.environ.get(f"PIBAKE_{name.upper()}_HOST", spec["host"])
+            spec["port"] = int(os.environ.get(f"PIBAKE_{name.upper()}_PORT", spec["port"]))
+            spec["user"] = str(spec["user"])
+    except KeyError as error:
+        raise SystemExit(f"pibake-webapp: {path}: no key {error} (pibake renders this file: rebuild the image)") from error
+    except (OSError, ValueError, TypeError) as error:
+        raise SystemExit(f"pibake-webapp: {path}: {one_line(error)} (pibake renders this file: rebuild the image)") from error
     return config
 
 
-def query_one(config, sql):
-    """First column of the first row of `sql`, as text; DatabaseError when PostgreSQL does not answer."""
-    pg = config["pg"]
-    env = dict(os.environ, PGHOST=pg["host"], PGPORT=str(pg["port"]), PGDATABASE=pg["database"],
-               PGUSER=pg["user"], PGCONNECT_TIMEOUT="2", PGAPPNAME="pibake-webapp")
+def password_of(user):
+    """The credential named after the user, as systemd's LoadCredential= hands it over."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        raise SystemExit(f"pibake-webapp: no password for {user}: CREDENTIALS_DIRECTORY is not set"
+                         " (pibake-webapp.service sets it with LoadCredential=; by hand, point it at a"
+                         " folder with one file per database user)")
     try:
-        done = subprocess.run([os.path.join(pg["bindir"], "psql"), "-X", "-q", "-A", "-t",
-                               "-v", "ON_ERROR_STOP=1", "-c", sql],
-                              env=env, capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise DatabaseError(str(error)) from error
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise DatabaseError(lines[-1] if lines else f"psql exited with {done.returncode}")
-    return done.stdout.strip()
-
-
-def in_recovery(config):
-    return query_one(config, "SELECT pg_is_in_recovery()") == "t"
+        with open(os.path.join(folder, user), encoding="utf-8") as f:
+            return f.read().rstrip("\n")
+    except OSError as error:
+        raise SystemExit(f"pibake-webapp: no password for {user}: {one_line(error)}"
+                         f" (the unit's LoadCredential={user}:... names the file)") from error
 
 
 def render_page(config, status, error):
@@ -92,70 +212,142 @@ def render_page(config, status, error):
             rows.append(row(f"replica {replica['name']}",
                             f"{replica['state']}, lag {replica['replay_lag_bytes']} bytes"))
     title = html.escape(f"{config['cluster']}: {config['node']}")
+    form = (f'<form method="post" action="/"><input name="message" maxlength="{MAX_MESSAGE}" required>'
+            " <button>add a row (written on the primary)</button></form>")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title></head>"
-            f"<body><h1>{title}</h1><table>{''.join(rows)}</table></body></html>\n")
+            f"<body><h1>{title}</h1><table>{''.join(rows)}</table>{form}</body></html>\n")
 
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "pibake-webapp"
     config = None  # set in main()
+    endpoints = None
 
     def do_HEAD(self):
-        self.handle_request(head=True)
+        self.respond(*self.answer(), head=True)
 
     def do_GET(self):
-        self.handle_request(head=False)
+        self.respond(*self.answer())
 
-    def handle_request(self, head):
-        path = self.path.split("?", 1)[0]
+    def do_POST(self):
+        if self.path.split("?", 1)[0] != "/":
+            return self.respond(404, "not found\n")
         try:
-            if path in QUIET_PATHS:
-                code, body, kind = self.health(path)
-            elif path in ("/", "/status"):
-                try:
-                    status, error = json.loads(query_one(self.config, STATUS_SQL)), None
-                except (DatabaseError, ValueError) as failure:
-                    status, error = {}, str(failure)
-                if path == "/status":
-                    body = json.dumps({"node": self.config["node"], "role": self.config["role"],
-                                       "error": error, **status}) + "\n"
-                    code, kind = (503 if error else 200), "application/json"
-                else:
-                    code, body, kind = 200, render_page(self.config, status, error), "text/html; charset=utf-8"
-            else:
-                code, body, kind = 404, "not found\n", "text/plain; charset=utf-8"
-        except Exception as failure:  # keep serving; report the failure to this client only
-            code, body, kind = 500, f"internal error: {failure}\n", "text/plain; charset=utf-8"
-        data = body.encode("utf-8")
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if not head:
-            self.wfile.write(data)
+            length = int(self.headers.get("Content-Length") or 0)
+            form = urllib.parse.parse_qs(self.rfile.read(length).decode("utf-8")) if 0 < length <= 4096 else {}
+        except (ValueError, UnicodeDecodeError):
+            form = {}
+        message = " ".join((form.get("message") or [""])[0].split())
+        if not 0 < len(message) <= MAX_MESSAGE:
+            return self.respond(400, f"send a form with a field \"message\" of 1 to {MAX_MESSAGE} characters\n")
+        try:
+            row_id = self.endpoints["write"].query(INSERT_SQL, (message,), resend=False)[0][0]
+        except Unavailable as error:
+            return self.respond(503, f"not written: {one_line(error)}\nreads still work: GET /\n")
+        self.respond(303, f"row {row_id} written\n", headers={"Location": "/"})
+
+    def answer(self):
+        path = self.path.split("?", 1)[0]
+        if path in HEALTH_PATHS:
+            return self.health(path)
+        if path not in ("/", "/status"):
+            return 404, "not found\n"
+        try:
+            status, error = self.endpoints["read"].query(STATUS_SQL)[0][0], None
+        except Unavailable as failure:
+            status, error = {}, one_line(failure)
+        if path == "/status":
+            body = {"node": self.config["node"], "role": self.config["role"], "error": error, **status,
+                    "endpoints": {name: e.address for name, e in self.endpoints.items()}}
+            return (503 if error else 200), json.dumps(body) + "\n", "application/json"
+        return 200, render_page(self.config, status, error), "text/html; charset=utf-8"
 
     def health(self, path):
+        endpoint = self.endpoints["local" if path in ("/primary", "/replica") else "read"]
+        sql = HEALTH_SQL if path == "/healthz" else ROLE_SQL
+        checked = {"endpoint": endpoint.name, "address": endpoint.address, "user": endpoint.user, "query": sql}
+        started = time.monotonic()
         try:
-            recovery = in_recovery(self.config)
-        except DatabaseError as failure:
-            return 503, f"database unavailable: {failure}\n", "text/plain; charset=utf-8"
-        healthy = {"/healthz": True, "/primary": not recovery, "/replica": recovery}[path]
-        state = "standby" if recovery else "primary"
-        return (200 if healthy else 503), f"{state}\n", "text/plain; charset=utf-8"
+            row = endpoint.query(sql)[0]
+        except Unavailable as failure:
+            checked["error"] = one_line(failure)
+            healthy = False
+        else:
+            checked["in_recovery"] = row[0]
+            if path == "/healthz":
+                checked["newest_row"] = row[1]
+            healthy = {"/healthz": True, "/primary": not row[0], "/replica": row[0]}[path]
+        checked["ms"] = round((time.monotonic() - started) * 1000, 2)
+        body = {"healthy": healthy, "node": self.config["node"], "checked": checked}
+        return (200 if healthy else 503), json.dumps(body) + "\n", "application/json"
+
+    def respond(self, code, body, kind="text/plain; charset=utf-8", head=False, headers=None):
+        data = body.encode("utf-8")
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client left before the answer (a load test ending, a timed-out check)
+
+    def log_request(self, code="-", size="-"):
+        pass  # nginx logs every request; database failures are logged by their endpoint
 
     def log_message(self, format, *args):  # noqa: A002 (signature of the base class)
-        # Health checks arrive every second from each load balancer: do not fill the SD card.
-        if self.path.split("?", 1)[0] not in QUIET_PATHS:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+        log(format % args)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 would drop connections under load
+
+
+def notify(state):
+    """sd_notify(3) for Type=notify; nothing when not started by systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(state.encode("utf-8"), "\0" + address[1:] if address.startswith("@") else address)
 
 
 def main():
     config = load_config()
+    passwords = {}
+    endpoints = {}
+    for name in ENDPOINTS:
+        user = config[name]["user"]
+        if user not in passwords:
+            passwords[user] = password_of(user)
+        endpoints[name] = Endpoint(name, config[name], config["database"], passwords[user])
+    for name in ("local", "read"):
+        try:
+            endpoints[name].query(ROLE_SQL)
+        except Unavailable as error:
+            hint = ""
+            if "authentication failed" in str(error):
+                hint = (f" (credential {endpoints[name].user} does not match the role's password in the database,"
+                        " or the role is not there yet: a replica gets it with its clone of the primary)")
+            raise SystemExit(f"pibake-webapp: cannot start: {one_line(error)}{hint}") from error
+    try:
+        endpoints["write"].query("SELECT 1")
+    except Unavailable:
+        pass  # reported by the endpoint; pages are served without a primary, writes answer 503
     Handler.config = config
-    server = ThreadingHTTPServer((config["listen"], config["port"]), Handler)
-    server.daemon_threads = True
-    print(f"pibake-webapp: {config['node']} listening on {config['listen']}:{config['port']}", flush=True)
+    Handler.endpoints = endpoints
+    try:
+        server = Server((config["listen"], config["port"]), Handler)
+    except OSError as error:
+        raise SystemExit(f"pibake-webapp: cannot listen on {config['listen']}:{config['port']}: {one_line(error)}") from error
+    ready = f"{config['node']} serving on {config['listen']}:{config['port']}"
+    log(ready + ", reads from " + endpoints["read"].address + ", writes to " + endpoints["write"].address)
+    notify(f"READY=1\nSTATUS={ready}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
