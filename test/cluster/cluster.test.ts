@@ -24,9 +24,9 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerCleanup, type NetnsLab } from '../helpers/netns.ts';
-import { Daemons, sleep, waitFor, type Daemon } from './harness.ts';
+import { Daemons, serverRow, sleep, waitFor, type Daemon } from './harness.ts';
 import { Figures, TARGET, against, writesBackMs } from './figures.ts';
-import { Cluster, buildAndExtract, labFor, requireTools, seconds, type ClusterNode } from './ha-harness.ts';
+import { Cluster, buildAndExtract, labFor, requireTools, seconds, tearDown, type ClusterNode } from './ha-harness.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -65,14 +65,10 @@ describe('the shipped cluster in network namespaces', () => {
   }, 300_000);
 
   afterAll(async () => {
-    try {
-      if (cluster) await cluster.stopAll();
-    } finally {
-      if (lab) await lab.destroy();
-      if (tmp && !KEEP) await rm(tmp, { recursive: true, force: true });
-    }
-    figure('total', 'wall time of the file', seconds(Date.now() - started));
-    console.log(figures.table('pibake cluster test figures', KEEP ? `kept: ${tmp}` : ''));
+    await tearDown({ cluster, lab, tmp, keep: KEEP }, () => {
+      figure('total', 'wall time of the file', seconds(Date.now() - started));
+      console.log(figures.table('pibake cluster test figures', KEEP ? `kept: ${tmp}` : ''));
+    });
   }, 60_000);
 
   it('the node namespaces reach each other on the segment and have no route anywhere else', async () => {
@@ -124,22 +120,30 @@ describe('the shipped cluster in network namespaces', () => {
   async function vipScenario(scenario: string, fail: (holder: ClusterNode) => Promise<void>, heal: (holder: ClusterNode) => Promise<void>): Promise<void> {
     const [holderName] = await cluster.vipHolders();
     const holder = cluster.node(holderName ?? '');
-    const probe = cluster.probe(`http://${cluster.vip}/`, 11, 1);
+    const probe = cluster.probe(`http://${cluster.vip}/`, 16, 1);
     await sleep(3_000);
     const event = Date.now();
-    await fail(holder);
-    const { to: other, ms: moved } = await cluster.waitVipMoved(holder, 30_000);
-    figure(scenario, `event → the address only on ${other.name}`, against(moved, TARGET.vipMs));
-    const records = await probe;
-    figures.probe(scenario, records, event);
-    expect(records.filter(([t, s]) => t > event + moved + 2_000 && s !== 200)).toEqual([]);
-    expect(records.filter(([t, s]) => t > event + moved && s === 200).length).toBeGreaterThan(0);
-    // Back to health: the address stays where it is (nopreempt), no second move.
-    const t0 = Date.now();
-    await heal(holder);
-    await sleep(4_000);
-    expect(await cluster.vipHolders()).toEqual([other.name]);
-    figure(scenario, `${holder.name} healthy again → the address stays on ${other.name} (nopreempt)`, `checked ${seconds(Date.now() - t0)} later`);
+    let healed = false;
+    try {
+      await fail(holder);
+      const { to: other, ms: moved } = await cluster.waitVipMoved(holder, 30_000);
+      figure(scenario, `event → the address only on ${other.name}`, against(moved, TARGET.vipMs));
+      const records = await probe;
+      const outage = figures.probe(scenario, records, event);
+      // The web nodes read through the address too (app.json's read endpoint): their /healthz
+      // fails while it moves, and the new holder takes them back after HAProxy's rise checks.
+      expect(outage, 'clients answered again').toBeDefined();
+      expect(records.filter(([t, s]) => t > event + 10_000 && s !== 200)).toEqual([]);
+      // Back to health: the address stays where it is (nopreempt), no second move.
+      const t0 = Date.now();
+      healed = true;
+      await heal(holder);
+      await sleep(4_000);
+      expect(await cluster.vipHolders()).toEqual([other.name]);
+      figure(scenario, `${holder.name} healthy again → the address stays on ${other.name} (nopreempt)`, `checked ${seconds(Date.now() - t0)} later`);
+    } finally {
+      if (!healed) await heal(holder); // later scenarios need every load balancer
+    }
   }
 
   it('3. the load balancer holding the address: HAProxy killed (kill -9); keepalived moves the address', async () => {
@@ -186,8 +190,10 @@ describe('the shipped cluster in network namespaces', () => {
     } else {
       await lab.setCable(old.name, 'up');
     }
-    const members = cluster.dbs;
-    await cluster.waitStreaming(leader, 120_000, members);
+    await cluster.waitStreaming(leader, 180_000).catch(async (error: unknown) => {
+      // Say what the cluster looked like, so a failure in CI can be read without the scratch folder.
+      throw new Error(`${String(error)}\n${await cluster.diagnose(old)}`, { cause: error });
+    });
     const rejoinMs = Date.now() - t0;
     const rewound = /running pg_rewind/.test((await readFile(logFile, 'utf8')).slice(logBefore));
     figure(scenario, `${old.name} back → streaming from ${leader.name}`, `${seconds(rejoinMs)}${rewound ? ' (pg_rewind ran)' : ''}`);
@@ -371,7 +377,10 @@ describe('the shipped cluster in network namespaces', () => {
       servedBy.set(r.stdout.trim(), (servedBy.get(r.stdout.trim()) ?? 0) + 1);
     }
     figure('11 replication', `sessions on ${cluster.vip}:5001 (read port)`, [...servedBy].sort().map(([k, v]) => `${k}: ${v}`).join(', '));
-    expect([...servedBy.keys()].sort()).toEqual(replicas.map((n) => `${n.ip} true`).sort());
+    // Only standbys serve the read port (leastconn: the apps' kept-open read connections count too).
+    const replicaIps = replicas.map((n) => `${n.ip} true`);
+    expect([...servedBy.keys()].every((k) => replicaIps.includes(k)), [...servedBy.keys()].join()).toBe(true);
+    for (const lb of cluster.lbs) for (const n of replicas) expect(serverRow(await cluster.stats(lb), 'postgresql-read', n.name).status).toBe('UP');
     expect(new Set(await Promise.all(cluster.dbs.map((n) => cluster.rowsDigest(n)))).size).toBe(1);
   }, 120_000);
 

@@ -227,6 +227,14 @@ export class Cluster {
     }, 200);
   }
 
+  /** Patroni's view of the cluster and the last lines `n`'s Patroni logged (no etcd chatter): for failure messages. */
+  async diagnose(n: ClusterNode): Promise<string> {
+    const views = await Promise.all(this.dbs.map(async (d) => `${d.name}: /cluster ${(await this.patroniApi(d, '/cluster')).body.slice(0, 600)}`));
+    const log = n.daemons.patroni ? (await readFile(n.daemons.patroni.log, 'utf8')).split('\n') : [];
+    const lines = log.filter((l) => /^\d{4}-\d\d-\d\d [\d:,]+ (INFO|WARNING|ERROR):/.test(l) && !/Request to server|Failed to get list|Retrying on|Reconnection allowed/.test(l));
+    return [...views, `last lines of ${n.name}'s Patroni:`, ...lines.slice(-25)].join('\n');
+  }
+
   /** Waits until the leader has one synchronous standby (synchronous_mode), every other one streaming. */
   waitSync(leader: ClusterNode, timeoutMs: number): Promise<string[]> {
     return waitFor(`a synchronous standby of ${leader.name}`, timeoutMs, async () => {
@@ -547,7 +555,13 @@ export class Cluster {
 
   /** Resident memory of a process and its descendants, in MB ("parent + children"). */
   rssOf(pid: number): { self: number; children: number } {
-    const kb = (p: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    const kb = (p: number): number => {
+      try {
+        return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+      } catch {
+        return 0; // a child (a backend, a check script) that ended meanwhile
+      }
+    };
     const childrenOf = (p: number): number[] => {
       try {
         return readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -614,6 +628,17 @@ export async function labFor(nodes: Map<string, ClusterNode>, prefix: string, cl
   for (const n of nodes.values()) await lab.addNode(n.name, n.ip);
   await lab.addNode('client', clientIp);
   return lab;
+}
+
+/** afterAll of a cluster test: every daemon stopped, the namespaces and (unless kept) the scratch folder gone, then `report`. */
+export async function tearDown(parts: { cluster?: Cluster; lab?: NetnsLab; tmp?: string; keep: boolean }, report: () => void): Promise<void> {
+  try {
+    if (parts.cluster) await parts.cluster.stopAll();
+  } finally {
+    if (parts.lab) await parts.lab.destroy();
+    if (parts.tmp && !parts.keep) await rm(parts.tmp, { recursive: true, force: true });
+  }
+  report();
 }
 
 export const seconds = (ms: number | undefined): string => (ms === undefined ? 'never' : `${(ms / 1000).toFixed(1)} s`);

@@ -7,7 +7,7 @@
  * Opt-in (about 90 s more): PIBAKE_CLUSTER_THREE=1 npm run test:cluster. Figures in docs/cluster-test.md.
  */
 import { rmSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerCleanup, type NetnsLab } from '../helpers/netns.ts';
 import { Figures, TARGET, against } from './figures.ts';
 import { Daemons, sleep } from './harness.ts';
-import { Cluster, buildAndExtract, labFor, requireTools, seconds } from './ha-harness.ts';
+import { Cluster, buildAndExtract, labFor, requireTools, seconds, tearDown } from './ha-harness.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RUN = process.env.PIBAKE_CLUSTER_THREE === '1';
@@ -56,14 +56,10 @@ describe.skipIf(!RUN)('three Pis with every role (allinone)', () => {
   }, 300_000);
 
   afterAll(async () => {
-    try {
-      if (cluster) await cluster.stopAll();
-    } finally {
-      if (lab) await lab.destroy();
-      if (tmp && !KEEP) await rm(tmp, { recursive: true, force: true });
-    }
-    figure('total', 'wall time of the file', seconds(Date.now() - started));
-    console.log(figures.table('pibake three-Pi test figures', KEEP ? `kept: ${tmp}` : ''));
+    await tearDown({ cluster, lab, tmp, keep: KEEP }, () => {
+      figure('total', 'wall time of the file', seconds(Date.now() - started));
+      console.log(figures.table('pibake three-Pi test figures', KEEP ? `kept: ${tmp}` : ''));
+    });
   }, 60_000);
 
   it('1. bring-up: every Pi runs etcd, Patroni, nginx + app, HAProxy and keepalived', async () => {
