@@ -187,6 +187,9 @@ const PORTS = [
   ['etcd', 'peer_port'],
 ] as const;
 
+/** Ports every node's own system already uses: a service put there would fail, or lock the operator out. */
+const SYSTEM_PORTS: Record<number, string> = { 22: 'the SSH port of every node (sshd)' };
+
 /** A clash is reported at the port the file writes (a default clashing with it is not the mistake). */
 function checkPorts(raw: RawInventory, report: Report, written: (path: string) => boolean): void {
   const seen = new Map<number, string>();
@@ -195,6 +198,11 @@ function checkPorts(raw: RawInventory, report: Report, written: (path: string) =
     const port = raw.roles?.[section]?.[prop];
     if (typeof port !== 'number') continue;
     const path = `roles.${section}.${key}`;
+    const system = SYSTEM_PORTS[port];
+    if (system) {
+      report(path, `${path} ${port} is ${system}`, 'pick another port');
+      continue;
+    }
     const first = seen.get(port);
     if (!first) seen.set(port, path);
     else if (written(path) || !written(first)) report(path, `${path} ${port} is already used by ${first}`, 'give every service its own port');
