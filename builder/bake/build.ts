@@ -8,7 +8,7 @@ import { chmod, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { carriedEntries, carryRolePackages, type CarriedPackages } from '../carry/carry.ts';
 import { readStatus } from '../carry/facts.ts';
-import { PibakeError } from '../common/errors.ts';
+import { PibakeError, formatProblem } from '../common/errors.ts';
 import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../common/lock.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
@@ -25,7 +25,7 @@ import { writeBmapFile } from '../package/bmap.ts';
 import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
-import { decideNode } from '../plan/plan.ts';
+import { clusterChanges, decideNode } from '../plan/plan.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
@@ -81,6 +81,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
   const overlaysDir = projectDir(options.config, 'overlays');
   const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
   const inventory = await loadInventory(options.config, roles);
+  for (const warning of inventory.warnings) options.reporter.event({ type: 'warning', message: formatProblem(warning) });
   const selected = selectNodes(inventory, options.nodes);
 
   const dir = path.join(path.resolve(options.out), inventory.cluster.name);
@@ -163,6 +164,7 @@ async function buildLocked(input: {
     if (record && !selected.includes(node)) manifest.nodes[node.name] = record;
   }
 
+  const changedNodes = clusterChanges(previous?.nodes, inventory.nodes);
   const render = (node: NodeSpec, buildId: string) =>
     renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId, packages: options.packages });
 
@@ -177,7 +179,7 @@ async function buildLocked(input: {
     });
     const rendered = await render(node, digest.digest);
     const imageFile = path.join(dir, `${node.name}.img`);
-    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force);
+    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force, changedNodes);
     options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
     work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake', carried: nodeCarried });
   }

@@ -5,6 +5,7 @@
  * CIDR, unique names, role tags, SSH keys on disk) live in checks.ts.
  */
 import type { Field, Issue, ObjectSpec } from './spec.ts';
+import { ETCD_FIELD, LB_HA_FIELDS, PATRONI_FIELD, VIP_FIELD } from './schema-ha.ts';
 import { CIDR_PATTERN, DOMAIN_PATTERN, IPV4_PATTERN, LABEL_PATTERN, MAC_PATTERN, ipToNumber, parseCidr, numberToIp, reservedRange } from './net.ts';
 import { systemAccountOwner } from './system-accounts.ts';
 
@@ -178,6 +179,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           example: '[10.0.0.1]',
           spec: { type: 'array', items: { ...IPV4, check: checkDns }, minItems: 1 },
         },
+        VIP_FIELD,
       ],
     },
   },
@@ -350,9 +352,9 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           },
           {
             key: 'role',
-            description: 'A role file in roles/ (shipped: lb, primary, replica).',
+            description: 'A role file in roles/ (shipped: lb, db, allinone; primary and replica are the old names of db).',
             required: true,
-            example: 'replica',
+            example: 'db',
             spec: { type: 'string', minLength: 1 },
           },
           {
@@ -382,7 +384,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
       fields: [
         {
           key: 'postgresql',
-          description: 'PostgreSQL on the primary and the streaming replicas.',
+          description: 'PostgreSQL on the database nodes (run by Patroni: one primary, the others streaming replicas).',
           default: {},
           spec: {
             type: 'object',
@@ -423,7 +425,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
         },
         {
           key: 'lb',
-          description: 'HAProxy on the load balancer.',
+          description: 'HAProxy and keepalived on the load balancers.',
           default: {},
           spec: {
             type: 'object',
@@ -437,9 +439,12 @@ export const INVENTORY_FIELDS: readonly Field[] = [
               },
               { key: 'pg_write_port', description: 'Port that forwards to the PostgreSQL primary.', default: 5000, spec: PORT },
               { key: 'pg_read_port', description: 'Port that balances over the PostgreSQL replicas.', default: 5001, spec: PORT },
+              ...LB_HA_FIELDS,
             ],
           },
         },
+        PATRONI_FIELD,
+        ETCD_FIELD,
       ],
     },
   },

@@ -15,9 +15,9 @@ import { debugfs, ext4Stat, fsckExt4, fsckFat, mtype, sfdiskJson } from '../help
 
 const NODES = [
   '  - { name: lb1, role: lb, ip: 10.0.0.10 }',
-  '  - { name: web1, role: primary, ip: 10.0.0.11 }',
-  '  - { name: web2, role: replica, ip: 10.0.0.12 }',
-  '  - { name: web3, role: replica, ip: 10.0.0.13 }',
+  '  - { name: web1, role: db, ip: 10.0.0.11 }',
+  '  - { name: web2, role: db, ip: 10.0.0.12 }',
+  '  - { name: web3, role: db, ip: 10.0.0.13 }',
 ];
 
 function inventoryText(nodes: string[]): string {
@@ -179,15 +179,19 @@ describe('pibake build (trixie base)', () => {
 });
 
 describe('incremental builds', () => {
-  it('adding a node bakes the new node and the load balancer, nothing else', async () => {
+  it('adding a node bakes the new node and the load balancer, nothing else, and says why', async () => {
     const config = await project('grow');
     await buildCluster(options(config, bases.trixie));
-    await writeFile(config, inventoryText([...NODES, '  - { name: web4, role: replica, ip: 10.0.0.14 }']));
+    await writeFile(config, inventoryText([...NODES, '  - { name: web4, role: db, ip: 10.0.0.14 }']));
     const lines: string[] = [];
     const result = await buildCluster({ ...options(config, bases.trixie), reporter: lineReporter((l) => lines.push(l)) });
     expect(result.baked.sort()).toEqual(['lb1', 'web4']);
-    expect(lines.join('')).toMatch(/lb1: baking — changed .*root:\/etc\/haproxy\/haproxy\.cfg/);
+    expect(lines.join('')).toMatch(/lb1: baking — changed .*root:\/etc\/haproxy\/haproxy\.cfg.*; because the cluster changed: added web4 \(db\)/);
     expect(lines.join('')).toMatch(/web4: baking — new node/);
+    // The layout still has one load balancer: the build says so in one line, and builds anyway.
+    expect(lines.filter((l) => l.startsWith('warning: '))).toEqual([
+      expect.stringMatching(/^warning: .*cluster\.yaml:\d+:\d+: single point of failure: lb1 is the only load balancer; .*\n$/),
+    ]);
   });
 
   it('rebuilds an image that was deleted', async () => {

@@ -31,7 +31,8 @@ export async function buildCluster(work: string, base: string, cluster: { name: 
   const config = join(work, 'cluster.yaml');
   await writeFile(config, [
     `cluster: { name: ${cluster.name}, domain: ${cluster.name}.internal }`,
-    'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1, dns: [10.0.0.1] }',
+    // The floating address keepalived keeps on the load balancer, as the shipped cluster has it.
+    'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1, dns: [10.0.0.1], vip: 10.0.0.9 }',
     `base: { path: ${JSON.stringify(base)} }`,
     'admin:',
     '  user: admin',
@@ -52,7 +53,7 @@ export async function buildCluster(work: string, base: string, cluster: { name: 
 
 /** cluster.yaml for lb1 and web1 on the test base, and `pibake build` of both with the real CLI. */
 export async function buildBootCluster(work: string, base: string, key: string, extraArgs: string[] = []): Promise<{ config: string; out: string; log: string }> {
-  const nodes = [{ name: 'lb1', role: 'lb', ip: '10.0.0.10' }, { name: 'web1', role: 'primary', ip: '10.0.0.11' }];
+  const nodes = [{ name: 'lb1', role: 'lb', ip: '10.0.0.10' }, { name: 'web1', role: 'db', ip: '10.0.0.11' }];
   const { config, out, log } = await buildCluster(work, base, { name: 'boottest', nodes, keyFile: key }, extraArgs);
   return { config, out, log };
 }

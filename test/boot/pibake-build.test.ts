@@ -57,7 +57,7 @@ describe.each(bootSuites())('pibake-built lb1 and web1 on the %s test base, boot
     await mkdir(work, { recursive: true });
     built = await buildTestCluster(work, base, 'boottest', [
       { name: 'lb1', role: 'lb', ip: '10.0.0.10' },
-      { name: 'web1', role: 'primary', ip: '10.0.0.11' },
+      { name: 'web1', role: 'db', ip: '10.0.0.11' },
     ]);
     console.log(`${suite}: pibake build of lb1 and web1 in ${built.buildSeconds.toFixed(0)} s\n` +
       built.buildLog.split('\n').filter((l) => /carrying|warning/.test(l)).join('\n'));
@@ -102,7 +102,7 @@ describe.each(bootSuites())('pibake-built lb1 and web1 on the %s test base, boot
     expect((await cluster.http(`http://${web1}/healthz`)).status).toBe(200);
     const status = await cluster.http(`http://${web1}/status`);
     expect(status.status).toBe(200);
-    expect((JSON.parse(status.body) as { row?: { message?: string } }).row?.message).toMatch(/written on the primary web1/);
+    expect((JSON.parse(status.body) as { row?: { message?: string } }).row?.message).toMatch(/the first primary was web1/);
     expect(serverRow(await cluster.haproxyStats('lb1'), 'web', 'web1').status).toBe('UP');
     expect(VmCluster.pageNode((await cluster.http(`http://${cluster.node('lb1').ip}/`)).body)).toBe('web1');
   });

@@ -27,14 +27,16 @@ export async function ensureTestBase(arch: VmArch = 'amd64', suite: Suite = 'tri
 /** What each role must have installed from the card, per Debian release (the boot tests check it). */
 export const ROLE_PACKAGES: Record<Suite, Record<string, { name: string; version: RegExp }[]>> = {
   trixie: {
-    lb: [{ name: 'haproxy', version: /^3\.0\./ }],
+    lb: [{ name: 'haproxy', version: /^3\.0\./ }, { name: 'keepalived', version: /^1:2\.3\./ }],
     primary: [{ name: 'postgresql-17', version: /^17\./ }, { name: 'nginx', version: /^1\.26\./ }],
     replica: [{ name: 'postgresql-17', version: /^17\./ }, { name: 'nginx', version: /^1\.26\./ }],
+    db: [{ name: 'postgresql-17', version: /^17\./ }, { name: 'nginx', version: /^1\.26\./ }, { name: 'patroni', version: /^4\.0\./ }, { name: 'etcd-server', version: /^3\.5\./ }],
   },
   bookworm: {
-    lb: [{ name: 'haproxy', version: /^2\.6\./ }],
+    lb: [{ name: 'haproxy', version: /^2\.6\./ }, { name: 'keepalived', version: /^1:2\.2\./ }],
     primary: [{ name: 'postgresql-15', version: /^15\./ }, { name: 'nginx', version: /^1\.22\./ }],
     replica: [{ name: 'postgresql-15', version: /^15\./ }, { name: 'nginx', version: /^1\.22\./ }],
+    db: [{ name: 'postgresql-15', version: /^15\./ }, { name: 'nginx', version: /^1\.22\./ }, { name: 'patroni', version: /^3\.0\./ }, { name: 'etcd-server', version: /^3\.4\./ }],
   },
 };
 

@@ -237,8 +237,13 @@ export class VmCluster {
       if (rows instanceof Error) return rows.message;
       const booted = serverRows(rows).filter((r) => this.nodes.has(r.svname ?? ''));
       if (booted.length === 0) return 'its statistics list none of the booted nodes';
-      const down = booted.filter((r) => r.status !== 'UP');
-      if (down.length > 0) return `not UP: ${down.map((r) => `${r.pxname}/${r.svname} ${r.status} (${r.check_desc ?? r.last_chk ?? ''})`).join(', ')}`;
+      // Every booted web server UP; a PostgreSQL server is down on the port its Patroni role
+      // keeps it from (a replica on the write port), so there each port needs one server UP.
+      const down = booted.filter((r) => r.pxname === 'web' && r.status !== 'UP');
+      const backends = rows.filter((r) => r.svname === 'BACKEND' && r.status !== 'UP');
+      if (down.length + backends.length > 0) {
+        return `not UP: ${[...down, ...backends].map((r) => `${r.pxname}/${r.svname} ${r.status} (${r.check_desc ?? r.last_chk ?? ''})`).join(', ')}`;
+      }
       if (this.withTag('web').length > 0) {
         const page = await this.http(`http://${node.ip}:${port}/`);
         if (page.status !== 200) return `GET / through it answered ${page.status}`;

@@ -1,11 +1,11 @@
-/** A two-node cluster project (load balancer + PostgreSQL primary/web) for tests that run whole builds. */
+/** A two-node cluster project (load balancer + database/web node) for tests that run whole builds. */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildCluster, type BuildOptions } from '../../builder/bake/build.ts';
 import { lineReporter } from '../../builder/bake/report.ts';
 import { formatError } from '../../builder/common/errors.ts';
 
-export const SMALL_CLUSTER_NODES = ['  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: primary, ip: 10.0.0.11 }'];
+export const SMALL_CLUSTER_NODES = ['  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: db, ip: 10.0.0.11 }'];
 
 /** `dir/cluster.yaml` for cluster `small` (admin key generated on first build); returns its path. */
 export async function smallProject(dir: string, nodes = SMALL_CLUSTER_NODES, extra: string[] = []): Promise<string> {

@@ -34,6 +34,8 @@ export interface NetnsNode {
   ns: string;
   /** Address without prefix length, e.g. 10.0.0.11. */
   ip: string;
+  /** The switch-side end of its veth pair (its port on the bridge). */
+  port: string;
 }
 
 /**
@@ -142,7 +144,7 @@ export class NetnsLab {
     await ip(['-n', this.switchNs, 'link', 'set', port, 'up']);
     await ip(['-n', ns, 'addr', 'add', `${address}/${this.prefixLength}`, 'dev', 'eth0']);
     await ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
-    const node = { name, ns, ip: address };
+    const node = { name, ns, ip: address, port };
     this.nodes.set(name, node);
     return node;
   }
@@ -177,6 +179,14 @@ export class NetnsLab {
       env: options.env, input: options.input, timeout: options.timeout ?? 60_000, reject: options.reject ?? true, all: true,
     });
     return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr, all: result.all ?? '' };
+  }
+
+  /**
+   * Pull (down) or plug back (up) the node's cable: its switch port goes down, so the node sees
+   * its eth0 lose carrier and nothing reaches it, while everything on the node keeps running.
+   */
+  async setCable(name: string, state: 'up' | 'down'): Promise<void> {
+    await ip(['-n', this.switchNs, 'link', 'set', this.node(name).port, state]);
   }
 
   /** The routes of a node's namespace (for the "nothing is routed anywhere" check). */

@@ -1,10 +1,12 @@
 /**
- * The VM cluster test (`npm run test:vm-cluster`, root): `pibake build` bakes lb1 (HAProxy), web1
- * (PostgreSQL primary + web app) and web2 (streaming replica + web app) from the test base, and
+ * The VM cluster test (`npm run test:vm-cluster`, root): `pibake build` bakes lb1 (HAProxy) and
+ * two database nodes web1 and web2 (PostgreSQL run by Patroni, etcd on web1, the web app) from the
+ * test base, and
  * the three images boot at once under qemu on one bridge in a network namespace, with no route
  * anywhere, each from its image as built. Then, from a client on that bridge, as a user would: HTTP through lb1 reaches both web
- * nodes, a row written through lb1's write port appears on web2, HAProxy's statistics show every
- * backend UP, and every node passes the boot test's checks. Figures (seconds from qemu start to a
+ * nodes, a row written through lb1's write port appears on both database nodes (whichever Patroni
+ * made primary, the other streams from it), HAProxy's statistics show every backend UP and each
+ * PostgreSQL server up exactly where its Patroni role puts it, and every node passes the boot test's checks. Figures (seconds from qemu start to a
  * serving node and cluster) are printed at the end; docs/testing.md keeps them.
  */
 import { randomBytes } from 'node:crypto';
@@ -29,8 +31,8 @@ const suite = suites[0] as 'trixie' | 'bookworm';
 const SERVING_TIMEOUT_MS = Number(process.env.PIBAKE_VM_SERVING_TIMEOUT_S ?? 45 * 60) * 1000;
 const NODES = [
   { name: 'lb1', role: 'lb', ip: '10.0.0.10' },
-  { name: 'web1', role: 'primary', ip: '10.0.0.11' },
-  { name: 'web2', role: 'replica', ip: '10.0.0.12' },
+  { name: 'web1', role: 'db', ip: '10.0.0.11' },
+  { name: 'web2', role: 'db', ip: '10.0.0.12' },
 ];
 const started = Date.now();
 const figures: [string, string][] = [];
@@ -90,7 +92,7 @@ describe('a cluster of VMs booted from pibake-built images', () => {
     expect([...seen.keys()].sort()).toEqual(['web1', 'web2']);
   });
 
-  it('writes a row through lb1\'s write port that appears on web2', async () => {
+  it('writes a row through lb1\'s write port that appears on both database nodes', async () => {
     const { lb, postgresql } = built.inventory.roles;
     const password = built.secrets.app_db_password;
     expect(password, 'cluster.secrets.yaml has the application role\'s password').toBeTruthy();
@@ -101,23 +103,34 @@ describe('a cluster of VMs booted from pibake-built images', () => {
     expect(id).toMatch(/^\d+$/);
     const written = Date.now();
     const query = `SELECT message FROM pibake_demo WHERE id = ${id}`;
-    await waitFor('the row on web2', 60_000, async () =>
-      (await vms().psql({ host: ip('web2'), port: postgresql.port, ...app }, query)) === message ? true : undefined, 200);
-    figures.push(['row written through lb1:5000 → seen on web2', `${Date.now() - written} ms (with psql's connection)`]);
-    // web2 is a standby: the row came by replication.
-    expect(await vms().psql({ host: ip('web2'), port: postgresql.port, ...app }, 'SELECT pg_is_in_recovery()')).toBe('t');
-    // The read port leads to the replica too.
+    for (const node of ['web1', 'web2']) {
+      await waitFor(`the row on ${node}`, 60_000, async () =>
+        (await vms().psql({ host: ip(node), port: postgresql.port, ...app }, query)) === message ? true : undefined, 200);
+    }
+    figures.push(['row written through lb1:5000 → seen on both', `${Date.now() - written} ms (with psql's connections)`]);
+    // Exactly one is the primary (Patroni chose it); the other came by replication.
+    const recovery = await Promise.all(['web1', 'web2'].map((n) => vms().psql({ host: ip(n), port: postgresql.port, ...app }, 'SELECT pg_is_in_recovery()')));
+    expect(recovery.sort()).toEqual(['f', 't']);
+    // The read port leads to the replica.
     expect(await vms().psql({ host: ip('lb1'), port: lb.pgReadPort, ...app }, query)).toBe(message);
   });
 
-  it('HAProxy\'s statistics show every backend and server UP', async () => {
+  it('HAProxy\'s statistics show every backend UP, each PostgreSQL server where its Patroni role puts it', async () => {
+    const { postgresql } = built.inventory.roles;
+    const app = { user: 'pibake_app', password: built.secrets.app_db_password as string };
+    const primary = (await vms().psql({ host: ip('web1'), port: postgresql.port, ...app }, 'SELECT pg_is_in_recovery()')) === 'f' ? 'web1' : 'web2';
+    const replica = primary === 'web1' ? 'web2' : 'web1';
     const rows = await vms().haproxyStats('lb1');
-    const servers = serverRows(rows);
-    expect(servers.map((r) => `${r.pxname}/${r.svname}`).sort()).toEqual([
-      'postgresql-read/web1', 'postgresql-read/web2', 'postgresql-write/web1', 'web/web1', 'web/web2',
-    ]);
-    const notUp = rows.filter((r) => r.svname !== 'FRONTEND' && r.status !== 'UP').map((r) => `${r.pxname}/${r.svname} ${r.status}`);
-    expect(notUp).toEqual([]);
+    const state = Object.fromEntries(serverRows(rows).map((r) => [`${r.pxname}/${r.svname}`, r.status]));
+    expect(state).toEqual({
+      'web/web1': 'UP', 'web/web2': 'UP',
+      [`postgresql-write/${primary}`]: 'UP', [`postgresql-write/${replica}`]: 'DOWN',
+      [`postgresql-read/${replica}`]: 'UP', [`postgresql-read/${primary}`]: 'DOWN',
+      // The primary backs the read port up, following the write side's check.
+      [`postgresql-read/${primary}-primary`]: 'UP', [`postgresql-read/${replica}-primary`]: 'DOWN',
+    });
+    const backends = rows.filter((r) => r.svname === 'BACKEND').map((r) => `${r.pxname} ${r.status}`);
+    expect(backends.filter((b) => !b.endsWith(' UP'))).toEqual([]);
   });
 
   it('every node is as its inventory says: first boot, address, services, journal', async () => {
