@@ -296,10 +296,12 @@ describe.skipIf(!isRoot)('the db role\'s PostgreSQL and the demo app on it, from
 
   it('the app does not start, and says why, when its database refuses its password or it has none', async () => {
     const wrong = await credentialsFolder(path.join(tmp, 'wrong-credentials'), { pibake_web: 'not-the-password\n', pibake_app: 'nor-this\n' }, nobody, 'acl');
-    const refused = await runApp(primary, PRIMARY_IP, wrong, { PIBAKE_WEB_PORT: String(await freePort([PRIMARY_IP])) });
+    const refused = await runApp(primary, PRIMARY_IP, wrong, { PIBAKE_WEB_PORT: String(await freePort([PRIMARY_IP])), PIBAKE_WEB_LOGIN_GRACE_S: '3' });
     expect(refused.exitCode, refused.all).toBe(1);
     expect(refused.all).toMatch(/^pibake-webapp: cannot start: .*password authentication failed for user "pibake_web"/m);
     expect(refused.all).not.toContain('Traceback');
+    // Within the grace period it said it waits (the bootstrap hook may not have made the role yet).
+    expect(refused.all).toMatch(/^<4>pibake-webapp: waiting for the local endpoint .*password authentication failed/m);
     const none = await runApp(primary, PRIMARY_IP, path.join(tmp, 'no-such-folder'), {});
     expect(none.exitCode).toBe(1);
     expect(none.all).toMatch(/^pibake-webapp: no password for pibake_web: .*No such file/m);
