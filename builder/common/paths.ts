@@ -3,6 +3,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * The folder holding package.json, roles/ and overlays/: two up from this module both in the sources
+ * (builder/common/) and compiled (dist/common/, as tsconfig.build.json's rootDir is builder/).
+ */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export const toolVersion: string = (
