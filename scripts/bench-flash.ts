@@ -148,8 +148,9 @@ async function sealedBench(): Promise<void> {
     const config = join(dir, 'cluster.yaml');
     await writeFile(config, ['cluster: { name: bench, domain: bench.lan }', 'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1 }',
       'base: { path: ./base.img }', 'admin: { user: pi, generate_ssh_key: true, password: generate }', 'nodes:',
-      '  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: primary, ip: 10.0.0.11 }', ''].join('\n'));
-    const build = (out: string, extra: string[]) => pibake('build', '--config', config, '--base', base, '--out', out, '--compress', 'zstd', '--bmap', '--cache-dir', join(dir, 'cache'), ...extra);
+      '  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: db, ip: 10.0.0.11 }', ''].join('\n'));
+    // A synthesized base has no apt sources pibake could resolve the role packages against: they are left to first boot.
+    const build = (out: string, extra: string[]) => pibake('build', '--config', config, '--base', base, '--out', out, '--compress', 'zstd', '--bmap', '--packages', 'online', '--cache-dir', join(dir, 'cache'), ...extra);
     await timed('build (unsealed)', () => build(join(dir, 'unsealed'), []));
     await timed('build --sealed', () => build(join(dir, 'sealed'), ['--sealed']));
     const unsealedZst = join(dir, 'unsealed/bench/lb1.img.zst');

@@ -3,14 +3,19 @@
  * renders each node, decides from digests which images are out of date, bakes those (in parallel),
  * packages them, and records the result in output/<cluster>/manifest.json.
  */
+import { createHash } from 'node:crypto';
 import { chmod, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { PibakeError } from '../common/errors.ts';
+import { carriedEntries, carryRolePackages, type CarriedPackages } from '../carry/carry.ts';
+import { readStatus } from '../carry/facts.ts';
+import { PibakeError, formatProblem } from '../common/errors.ts';
 import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../common/lock.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
-import { projectDir, toolVersion } from '../common/paths.ts';
+import { roleFolders, toolVersion } from '../common/paths.ts';
+import { parseDpkgStatus } from '../image/ext4.ts';
 import { obtainBase } from '../image/intake.ts';
 import { humanBytes } from '../image/intake/progress.ts';
+import { resolveCacheDir } from '../image/intake/cache.ts';
 import { openRaspiosImage, verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
 import { loadInventory } from '../inventory/load.ts';
@@ -20,14 +25,15 @@ import { writeBmapFile } from '../package/bmap.ts';
 import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
-import { decideNode } from '../plan/plan.ts';
+import { clusterChanges, decideNode } from '../plan/plan.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
-import { loadRoles } from '../render/roles.ts';
-import { isSecretBearing, renderNode } from '../render/render.ts';
+import type { PackageSource } from '../render/firstboot.ts';
+import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { isSecretBearing, missingPackages, renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
-import { bakeNodeImage } from './bake-node.ts';
+import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import {
   MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
@@ -54,6 +60,11 @@ export interface BuildOptions {
    * until `pibake seal`/`flash` adds them) and cluster.secrets.yaml is never read.
    */
   sealed?: boolean;
+  /**
+   * Role packages: 'card' resolves and fetches them here and carries them on the card (first boot
+   * needs no network); 'online' leaves them to the card's first boot and its apt sources.
+   */
+  packages: PackageSource;
   cacheDir?: string;
   progress: boolean;
   reporter: Reporter;
@@ -72,9 +83,11 @@ const PENDING_BUILD_ID = '0'.repeat(64);
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const overlaysDir = projectDir(options.config, 'overlays');
-  const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
+  const folders = roleFolders(options.config);
+  const overlaysDir = folders.overlays;
+  const roles = await loadRoles(folders.roles, overlaysDir);
   const inventory = await loadInventory(options.config, roles);
+  for (const warning of inventory.warnings) options.reporter.event({ type: 'warning', message: formatProblem(warning) });
   const selected = selectNodes(inventory, options.nodes);
 
   const dir = path.join(path.resolve(options.out), inventory.cluster.name);
@@ -124,9 +137,22 @@ async function buildLocked(input: {
   const baseLabel = spec.url ? path.basename(new URL(spec.url).pathname) : path.basename(spec.path ?? '');
   const baseImage = await openRaspiosImage(base.path, { label: baseLabel });
   await checkInventoryAgainstBase(inventory, baseImage);
-  const installedPackages = await baseImage.root.readDpkgStatus();
+  const installedPackages = parseDpkgStatus((await readStatus(baseImage.root, spec.path ?? spec.url ?? base.path)).toString('utf8'));
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
+  const carried = options.packages === 'card'
+    ? await carryRolePackages({
+      root: baseImage.root,
+      imagePath: base.path,
+      wanted: wantedPackages(selected, roles, baseFacts.installedPackages),
+      cacheDir: resolveCacheDir(options.cacheDir),
+      settings: inventory.packages,
+      onWarning: (message) => options.reporter.event({ type: 'warning', message }),
+      onCarried: (role, c, seconds) => options.reporter.event({
+        type: 'packages', role, packages: c.requested, debs: c.debs.length, bytes: c.debBytes, installedBytes: c.installedBytes, fetched: c.fetched, seconds,
+      }),
+    })
+    : new Map<string, CarriedPackages>();
 
   const sealed = options.sealed === true;
   const secrets = sealed ? standInSecrets(inventory, roles) : await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
@@ -145,21 +171,25 @@ async function buildLocked(input: {
     if (record && !selected.includes(node)) manifest.nodes[node.name] = record;
   }
 
+  const changedNodes = clusterChanges(previous?.nodes, inventory.nodes);
   const standIns = sealed ? secrets : standInSecrets(inventory, roles);
 
-  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; secretFiles: string[]; bake: boolean }[] = [];
+  const work: {
+    node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; secretFiles: string[]; roomSizes: number[]; bake: boolean; carried?: CarriedPackages;
+  }[] = [];
   for (const node of selected) {
     const diskId = diskIdFor(inventory.cluster.name, node.name);
-    const { digest, rendered: whole } = await renderAndDigest({
-      render: (withSecrets, buildId) => renderNode({ inventory, nodeName: node.name, roles, secrets: withSecrets, base: baseFacts, overlaysDir, buildId }),
-      secrets, standIns, sealed, baseSha256: base.sha256, diskId,
+    const nodeCarried = carried.get(node.role);
+    const { digest, rendered: whole, roomSizes } = await renderAndDigest({
+      render: (withSecrets, buildId) => renderNode({ inventory, nodeName: node.name, roles, secrets: withSecrets, base: baseFacts, overlaysDir, buildId, packages: options.packages }),
+      secrets, standIns, sealed, baseSha256: base.sha256, diskId, extra: carriedDigests(nodeCarried),
     });
     const secretFiles = whole.rootEntries.filter(isSecretBearing).map((e) => e.path);
     const rendered = sealed ? { ...whole, rootEntries: whole.rootEntries.filter((e) => !isSecretBearing(e)) } : whole;
     const imageFile = path.join(dir, `${node.name}.img`);
-    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force);
+    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force, changedNodes);
     options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
-    work.push({ node, rendered, digest, diskId, secretFiles, bake: decision.action === 'bake' });
+    work.push({ node, rendered, digest, diskId, secretFiles, roomSizes, bake: decision.action === 'bake', carried: nodeCarried });
   }
 
   const nodeBytes = (await stat(base.path)).blocks * 512;
@@ -191,7 +221,14 @@ async function buildLocked(input: {
           label: `${name}.img`,
           diskId: item.diskId,
           rendered: item.rendered,
-          extraRootEntries: [inImageManifest(inventory, item, base.sha256)],
+          roomSizes: item.roomSizes,
+          carry: item.carried ? {
+            entries: carriedEntries(item.carried),
+            sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
+            installedBytes: item.carried.installedBytes,
+            maxImageBytes: inventory.packages.maxImageBytes,
+          } : { entries: [], sizes: [], maxImageBytes: inventory.packages.maxImageBytes },
+          extraRootEntries: (room) => [inImageManifest(inventory, item, base.sha256, options.packages, room)],
           onStage: stage,
         });
         // The image holds the node's secrets (host key, database passwords): its owner's only.
@@ -243,15 +280,28 @@ async function buildLocked(input: {
  * A node's digest and its rendering, as the build and `pibake seal` both make them. The instance-id
  * inside the seeds is derived from the public digest, so digest a first rendering made without it
  * (and one from stand-in secrets, which the public digest is made of), then render for real.
+ * `roomSizes` are the sizes the card's room is reckoned from: every root file of the whole
+ * rendering, a secret-bearing one at its stand-in's size, so a sealed image (which leaves those out)
+ * and an unsealed one grow alike whatever the secrets are (a few bytes either way are within the
+ * room's margin).
  */
 export async function renderAndDigest(input: {
   render: (secrets: ClusterSecrets, buildId: string) => Promise<RenderedNode>;
   secrets: ClusterSecrets; standIns: ClusterSecrets; sealed: boolean; baseSha256: string; diskId: string;
-}): Promise<{ digest: NodeDigest; rendered: RenderedNode }> {
+  /** Further digest inputs: the carried .debs (carriedDigests). */
+  extra?: Record<string, string>;
+}): Promise<{ digest: NodeDigest; rendered: RenderedNode; roomSizes: number[] }> {
   const pending = await input.render(input.secrets, PENDING_BUILD_ID);
   const standIn = input.secrets === input.standIns ? pending : await input.render(input.standIns, PENDING_BUILD_ID);
-  const digest = digestNode({ toolVersion, baseSha256: input.baseSha256, diskId: input.diskId, rendered: pending, standIn, sealed: input.sealed });
-  return { digest, rendered: await input.render(input.secrets, digest.publicDigest) };
+  const digest = digestNode({
+    toolVersion, baseSha256: input.baseSha256, diskId: input.diskId, rendered: pending, standIn, sealed: input.sealed, extra: input.extra,
+  });
+  const rendered = await input.render(input.secrets, digest.publicDigest);
+  // digestNode has checked that every secret-bearing file has its stand-in twin.
+  const twins = new Map(standIn.rootEntries.map((e) => [e.path, e]));
+  const size = (e: RootEntry | undefined): number => (e?.kind === 'file' ? e.data.length : 0);
+  const roomSizes = rendered.rootEntries.map((e) => size(isSecretBearing(e) ? twins.get(e.path) : e));
+  return { digest, rendered, roomSizes };
 }
 
 function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
@@ -272,12 +322,33 @@ function baseSpec(inventory: Inventory, options: BuildOptions): BaseImageSpec {
   return { path: path.resolve(options.base), sha256: options.baseSha256 };
 }
 
+/** What each selected node's role lacks in the base, by role (roles with nothing to add left out). */
+function wantedPackages(nodes: NodeSpec[], roles: RoleCatalog, installed: ReadonlySet<string>): Map<string, string[]> {
+  const wanted = new Map<string, string[]>();
+  for (const node of nodes) {
+    const packages = missingPackages(roles.get(node.role)?.packages ?? [], installed);
+    if (packages.length > 0) wanted.set(node.role, packages);
+  }
+  return wanted;
+}
+
+/** The carried files as digest inputs: a new package version rebakes the cards that carry it. */
+function carriedDigests(carried: CarriedPackages | undefined): Record<string, string> {
+  if (!carried) return {};
+  const digests: Record<string, string> = { 'carry:Packages': createHash('sha256').update(carried.index).digest('hex') };
+  for (const deb of carried.debs) digests[`carry:${deb.file}`] = deb.sha256;
+  return digests;
+}
+
 /**
  * /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets), the
  * same whether sealed or not: its digest is the public one, and `secretFiles` lists what the node
  * needs from cluster.secrets.yaml (what `pibake seal` adds to a sealed card).
  */
-export function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string; secretFiles: string[] }, baseSha256: string): RootEntry {
+export function inImageManifest(
+  inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string; secretFiles: string[]; carried?: CarriedPackages }, baseSha256: string,
+  packages: PackageSource, room: RoomReport,
+): RootEntry {
   const body = {
     pibake: toolVersion,
     cluster: inventory.cluster.name,
@@ -289,6 +360,13 @@ export function inImageManifest(inventory: Inventory, item: { node: NodeSpec; di
     base: { sha256: baseSha256 },
     files: item.digest.files,
     secretFiles: item.secretFiles,
+    packages: {
+      from: packages,
+      ...(item.carried ? {
+        requested: item.carried.requested, debs: item.carried.debs.length, debBytes: item.carried.debBytes, installedBytes: item.carried.installedBytes,
+      } : {}),
+    },
+    room,
   };
   return {
     kind: 'file',

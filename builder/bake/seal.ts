@@ -10,7 +10,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { forgetOnExit, removeOnExit } from '../common/cleanup.ts';
 import { PibakeError } from '../common/errors.ts';
-import { projectDir, toolVersion } from '../common/paths.ts';
+import { roleFolders, toolVersion } from '../common/paths.ts';
 import { cloneImage } from '../image/copy.ts';
 import { SparseFileWriter } from '../image/intake/sparse-writer.ts';
 import { openRaspiosImage, verifyBakedImage, type RaspiosImage } from '../image/raspios.ts';
@@ -21,6 +21,7 @@ import { writeBmapFile } from '../package/bmap.ts';
 import { openDecompressed, readHeader, sniffFormat } from '../package/compress.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { describeChanges } from '../plan/plan.ts';
+import type { PackageSource } from '../render/firstboot.ts';
 import { isSecretBearing, renderNode } from '../render/render.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
 import { readExistingSecrets, standInSecrets } from '../render/secrets.ts';
@@ -52,6 +53,8 @@ interface CardManifest {
   base: { sha256: string };
   files: Record<string, string>;
   secretFiles?: string[];
+  /** Where the role packages come from ('card' or 'online'): it shapes the first-boot files. */
+  packages?: { from?: PackageSource };
 }
 
 const CARD_MANIFEST = '/etc/pibake/manifest.json';
@@ -70,8 +73,10 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
     throw new PibakeError(`--out ${options.out} exists and is not a regular file`, { hint: 'to write a card, use pibake flash NODE --device DEV; seal writes image files only' });
   }
 
-  const overlaysDir = projectDir(options.config, 'overlays');
-  const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
+  // The folders pibake build loads them from, so the files rendered here are the build's.
+  const folders = roleFolders(options.config);
+  const overlaysDir = folders.overlays;
+  const roles = await loadRoles(folders.roles, overlaysDir);
   const inventory = await loadInventory(options.config, roles);
   if (!inventory.nodes.some((n) => n.name === options.node)) {
     throw new PibakeError(`no node named ${options.node} in ${inventory.file}`, { hint: `known nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
@@ -157,9 +162,13 @@ async function secretEntries(
   const base = { generation: source.generation, installedPackages: new Set((await source.root.readDpkgStatus()).keys()) };
   // Rendered as the build renders it: the public digest must be the one the card records, or the
   // inventory, roles or overlays changed since the image was built and the files would not fit it.
+  // The carried .debs are on the card already and sealing leaves them as they are: their digests
+  // are taken from the card's own record.
+  const carried = Object.fromEntries(Object.entries(card.files).filter(([key]) => key.startsWith('carry:')));
+  const packages = card.packages?.from ?? 'card';
   const { digest, rendered } = await renderAndDigest({
-    render: (withSecrets, buildId) => renderNode({ inventory, nodeName: options.node, roles, secrets: withSecrets, base, overlaysDir, buildId }),
-    secrets, standIns: standInSecrets(inventory, roles), sealed: false, baseSha256: card.base.sha256, diskId: card.diskId,
+    render: (withSecrets, buildId) => renderNode({ inventory, nodeName: options.node, roles, secrets: withSecrets, base, overlaysDir, buildId, packages }),
+    secrets, standIns: standInSecrets(inventory, roles), sealed: false, baseSha256: card.base.sha256, diskId: card.diskId, extra: carried,
   });
   if (digest.publicDigest !== card.digest) {
     const changes = describeChanges(card.files, digest.files);

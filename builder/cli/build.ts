@@ -6,6 +6,7 @@ import type { CommandModule } from 'yargs';
 import { buildCluster, type Compression } from '../bake/build.ts';
 import { jsonReporter, lineReporter, ttyReporter } from '../bake/report.ts';
 import { isPartialOf } from '../package/temp-name.ts';
+import type { PackageSource } from '../render/firstboot.ts';
 
 interface BuildArgs {
   config: string;
@@ -19,8 +20,15 @@ interface BuildArgs {
   force: boolean;
   sealed: boolean;
   json: boolean;
+  packages: PackageSource;
   'cache-dir'?: string;
 }
+
+/** `--packages`, shared with `pibake render` so a render shows what a build with it bakes. */
+export const packagesOption = {
+  type: 'string', choices: ['card', 'online'] as const, default: 'card' as const,
+  describe: 'card: fetch the role packages now and carry them on each card (first boot needs no network); online: each card installs them from its apt sources at first boot',
+} as const;
 
 export const buildCommand: CommandModule<object, BuildArgs> = {
   command: 'build',
@@ -38,7 +46,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('force', { type: 'boolean', default: false, describe: 'bake every selected node even if up to date' })
       .option('sealed', { type: 'boolean', default: false, describe: 'release images: leave every secret out (needs no cluster.secrets.yaml); pibake seal/flash adds them' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON event per line on stdout (for CI)' })
-      .option('cache-dir', { type: 'string', describe: 'where prepared base images are cached (default: XDG cache)' }) as never,
+      .option('packages', packagesOption)
+      .option('cache-dir', { type: 'string', describe: 'where base images, package lists and .debs are cached (default: XDG cache)' }) as never,
   handler: async (args) => {
     const reporter = args.json ? jsonReporter() : process.stderr.isTTY ? ttyReporter() : lineReporter();
     const stopInterrupted = cleanUpOnInterrupt(path.resolve(args.out));
@@ -54,6 +63,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         bmap: args.bmap,
         force: args.force,
         sealed: args.sealed,
+        packages: args.packages,
         cacheDir: args['cache-dir'],
         progress: process.stderr.isTTY === true && !args.json,
         reporter,

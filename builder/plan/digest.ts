@@ -22,6 +22,8 @@ export interface NodeInputs {
   standIn: RenderedNode;
   /** A sealed image leaves the secret-bearing files out: another image, so another digest. */
   sealed?: boolean;
+  /** Further inputs by name -> digest, e.g. the .debs carried on the card (`carry:<file>` -> SHA-256). */
+  extra?: Record<string, string>;
 }
 
 export interface NodeDigest {
@@ -74,6 +76,7 @@ export function digestNode(inputs: NodeInputs): NodeDigest {
   for (const entry of inputs.rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry, standIn);
   for (const file of inputs.rendered.bootFiles) files[`boot:${file.path}`] = sha256(file.data);
   for (const edit of inputs.rendered.bootEdits) files[`boot-edit:${edit.path}`] = sha256(edit.describe);
+  Object.assign(files, inputs.extra);
   const keys = Object.keys(files).sort();
   const publicDigest = sha256(
     `pibake ${inputs.toolVersion}`,

@@ -34,19 +34,23 @@ const sealedLog: string[] = [];
 function inventoryText(): string {
   return [
     'cluster: { name: small, domain: small.lan }',
-    'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1 }',
+    // The floating address gives lb1 its keepalived.conf (the VRRP password's first 8 characters).
+    'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1, vip: 10.0.0.9 }',
     'base: { path: ./unused.img }',
     'admin: { user: pi, generate_ssh_key: true, password: generate }',
     `wifi: { country: GB, ssid: small-wifi, passphrase: "${PASSPHRASE}" }`,
     'nodes:',
     '  - { name: lb1, role: lb, ip: 10.0.0.10 }',
-    '  - { name: web1, role: primary, ip: 10.0.0.11 }',
+    '  - { name: web1, role: db, ip: 10.0.0.11 }',
     '',
   ].join('\n');
 }
 
-/** Every value in cluster.secrets.yaml, each line of each private key, and the Wi-Fi passphrase and PSK. */
-async function needles(): Promise<{ all: string[]; lb1: string[] }> {
+/**
+ * Every value in cluster.secrets.yaml, each line of each private key, and the Wi-Fi passphrase and
+ * PSK; the VRRP password also as the 8 characters keepalived takes of it (keepalived.conf holds only those).
+ */
+async function needles(): Promise<{ all: string[]; lb1: string[]; web1: string[] }> {
   const doc = load(await readFile(path.join(path.dirname(config), 'cluster.secrets.yaml'), 'utf8')) as {
     secrets: Record<string, string>; admin: Record<string, string>; host_keys: Record<string, { private: string }>;
   };
@@ -57,13 +61,24 @@ async function needles(): Promise<{ all: string[]; lb1: string[] }> {
     ...keyLines(doc.admin.ssh_private_key as string),
     ...Object.values(doc.host_keys).flatMap((k) => keyLines(k.private)),
     PASSPHRASE, wifiPsk('small-wifi', PASSPHRASE),
+    vrrpAuth(doc.secrets),
     'pibake-sealed-stand-in', // no stand-in may land either
   ];
   expect(out.length).toBeGreaterThan(20);
   // What the unsealed card of lb1 holds, for the control search.
-  const lb1 = [doc.secrets.haproxy_stats_password as string, doc.admin.password_hash as string, wifiPsk('small-wifi', PASSPHRASE),
+  const lb1 = [doc.secrets.haproxy_stats_password as string, vrrpAuth(doc.secrets), doc.admin.password_hash as string, wifiPsk('small-wifi', PASSPHRASE),
     ...keyLines(doc.host_keys.lb1!.private)];
-  return { all: out, lb1 };
+  // And of web1: every secret of the db role (Patroni's, the etcd token, the apps' passwords).
+  const dbSecrets = ['postgres_superuser_password', 'replication_password', 'pg_rewind_password', 'patroni_rest_password', 'etcd_cluster_token',
+    'web_db_password', 'app_db_password'].map((name) => doc.secrets[name] as string);
+  const web1 = [...dbSecrets, doc.admin.password_hash as string, wifiPsk('small-wifi', PASSPHRASE), ...keyLines(doc.host_keys.web1!.private)];
+  return { all: out, lb1, web1 };
+}
+
+function vrrpAuth(secrets: Record<string, string>): string {
+  const password = secrets.vrrp_password;
+  expect(password).toBeTruthy();
+  return (password as string).slice(0, 8);
 }
 
 /** The needles grep finds in a stream (one pass over every byte, binary included). */
@@ -155,7 +170,7 @@ afterAll(async () => {
 describe('pibake build --sealed', () => {
   it('leaves no secret and no private key in any byte of the release: images decompressed, .bmap, manifest, SHA256SUMS, log', async () => {
     const patterns = path.join(work, 'needles');
-    const { all, lb1 } = await needles();
+    const { all, lb1, web1 } = await needles();
     await writeFile(patterns, `${all.join('\n')}\n`, { mode: 0o600 });
     const names = (await readdir(sealed.dir)).sort();
     expect(names).toEqual(['.pibake.lock', 'SHA256SUMS', 'lb1.img', 'lb1.img.bmap', 'lb1.img.zst', 'manifest.json', 'web1.img', 'web1.img.bmap', 'web1.img.zst']);
@@ -165,9 +180,11 @@ describe('pibake build --sealed', () => {
       `cat '${path.join(work, 'sealed.log')}'`,
     ];
     for (const stream of streams) expect(await grepHits(patterns, stream), stream).toEqual([]);
-    // The same search finds them in an unsealed image: it can fail.
-    const control = await grepHits(patterns, `cat '${path.join(unsealed.dir, 'lb1.img')}'`);
-    expect(control.sort()).toEqual([...new Set(lb1)].sort());
+    // The same search finds them in the unsealed images: it can fail.
+    for (const [node, held] of [['lb1', lb1], ['web1', web1]] as const) {
+      const control = await grepHits(patterns, `cat '${path.join(unsealed.dir, `${node}.img`)}'`);
+      expect(control.sort(), node).toEqual([...new Set(held)].sort());
+    }
     await execa('sha256sum', ['-c', '--quiet', 'SHA256SUMS'], { cwd: sealed.dir });
   });
 
