@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/cluster/**/*.test.ts'],
+    exclude: ['test/cluster/status.test.ts'], // npm run test:status
     testTimeout: 150_000,
     hookTimeout: 300_000,
     teardownTimeout: 60_000,

@@ -171,7 +171,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
   return { dir, manifest, baked, kept };
 }
 
-function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
+export function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
   if (!names || names.length === 0) return inventory.nodes;
   const known = new Map(inventory.nodes.map((n) => [n.name, n]));
   const unknown = names.filter((n) => !known.has(n));
@@ -276,7 +276,7 @@ async function removeDroppedNodes(
 }
 
 /** Runs `fn` over items with at most `limit` at a time; the first failure fails the whole. */
-async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
     while (next < items.length) {

@@ -1,0 +1,182 @@
+/**
+ * The status report as one screen of text: a header, one line per node, then the verdict with
+ * each finding. Colour only when asked (a terminal, NO_COLOR unset); the words carry the meaning
+ * without it. Pure.
+ */
+import { serverUp } from './parse.ts';
+import { formatBytes, formatSeconds } from './verdict.ts';
+import type { NodeStatus, StatusReport, VerdictState } from './types.ts';
+
+export interface FormatOptions {
+  color: boolean;
+  /** Cut lines to this many columns (a terminal's width); undefined: never cut. */
+  width?: number;
+  /** --watch: say when the next round runs. */
+  footer?: string;
+}
+
+type Tone = 'good' | 'warn' | 'bad' | 'dim' | 'bold';
+const SGR: Record<Tone, string> = { good: '32', warn: '33', bad: '31', dim: '2', bold: '1' };
+
+interface Cell {
+  text: string;
+  tone?: Tone;
+}
+
+const cell = (text: string, tone?: Tone): Cell => ({ text, tone });
+
+export function formatUptime(seconds: number): string {
+  const d = Math.floor(seconds / 86400);
+  const h = Math.floor((seconds % 86400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${m}m`;
+  if (m > 0) return `${m}m`;
+  return `${Math.floor(seconds)}s`;
+}
+
+function cardCell(node: NodeStatus): Cell {
+  const state = node.card.state;
+  return cell(state === 'not-built' ? 'not built' : state, state === 'current' ? 'good' : 'warn');
+}
+
+function bootCell(node: NodeStatus): Cell {
+  const fb = node.firstboot;
+  if (fb && fb.state !== 'done') return cell(`firstboot ${fb.state}`, fb.state === 'failed' ? 'bad' : 'warn');
+  const ci = node.cloudInit;
+  if (ci) return cell(ci.status, ci.status === 'done' || ci.status === 'disabled' ? 'good' : ci.status === 'running' ? 'warn' : 'bad');
+  return fb ? cell('done', 'good') : cell('-', 'dim');
+}
+
+function servicesCell(node: NodeStatus): Cell {
+  const services = node.units.filter((u) => u.kind === 'service');
+  const troubled = node.units.filter((u) => (u.kind === 'service' ? u.active !== 'active' : u.active === 'failed' || u.active === 'activating'));
+  if (troubled.length === 0) return cell(services.length === 0 ? '-' : `${services.length}/${services.length} active`, services.length ? 'good' : 'dim');
+  const short = (unit: string) => unit.replace(/\.service$/, '');
+  return cell(troubled.map((u) => `${short(u.unit)} ${u.load === 'not-found' ? 'missing' : u.active}`).join(', '), 'bad');
+}
+
+function lag(bytes: number | null, seconds: number | null): string {
+  return `lag ${bytes === null ? '?' : formatBytes(bytes)} / ${seconds === null ? '?' : formatSeconds(seconds)}`;
+}
+
+function detailCells(node: NodeStatus, report: StatusReport): Cell[] {
+  if (!node.reachable) return [cell(node.error ?? 'unreachable', 'bad')];
+  const out: Cell[] = [];
+  const pg = node.postgresql;
+  const patroni = node.patroni;
+  if (pg && !pg.answering) out.push(cell('PostgreSQL not answering', 'bad'));
+  if (pg?.answering) {
+    const timeline = pg.timeline !== undefined ? `, timeline ${pg.timeline}` : '';
+    if (pg.role === 'primary') {
+      const standbys = pg.replicas.map((r) => r.node ?? r.name);
+      out.push(cell(`primary${timeline}${standbys.length ? `, standbys ${standbys.join(' ')}` : ''}`, 'good'));
+      for (const slot of pg.slots.filter((s) => !s.active)) {
+        out.push(cell(`slot ${slot.name} inactive${slot.retainedBytes !== null ? ` (${formatBytes(slot.retainedBytes)})` : ''}`, 'warn'));
+      }
+    } else {
+      const rep = node.replication;
+      const state = rep?.state ?? 'not streaming';
+      out.push(cell(`standby${rep?.from ? ` of ${rep.from}` : ''}${timeline}, ${state}${rep ? `, ${lag(rep.lagBytes, rep.lagSeconds)}` : ''}`,
+        state === 'streaming' ? 'good' : 'warn'));
+    }
+  }
+  if (patroni) {
+    out.push(patroni.answering
+      ? cell(`Patroni ${patroni.state ?? '?'}${patroni.role ? ` (${patroni.role})` : ''}`, patroni.state === 'running' ? 'good' : 'warn')
+      : cell('Patroni not answering', 'bad'));
+  }
+  const haproxy = node.haproxy;
+  if (haproxy && !haproxy.answering) out.push(cell('HAProxy not answering', 'bad'));
+  for (const backend of haproxy?.backends ?? []) {
+    const up = backend.servers.filter((s) => serverUp(s.status));
+    const notUp = backend.servers.filter((s) => !serverUp(s.status)).map((s) => `${s.name} ${s.status.split(' ')[0]}`);
+    const tone: Tone = !serverUp(backend.status) ? 'bad' : notUp.length ? 'warn' : 'good';
+    out.push(cell(`${backend.name} ${up.length}/${backend.servers.length}${notUp.length ? ` (${notUp.join(', ')})` : ''}`, tone));
+  }
+  if (report.vip && node.holdsVip) out.push(cell(`holds ${report.vip}`, 'good'));
+  return out;
+}
+
+const VERDICT_TONE: Record<VerdictState, Tone> = { healthy: 'good', degraded: 'warn', down: 'bad' };
+
+export function formatReport(report: StatusReport, options: FormatOptions): string[] {
+  const paint = (c: Cell) => (options.color && c.tone ? `\x1b[${SGR[c.tone]}m${c.text}\x1b[0m` : c.text);
+  const verdict = report.verdict;
+  const when = report.checkedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  const lines: string[] = [];
+  const headline = [
+    cell(report.cluster, 'bold'),
+    cell(verdict.state.toUpperCase(), VERDICT_TONE[verdict.state]),
+    cell(`${report.nodes.length} node${report.nodes.length === 1 ? '' : 's'}${report.partial ? ' (--node)' : ''} checked in ${report.seconds.toFixed(1)} s, ${when}`, 'dim'),
+  ];
+  lines.push(headline.map(paint).join('  '));
+
+  const header = ['NODE', 'ROLE', 'UP', 'CARD', 'BOOT', 'SERVICES', 'DETAILS'].map((t) => cell(t, 'dim'));
+  const rows: Cell[][] = report.nodes.map((node) => {
+    const reached = node.reachable;
+    const na = cell('-', 'dim');
+    const details = detailCells(node, report);
+    return [
+      cell(node.name, 'bold'),
+      cell(node.role),
+      reached && node.uptimeSeconds !== undefined ? cell(formatUptime(node.uptimeSeconds)) : reached ? na : cell('down', 'bad'),
+      reached ? cardCell(node) : na,
+      reached ? bootCell(node) : na,
+      reached ? servicesCell(node) : na,
+      // One cell: the parts are joined with their own colours below.
+      { text: details.map((d) => d.text).join('; '), tone: undefined, parts: details } as Cell & { parts: Cell[] },
+    ];
+  });
+  const widths = header.map((_, i) => Math.max(header[i]?.text.length ?? 0, ...rows.map((r) => r[i]?.text.length ?? 0)));
+  const render = (row: Cell[]) => {
+    let used = 0;
+    const out = row.map((c, i) => {
+      const last = i === row.length - 1;
+      const room = options.width !== undefined ? Math.max(8, options.width - used) : Infinity;
+      const parts = (c as Cell & { parts?: Cell[] }).parts;
+      let text: string;
+      if (last && parts) text = joinParts(parts, room, paint);
+      else {
+        const clipped = clip(c.text, last ? room : Infinity);
+        text = paint({ text: clipped, tone: c.tone }) + (last ? '' : ' '.repeat((widths[i] ?? 0) - clipped.length));
+      }
+      used += (widths[i] ?? 0) + 2;
+      return text;
+    });
+    return out.join('  ').trimEnd();
+  };
+  lines.push(render(header));
+  for (const row of rows) lines.push(render(row));
+
+  lines.push('');
+  const exit = `exit ${verdict.exitCode}`;
+  if (verdict.findings.length === 0) lines.push(`${paint(cell('healthy', 'good'))}: every node answers, runs its card and its services (${exit})`);
+  else {
+    lines.push(`${paint(cell(verdict.state, VERDICT_TONE[verdict.state]))}: ${verdict.findings.length} finding${verdict.findings.length === 1 ? '' : 's'} (${exit})`);
+    for (const f of verdict.findings) {
+      const text = `  ${f.level === 'down' ? 'DOWN ' : ''}${f.message}`;
+      lines.push(f.level === 'down' ? paint(cell(clip(text, options.width ?? Infinity), 'bad')) : clip(text, options.width ?? Infinity));
+    }
+  }
+  if (options.footer) lines.push(paint(cell(options.footer, 'dim')));
+  return lines;
+}
+
+function clip(text: string, room: number): string {
+  return text.length <= room ? text : `${text.slice(0, Math.max(0, room - 1))}…`;
+}
+
+function joinParts(parts: Cell[], room: number, paint: (c: Cell) => string): string {
+  let left = room;
+  const out: string[] = [];
+  for (const [i, part] of parts.entries()) {
+    const sep = i === 0 ? '' : '; ';
+    if (left <= sep.length) break;
+    const text = clip(part.text, left - sep.length);
+    out.push(sep + paint({ text, tone: part.tone }));
+    left -= sep.length + text.length;
+    if (text.endsWith('…') && text !== part.text) break;
+  }
+  return out.join('');
+}

@@ -1,0 +1,73 @@
+/**
+ * What to ask each node, decided from what its role declares (roles are data: a user's new role
+ * is checked without a code change), and the one script that asks it in a single ssh session.
+ *
+ * | check                        | when the role...                       |
+ * |------------------------------|----------------------------------------|
+ * | units, card, cloud-init, ... | always: its `services` and `firstboot` |
+ * | PostgreSQL (one SQL query)   | has the tag `postgresql`               |
+ * | Patroni's REST API           | lists `patroni.service` in services    |
+ * | HAProxy's stats socket       | lists `haproxy.service` in services    |
+ */
+import { readFileSync } from 'node:fs';
+import type { Inventory, NodeSpec } from '../inventory/types.ts';
+import type { RoleCatalog } from '../render/roles.ts';
+
+export interface ProbeTarget {
+  name: string;
+  role: string;
+  ip: string;
+  tags: string[];
+  services: string[];
+  firstboot: string[];
+  /** PostgreSQL's port, when the role is tagged `postgresql`. */
+  postgresqlPort?: number;
+  /** Patroni's REST API (GET /patroni), when the role runs patroni.service. */
+  patroniUrl?: string;
+  /** Read HAProxy's statistics, when the role runs haproxy.service. */
+  haproxy: boolean;
+}
+
+/** Patroni's REST API port (its default, and what pibake's roles render). */
+export const PATRONI_REST_PORT = 8008;
+
+const runs = (services: string[], unit: string) => services.some((s) => s === `${unit}.service` || s.startsWith(`${unit}@`));
+
+export function probeTarget(inventory: Inventory, roles: RoleCatalog, node: NodeSpec): ProbeTarget {
+  const role = roles.get(node.role);
+  const tags = role?.tags ?? [];
+  const services = role?.services ?? [];
+  return {
+    name: node.name,
+    role: node.role,
+    ip: node.ip,
+    tags: [...tags],
+    services: [...services],
+    firstboot: [...(role?.firstboot ?? [])],
+    postgresqlPort: tags.includes('postgresql') ? inventory.roles.postgresql.port : undefined,
+    patroniUrl: runs(services, 'patroni') ? `http://${node.ip}:${PATRONI_REST_PORT}/patroni` : undefined,
+    haproxy: runs(services, 'haproxy'),
+  };
+}
+
+let body: string | undefined;
+function probeBody(): string {
+  body ??= readFileSync(new URL('./probe.sh', import.meta.url), 'utf8');
+  return body;
+}
+
+/**
+ * The script for one node: its settings, then probe.sh. Every value is a unit name, a port or
+ * a URL built from validated inventory values; they are single-quoted all the same.
+ */
+export function probeScript(target: ProbeTarget): string {
+  const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+  const settings = [
+    `# pibake status: probe of ${target.name} (role ${target.role})`,
+    `UNITS=${quote([...target.services, ...target.firstboot].join(' '))}`,
+    `PG_PORT=${quote(target.postgresqlPort === undefined ? '' : String(target.postgresqlPort))}`,
+    `PATRONI_URL=${quote(target.patroniUrl ?? '')}`,
+    `HAPROXY=${quote(target.haproxy ? 'yes' : '')}`,
+  ];
+  return `${settings.join('\n')}\n${probeBody()}`;
+}
