@@ -4,7 +4,7 @@
  * without it. Pure.
  */
 import { serverUp } from './parse.ts';
-import { formatBytes, formatSeconds } from './verdict.ts';
+import { downByDesign, formatBytes, formatSeconds } from './verdict.ts';
 import type { NodeStatus, StatusReport, VerdictState } from './types.ts';
 
 export interface FormatOptions {
@@ -90,12 +90,18 @@ function detailCells(node: NodeStatus, report: StatusReport): Cell[] {
   if (haproxy && !haproxy.answering) out.push(cell('HAProxy not answering', 'bad'));
   for (const backend of haproxy?.backends ?? []) {
     const up = backend.servers.filter((s) => serverUp(s.status));
-    const notUp = backend.servers.filter((s) => !serverUp(s.status)).map((s) => `${s.name} ${s.status.split(' ')[0]}`);
-    const tone: Tone = !serverUp(backend.status) ? 'bad' : notUp.length ? 'warn' : 'good';
-    out.push(cell(`${backend.name} ${up.length}/${backend.servers.length}${notUp.length ? ` (${notUp.join(', ')})` : ''}`, tone));
+    const notUp = backend.servers.filter((s) => !serverUp(s.status));
+    const faults = notUp.filter((s) => !downByDesign(backend, s, report.nodes));
+    const said = notUp.map((s) => (faults.includes(s) ? `${s.name} ${s.status.split(' ')[0]}` : `${s.name} ${pgRoleOf(report, s.name)}`));
+    const tone: Tone = !serverUp(backend.status) ? 'bad' : faults.length ? 'warn' : 'good';
+    out.push(cell(`${backend.name} ${up.length}/${backend.servers.length}${said.length ? ` (${said.join(', ')})` : ''}`, tone));
   }
   if (report.vip && node.holdsVip) out.push(cell(`holds ${report.vip}`, 'good'));
   return out;
+}
+
+function pgRoleOf(report: StatusReport, name: string): string {
+  return report.nodes.find((n) => n.name === name)?.postgresql?.role ?? '?';
 }
 
 const VERDICT_TONE: Record<VerdictState, Tone> = { healthy: 'good', degraded: 'warn', down: 'bad' };
@@ -129,25 +135,32 @@ export function formatReport(report: StatusReport, options: FormatOptions): stri
     ];
   });
   const widths = header.map((_, i) => Math.max(header[i]?.text.length ?? 0, ...rows.map((r) => r[i]?.text.length ?? 0)));
-  const render = (row: Cell[]) => {
+  const detailsAt = widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 0);
+  // One line per node; on a narrow terminal the details go on under their column instead of
+  // being cut, so nothing is lost.
+  const render = (row: Cell[]): string[] => {
+    const lead = row.slice(0, -1).map((c, i) => paint(c) + ' '.repeat((widths[i] ?? 0) - c.text.length)).join('  ');
+    const last = row[row.length - 1] as Cell & { parts?: Cell[] };
+    const parts = last.parts ?? [last];
+    const room = options.width !== undefined ? Math.max(16, options.width - detailsAt) : Infinity;
+    const out: string[] = [];
+    let line: Cell[] = [];
     let used = 0;
-    const out = row.map((c, i) => {
-      const last = i === row.length - 1;
-      const room = options.width !== undefined ? Math.max(8, options.width - used) : Infinity;
-      const parts = (c as Cell & { parts?: Cell[] }).parts;
-      let text: string;
-      if (last && parts) text = joinParts(parts, room, paint);
-      else {
-        const clipped = clip(c.text, last ? room : Infinity);
-        text = paint({ text: clipped, tone: c.tone }) + (last ? '' : ' '.repeat((widths[i] ?? 0) - clipped.length));
+    for (const part of parts) {
+      const text = clip(part.text, room);
+      if (line.length > 0 && used + 2 + text.length > room) {
+        out.push(line.map(paint).join('; '));
+        line = [];
+        used = 0;
       }
-      used += (widths[i] ?? 0) + 2;
-      return text;
-    });
-    return out.join('  ').trimEnd();
+      used += (line.length > 0 ? 2 : 0) + text.length;
+      line.push({ text, tone: part.tone });
+    }
+    out.push(line.map(paint).join('; '));
+    return out.map((text, i) => `${i === 0 ? lead : ' '.repeat(detailsAt - 2)}  ${text}`.trimEnd());
   };
-  lines.push(render(header));
-  for (const row of rows) lines.push(render(row));
+  lines.push(...render(header));
+  for (const row of rows) lines.push(...render(row));
 
   lines.push('');
   const exit = `exit ${verdict.exitCode}`;
@@ -165,18 +178,4 @@ export function formatReport(report: StatusReport, options: FormatOptions): stri
 
 function clip(text: string, room: number): string {
   return text.length <= room ? text : `${text.slice(0, Math.max(0, room - 1))}…`;
-}
-
-function joinParts(parts: Cell[], room: number, paint: (c: Cell) => string): string {
-  let left = room;
-  const out: string[] = [];
-  for (const [i, part] of parts.entries()) {
-    const sep = i === 0 ? '' : '; ';
-    if (left <= sep.length) break;
-    const text = clip(part.text, left - sep.length);
-    out.push(sep + paint({ text, tone: part.tone }));
-    left -= sep.length + text.length;
-    if (text.endsWith('…') && text !== part.text) break;
-  }
-  return out.join('');
 }

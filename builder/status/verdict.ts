@@ -6,7 +6,7 @@
  */
 import { serverUp } from './parse.ts';
 import type { ProbeTarget } from './probe.ts';
-import type { Finding, NodeStatus, Replication, UnitStatus, Verdict } from './types.ts';
+import type { Finding, HaproxyBackend, HaproxyServer, NodeStatus, Replication, UnitStatus, Verdict } from './types.ts';
 
 /**
  * A standby further behind than this is reported. A healthy standby on the same switch replays
@@ -24,6 +24,8 @@ export interface JudgeContext {
   /** Where the build's records are (named in "run pibake build" findings). */
   manifestFile: string;
   deadline: number;
+  /** Every node checked (set by judge). */
+  nodes: NodeStatus[];
 }
 
 /** pibake names a standby's slot and application_name after the node (render/context.ts nodeView). */
@@ -72,12 +74,13 @@ export function linkReplication(nodes: NodeStatus[]): void {
   }
 }
 
+/** Binary units, as WAL is counted (16 MiB segments). */
 export function formatBytes(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
   let unit = 0;
-  while (Math.abs(value) >= 1000 && unit < units.length - 1) {
-    value /= 1000;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
     unit++;
   }
   return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
@@ -97,6 +100,26 @@ function unitTrouble(unit: UnitStatus): string | undefined {
   if (unit.active === 'failed') return 'failed';
   if (unit.active === 'activating') return 'still running';
   return undefined;
+}
+
+/** The PostgreSQL role a node answered with, if it answered. */
+function pgRole(nodes: NodeStatus[], name: string): string | undefined {
+  const pg = nodes.find((n) => n.name === name)?.postgresql;
+  return pg?.answering ? pg.role : undefined;
+}
+
+/**
+ * A server HAProxy keeps out because of its PostgreSQL role, not because it is broken: in a
+ * backend that picks servers by role (Patroni's /primary or /replica checks: the write port takes
+ * the primary, the read port the standbys), a server that answers its check with a refusal
+ * (L7STS) while its role differs from the role of every server in use is standing by.
+ */
+export function downByDesign(backend: HaproxyBackend, server: HaproxyServer, nodes: NodeStatus[]): boolean {
+  if (serverUp(server.status) || server.check !== 'L7STS') return false;
+  const own = pgRole(nodes, server.name);
+  const serving = backend.servers.filter((s) => !s.backup && serverUp(s.status)).map((s) => pgRole(nodes, s.name));
+  if (own === undefined || serving.length === 0 || serving.some((r) => r === undefined)) return false;
+  return new Set(serving).size === 1 && serving[0] !== own;
 }
 
 function nodeFindings(node: NodeStatus, target: ProbeTarget | undefined, context: JudgeContext): Finding[] {
@@ -158,9 +181,8 @@ function nodeFindings(node: NodeStatus, target: ProbeTarget | undefined, context
       for (const slot of pg.slots) {
         const whose = slot.node && slot.node !== slot.name ? ` (${slot.node})` : '';
         if (slot.walStatus === 'lost') add(`${n}: replication slot ${slot.name}${whose} has lost WAL its standby needs: clone it again`);
-        else if (!slot.active) {
-          add(`${n} keeps ${slot.retainedBytes === null ? 'WAL' : `${formatBytes(slot.retainedBytes)} of WAL`} for the inactive replication slot ${slot.name}${whose}`);
-        }
+        else if (!slot.active && slot.retainedBytes === null) add(`${n}: replication slot ${slot.name}${whose} is inactive and was never used`);
+        else if (!slot.active) add(`${n} keeps ${formatBytes(slot.retainedBytes ?? 0)} of WAL for the inactive replication slot ${slot.name}${whose}`);
       }
     }
   }
@@ -177,7 +199,7 @@ function nodeFindings(node: NodeStatus, target: ProbeTarget | undefined, context
     const marked = new Map<string, string[]>();
     for (const backend of haproxy.backends) {
       for (const server of backend.servers) {
-        if (serverUp(server.status)) continue;
+        if (serverUp(server.status) || downByDesign(backend, server, context.nodes)) continue;
         const key = `${server.name} ${server.status.split(' ')[0]}`;
         marked.set(key, [...(marked.get(key) ?? []), backend.name]);
       }
@@ -235,7 +257,8 @@ function names(nodes: NodeStatus[]): string {
   return list.length <= 1 ? (list[0] ?? '') : `${list.slice(0, -1).join(', ')} and ${list[list.length - 1]}`;
 }
 
-export function judge(nodes: NodeStatus[], context: JudgeContext): Verdict {
+export function judge(nodes: NodeStatus[], given: Omit<JudgeContext, 'nodes'>): Verdict {
+  const context: JudgeContext = { ...given, nodes };
   const all = [
     ...(context.partial ? [] : clusterFindings(nodes, context).filter((f) => f.level === 'down')),
     ...nodes.flatMap((n) => nodeFindings(n, context.targets.find((t) => t.name === n.name), context)),

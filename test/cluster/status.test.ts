@@ -301,7 +301,7 @@ describe('pibake status against the cluster in network namespaces', () => {
     for (const name of ['web2', 'web3']) {
       const n = r.report.nodes.find((x) => x.name === name);
       expect(n?.replication).toMatchObject({ from: 'web1', state: 'streaming', source: 'primary' });
-      expect(r.lines.get(name)).toMatch(/ current +done +3\/3 active +standby of web1, timeline 1, streaming, lag \d+ (B|kB) \/ \d+\.\d s$/);
+      expect(r.lines.get(name)).toMatch(/ current +done +3\/3 active +standby of web1, timeline 1, streaming, lag \d+(\.\d)? (B|KiB) \/ \d+\.\d s$/);
     }
     expect(r.lines.get('web1')).toMatch(/ current +done +3\/3 active +primary, timeline 1, standbys web2 web3$/);
     expect(r.lines.get('lb1')).toMatch(/ current +done +1\/1 active +web 3\/3; postgresql-write 1\/1; postgresql-read 3\/3$/);
@@ -338,7 +338,7 @@ describe('pibake status against the cluster in network namespaces', () => {
     expect(r.exitCode).toBe(1);
     expect(r.findings).toHaveLength(4);
     expect(r.findings[0]).toBe('lb1: HAProxy marks web3 DOWN (web, postgresql-read)');
-    expect(r.findings[1]).toMatch(/^web1 keeps \d+(\.\d)? (B|kB|MB) of WAL for the inactive replication slot web3$/);
+    expect(r.findings[1]).toMatch(/^web1 keeps \d+(\.\d)? (B|KiB|MiB) of WAL for the inactive replication slot web3$/);
     expect(r.findings[2]).toBe('web3: postgresql.service inactive');
     expect(r.findings[3]).toMatch(/^web3: PostgreSQL does not answer \(psql: error: connection to server on socket "\/var\/run\/postgresql\/\.s\.PGSQL\.5432" failed: No such file or directory\)$/);
     expect(r.lines.get('web3')).toMatch(/ postgresql inactive +PostgreSQL not answering$/);
@@ -407,7 +407,7 @@ describe('pibake status against the cluster in network namespaces', () => {
     expect(r.exitCode).toBe(1);
     expect(r.findings).toHaveLength(3);
     expect(r.findings[0]).toBe('lb1: HAProxy marks web3 DOWN (web, postgresql-read)');
-    expect(r.findings[1]).toMatch(/^web1 keeps \d+(\.\d)? (B|kB|MB) of WAL for the inactive replication slot web3$/);
+    expect(r.findings[1]).toMatch(/^web1 keeps \d+(\.\d)? (B|KiB|MiB) of WAL for the inactive replication slot web3$/);
     expect(r.findings[2]).toMatch(/^web3 is unreachable: (no answer within \d s|no route to host)$/);
     expect(r.lines.get('web3')).toMatch(/^web3 +replica +down +- +- +- +(no answer within \d s|no route to host)$/);
     const web3Record = r.report.nodes.find((n) => n.name === 'web3');
