@@ -80,7 +80,7 @@ async function watch(plan: StatusPlan, args: StatusArgs): Promise<StatusReport> 
   try {
     for (let round = 1; !stopped; round++) {
       for (const target of plan.targets) masters.ensure(target);
-      const report = await checkCluster(plan, masters.sessionSettings);
+      const report = await checkCluster(plan, masters.sessionSettings, last);
       if (stopped && last) break;
       last = report;
       const final = args.count !== undefined && round >= args.count;

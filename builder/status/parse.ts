@@ -75,11 +75,18 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
 
 // ------------------------------------------------------------------------------------ host
 
-export function parseHost(text: string): { hostname?: string; uptimeSeconds?: number } {
-  const [hostname, uptime] = text.split('\n').map((l) => l.trim());
+export function parseHost(text: string): { hostname?: string; uptimeSeconds?: number; bootId?: string } {
+  const [hostname, uptime, bootId] = text.split('\n').map((l) => l.trim());
   const seconds = Number(uptime?.split(/\s+/)[0]);
-  return { hostname: hostname || undefined, uptimeSeconds: Number.isFinite(seconds) ? seconds : undefined };
+  return {
+    hostname: hostname || undefined,
+    uptimeSeconds: Number.isFinite(seconds) ? seconds : undefined,
+    bootId: bootId && /^[0-9a-f-]{36}$/.test(bootId) ? bootId : undefined,
+  };
 }
+
+/** What probe.sh says instead of asking cloud-init again in a boot where it was done already. */
+export const CLOUD_INIT_SETTLED = 'done earlier in this boot';
 
 // ------------------------------------------------------------------------------------ card
 
@@ -119,6 +126,7 @@ export function judgeCard(
  */
 export function parseCloudInit(section: Section | undefined): CloudInitStatus | undefined {
   if (!section || section.exitCode === 127 || section.exitCode === undefined) return undefined;
+  if (section.exitCode === 0 && section.text.trim() === CLOUD_INIT_SETTLED) return { status: 'done', detail: CLOUD_INIT_SETTLED, errors: [] };
   const parsed = jsonIn(section.text);
   if (isRecord(parsed) && typeof parsed.status === 'string') {
     const extended = str(parsed.extended_status);

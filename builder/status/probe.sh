@@ -1,7 +1,7 @@
 # The probe `pibake status` runs on each node: one ssh session (`sh -s` as the cluster's admin
 # user), read-only, every slow step bounded by `timeout`. builder/status/probe.ts writes the
-# node's settings in front of this text (UNITS, PG_PORT, PATRONI_URL, HAPROXY), taken from what
-# the node's role declares. builder/status/parse.ts reads the sections printed here:
+# node's settings in front of this text (UNITS, PG_PORT, PATRONI_URL, HAPROXY, CLOUD_INIT_DONE_IN),
+# taken from what the node's role declares. builder/status/parse.ts reads the sections printed here:
 #   @@pibake-status begin NAME
 #   ...what the step printed, stdout and stderr...
 #   @@pibake-status end NAME EXIT-CODE
@@ -29,11 +29,17 @@ section() {
 }
 
 host() {
-  hostname && cat /proc/uptime
+  hostname && cat /proc/uptime /proc/sys/kernel/random/boot_id
 }
 
 cloud_init() {
   command -v cloud-init >/dev/null 2>&1 || { echo 'cloud-init is not installed'; return 127; }
+  # --watch: an earlier round found cloud-init done in this very boot, and that does not change
+  # until the next one; spare the node cloud-init's Python start-up (seconds on a Pi).
+  if [ -n "$CLOUD_INIT_DONE_IN" ] && [ "$CLOUD_INIT_DONE_IN" = "$(cat /proc/sys/kernel/random/boot_id)" ]; then
+    echo 'done earlier in this boot'
+    return 0
+  fi
   timeout 20 cloud-init status --format json
 }
 

@@ -50,6 +50,9 @@ export function probeTarget(inventory: Inventory, roles: RoleCatalog, node: Node
   };
 }
 
+/** The kernel's boot id (/proc/sys/kernel/random/boot_id). */
+const BOOT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 let body: string | undefined;
 function probeBody(): string {
   body ??= readFileSync(new URL('./probe.sh', import.meta.url), 'utf8');
@@ -57,17 +60,20 @@ function probeBody(): string {
 }
 
 /**
- * The script for one node: its settings, then probe.sh. Every value is a unit name, a port or
- * a URL built from validated inventory values; they are single-quoted all the same.
+ * The script for one node: its settings, then probe.sh. Every value is a unit name, a port, a
+ * URL built from validated inventory values or a boot id; they are single-quoted all the same.
+ * `settled.cloudInitDoneIn`: the boot in which an earlier round saw cloud-init done (--watch).
  */
-export function probeScript(target: ProbeTarget): string {
+export function probeScript(target: ProbeTarget, settled: { cloudInitDoneIn?: string } = {}): string {
   const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+  const bootId = settled.cloudInitDoneIn !== undefined && BOOT_ID.test(settled.cloudInitDoneIn) ? settled.cloudInitDoneIn : '';
   const settings = [
     `# pibake status: probe of ${target.name} (role ${target.role})`,
     `UNITS=${quote([...target.services, ...target.firstboot].join(' '))}`,
     `PG_PORT=${quote(target.postgresqlPort === undefined ? '' : String(target.postgresqlPort))}`,
     `PATRONI_URL=${quote(target.patroniUrl ?? '')}`,
     `HAPROXY=${quote(target.haproxy ? 'yes' : '')}`,
+    `CLOUD_INIT_DONE_IN=${quote(bootId)}`,
   ];
   return `${settings.join('\n')}\n${probeBody()}`;
 }

@@ -12,7 +12,7 @@ import { readManifest } from '../bake/output.ts';
 import { loadInventory } from '../inventory/load.ts';
 import { loadRoles } from '../render/roles.ts';
 import { adminKeyPaths } from '../render/secrets.ts';
-import { readNode } from './parse.ts';
+import { CLOUD_INIT_SETTLED, readNode } from './parse.ts';
 import { probeScript, probeTarget, type ProbeTarget } from './probe.ts';
 import { reachFailure, runRemoteScript, type SshSettings } from './ssh.ts';
 import { STATUS_FORMAT, type NodeStatus, type StatusReport } from './types.ts';
@@ -33,7 +33,6 @@ export interface StatusOptions {
 export interface StatusPlan {
   cluster: string;
   targets: ProbeTarget[];
-  scripts: Map<string, string>;
   /** The digest output/<cluster>/manifest.json records per node. */
   digests: Map<string, string | undefined>;
   ssh: SshSettings;
@@ -78,7 +77,6 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
   return {
     cluster: inventory.cluster.name,
     targets,
-    scripts: new Map(targets.map((t) => [t.name, probeScript(t)])),
     digests: new Map(selected.map((n) => [n.name, manifest.nodes[n.name]?.digest])),
     ssh: {
       user: inventory.admin.user,
@@ -98,12 +96,15 @@ async function exists(file: string): Promise<boolean> {
   return access(file).then(() => true, () => false);
 }
 
-/** One round: every selected node checked at once, then the verdict. */
-export async function checkCluster(plan: StatusPlan, ssh: SshSettings = plan.ssh): Promise<StatusReport> {
+/**
+ * One round: every selected node checked at once, then the verdict. `previous` (--watch): the
+ * last round's report, whose settled answers are not asked again.
+ */
+export async function checkCluster(plan: StatusPlan, ssh: SshSettings = plan.ssh, previous?: StatusReport): Promise<StatusReport> {
   const started = new Date();
   const byName = new Map<string, NodeStatus>();
   await inParallel(plan.targets, PARALLEL, async (target) => {
-    byName.set(target.name, await checkNode(plan, target, ssh));
+    byName.set(target.name, await checkNode(plan, target, ssh, previous?.nodes.find((n) => n.name === target.name)));
   });
   const nodes = plan.targets.map((t) => byName.get(t.name) as NodeStatus);
   linkReplication(nodes);
@@ -122,8 +123,11 @@ export async function checkCluster(plan: StatusPlan, ssh: SshSettings = plan.ssh
   };
 }
 
-async function checkNode(plan: StatusPlan, target: ProbeTarget, ssh: SshSettings): Promise<NodeStatus> {
-  const outcome = await runRemoteScript(target, plan.scripts.get(target.name) ?? '', ssh);
+async function checkNode(plan: StatusPlan, target: ProbeTarget, ssh: SshSettings, previous?: NodeStatus): Promise<NodeStatus> {
+  // cloud-init's verdict does not change within a boot once it is done.
+  const settled = previous?.cloudInit?.status === 'done' && previous.cloudInit.errors.length === 0 ? previous : undefined;
+  const script = probeScript(target, { cloudInitDoneIn: settled?.bootId });
+  const outcome = await runRemoteScript(target, script, ssh);
   const failed = reachFailure(outcome, { user: ssh.user, knownHosts: ssh.knownHosts, connectTimeout: ssh.connectTimeout, deadline: ssh.deadline });
   if (failed) {
     return {
@@ -135,6 +139,7 @@ async function checkNode(plan: StatusPlan, target: ProbeTarget, ssh: SshSettings
     ...readNode(target, outcome.stdout, { cluster: plan.cluster, digest: plan.digests.get(target.name), vip: plan.vip }),
     seconds: outcome.seconds,
   };
+  if (settled?.cloudInit && node.cloudInit?.detail === CLOUD_INIT_SETTLED) node.cloudInit = settled.cloudInit;
   if (outcome.timedOut) {
     node.errorKind = 'timeout';
     node.error = `the check was cut off after ${ssh.deadline} s`;

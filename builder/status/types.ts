@@ -162,6 +162,8 @@ export interface NodeStatus {
   seconds: number;
   hostname?: string;
   uptimeSeconds?: number;
+  /** The kernel's id of the running boot: changes when the node restarts. */
+  bootId?: string;
   card: CardStatus;
   cloudInit?: CloudInitStatus;
   firstboot?: FirstbootStatus;

@@ -384,6 +384,8 @@ describe('pibake status against the cluster in network namespaces', () => {
     for (const round of rounds) {
       expect(validate(round), JSON.stringify(validate.errors)).toBe(true);
       expect(round.verdict.state).toBe('healthy');
+      // Asked in the first round only; carried while the boot is the same.
+      expect(round.nodes.map((n) => n.cloudInit)).toEqual(rounds[0]?.nodes.map((n) => n.cloudInit));
     }
     figures.push(['--watch', `rounds of 4 nodes: ${rounds.map((x) => `${x.seconds.toFixed(2)} s`).join(', ')} (the first logs in, the others ride on the kept connection)`]);
     // Its ssh masters are gone with it (each was its child).

@@ -4,6 +4,7 @@
  * reads whatever this machine's programs answered.
  */
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -31,7 +32,7 @@ describe('splitSections', () => {
     expect(s.get('manifest')?.exitCode).toBe(1);
     expect(s.get('system')).toEqual({ name: 'system', text: 'running', exitCode: 0 });
     expect(s.get('postgresql')).toEqual({ name: 'postgresql', text: '{"version" : 1' });
-    expect(parseHost('web1\n1234.5 99.1')).toEqual({ hostname: 'web1', uptimeSeconds: 1234.5 });
+    expect(parseHost('web1\n1234.5 99.1\n0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0')).toEqual({ hostname: 'web1', uptimeSeconds: 1234.5, bootId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' });
     expect(systemState(s.get('system'))).toBe('running');
     expect(systemState(ok('system', 'System has not been booted with systemd as init system (PID 1). Can\'t operate.'))).toBeUndefined();
   });
@@ -198,6 +199,13 @@ describe('the real probe script, run here with sh', () => {
     expect(node.postgresql?.answering).toBe(false);
     expect(node.patroni).toMatchObject({ answering: false, error: expect.stringContaining('http://127.0.0.1:1/patroni: ') });
     expect(node.haproxy?.answering).toBe(false);
+    expect(node.bootId).toBe((await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim());
+    // --watch, once cloud-init was done in this boot: the script does not start it again.
+    if (node.cloudInit) {
+      const again = await execa('sh', ['-s'], { input: probeScript(target, { cloudInitDoneIn: node.bootId }), reject: false, timeout: 60_000 });
+      expect(splitSections(again.stdout).get('cloud-init')).toEqual({ name: 'cloud-init', text: 'done earlier in this boot', exitCode: 0 });
+      expect(readNode(target, again.stdout, { cluster: 'pistack' }).cloudInit).toEqual({ status: 'done', detail: 'done earlier in this boot', errors: [] });
+    }
     // With systemd running, the made-up unit is not-found; without it, systemctl says why not.
     if (node.unitsError) expect(node.unitsError).toMatch(/systemd|bus|not found/i);
     else expect(node.units[0]).toMatchObject({ unit: 'pibake-no-such.service', load: 'not-found' });

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { probeScript } from '../../builder/status/probe.ts';
 import { planStatus } from '../../builder/status/status.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -67,19 +68,26 @@ describe('planStatus: what to ask each node comes from its role file', () => {
       user: 'pi', identity: path.join(dir, 'pistack-admin'), knownHosts: path.join(out, 'pistack', 'known_hosts'), connectTimeout: 5, deadline: 7, sshConfig: undefined,
     });
     expect(plan.partial).toBe(false);
-    const script = plan.scripts.get('cache1') ?? '';
-    expect(script.split('\n').slice(0, 5)).toEqual([
+    const scripts = new Map(plan.targets.map((t) => [t.name, probeScript(t)]));
+    const script = scripts.get('cache1') ?? '';
+    expect(script.split('\n').slice(0, 7)).toEqual([
       '# pibake status: probe of cache1 (role cache)',
       "UNITS='haproxy.service patroni.service pgbouncer@main.service pibake-ownership.service'",
       "PG_PORT='5432'",
       "PATRONI_URL='http://10.0.0.20:8008/patroni'",
       "HAPROXY='yes'",
+      "CLOUD_INIT_DONE_IN=''",
+      '# The probe `pibake status` runs on each node: one ssh session (`sh -s` as the cluster\'s admin',
     ]);
-    expect(plan.scripts.get('lb1')).toContain("PG_PORT=''\nPATRONI_URL=''\nHAPROXY='yes'\n");
+    expect(scripts.get('lb1')).toContain("PG_PORT=''\nPATRONI_URL=''\nHAPROXY='yes'\n");
+    // --watch: a boot id where cloud-init was done already; anything else is not passed on.
+    const bootId = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
+    expect(probeScript(plan.targets[0] as never, { cloudInitDoneIn: bootId })).toContain(`\nCLOUD_INIT_DONE_IN='${bootId}'\n`);
+    expect(probeScript(plan.targets[0] as never, { cloudInitDoneIn: "x'; reboot; '" })).toContain("\nCLOUD_INIT_DONE_IN=''\n");
     // The settings, then probe.sh as shipped: nothing else (no secret) travels to a node.
     const body = await readFile(path.join(repo, 'builder/status/probe.sh'), 'utf8');
-    for (const s of plan.scripts.values()) {
-      expect(s.split('\n').slice(5).join('\n')).toBe(body);
+    for (const s of scripts.values()) {
+      expect(s.split('\n').slice(6).join('\n')).toBe(body);
       await execa('sh', ['-n'], { input: s });
     }
     const partial = await planStatus({ config, out, timeout: 7, nodes: ['web2'] });
