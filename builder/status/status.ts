@@ -33,6 +33,8 @@ export interface StatusOptions {
 export interface StatusPlan {
   cluster: string;
   targets: ProbeTarget[];
+  /** Every node of the inventory, checked or not (names a standby's upstream). */
+  peers: { name: string; ip: string }[];
   /** The digest output/<cluster>/manifest.json records per node. */
   digests: Map<string, string | undefined>;
   ssh: SshSettings;
@@ -77,6 +79,7 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
   return {
     cluster: inventory.cluster.name,
     targets,
+    peers: inventory.nodes.map((n) => ({ name: n.name, ip: n.ip })),
     digests: new Map(selected.map((n) => [n.name, manifest.nodes[n.name]?.digest])),
     ssh: {
       user: inventory.admin.user,
@@ -107,7 +110,7 @@ export async function checkCluster(plan: StatusPlan, ssh: SshSettings = plan.ssh
     byName.set(target.name, await checkNode(plan, target, ssh, previous?.nodes.find((n) => n.name === target.name)));
   });
   const nodes = plan.targets.map((t) => byName.get(t.name) as NodeStatus);
-  linkReplication(nodes);
+  linkReplication(nodes, plan.peers);
   const verdict = judge(nodes, {
     cluster: plan.cluster, targets: plan.targets, partial: plan.partial, vip: plan.vip, manifestFile: plan.manifestFile, deadline: ssh.deadline,
   });

@@ -38,8 +38,9 @@ const nodeForSlot = (nodes: NodeStatus[], name: string) => nodes.find((n) => n.n
 /**
  * Names the standbys in each primary's view, and gives every standby one replication line: the
  * primary's numbers when the primary answered (they are what a failover would lose), else its own.
+ * `peers`: every node of the inventory (with --node, the primary may not have been checked).
  */
-export function linkReplication(nodes: NodeStatus[]): void {
+export function linkReplication(nodes: NodeStatus[], peers: { name: string; ip: string }[] = nodes): void {
   const primaries = nodes.filter((n) => n.postgresql?.answering && n.postgresql.role === 'primary');
   for (const primary of primaries) {
     for (const link of primary.postgresql?.replicas ?? []) link.node = nodeForSlot(nodes, link.name);
@@ -61,7 +62,7 @@ export function linkReplication(nodes: NodeStatus[]): void {
         source: 'primary',
       };
     } else {
-      const upstream = nodes.find((n) => n.ip === pg.receiver?.host)?.name;
+      const upstream = peers.find((n) => n.ip === pg.receiver?.host)?.name;
       replication = {
         from: upstream,
         state: pg.receiver?.status ?? 'not streaming',
