@@ -89,12 +89,14 @@ function detailCells(node: NodeStatus, report: StatusReport): Cell[] {
   const haproxy = node.haproxy;
   if (haproxy && !haproxy.answering) out.push(cell('HAProxy not answering', 'bad'));
   for (const backend of haproxy?.backends ?? []) {
-    const up = backend.servers.filter((s) => serverUp(s.status));
-    const notUp = backend.servers.filter((s) => !serverUp(s.status));
+    // Servers that only mirror another one's check (track) are left out: that one is shown.
+    const own = backend.servers.filter((s) => !s.tracks);
+    const up = own.filter((s) => serverUp(s.status));
+    const notUp = own.filter((s) => !serverUp(s.status));
     const faults = notUp.filter((s) => !downByDesign(backend, s, report.nodes));
     const said = notUp.map((s) => (faults.includes(s) ? `${s.name} ${s.status.split(' ')[0]}` : `${s.name} ${pgRoleOf(report, s.name)}`));
     const tone: Tone = !serverUp(backend.status) ? 'bad' : faults.length ? 'warn' : 'good';
-    out.push(cell(`${backend.name} ${up.length}/${backend.servers.length}${said.length ? ` (${said.join(', ')})` : ''}`, tone));
+    out.push(cell(`${backend.name} ${up.length}/${own.length}${said.length ? ` (${said.join(', ')})` : ''}`, tone));
   }
   if (report.vip && node.holdsVip) out.push(cell(`holds ${report.vip}`, 'good'));
   return out;

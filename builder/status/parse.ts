@@ -296,7 +296,12 @@ export function parseHaproxy(section: Section | undefined): HaproxyStatus {
     const backend = backends.get(proxy) ?? { name: proxy, status: 'unknown', servers: [] };
     backends.set(proxy, backend);
     if (row.svname === 'BACKEND') backend.status = row.status ?? 'unknown';
-    else backend.servers.push({ name: row.svname ?? '', status: row.status ?? 'unknown', check: row.check_status || undefined, backup: row.bck === '1' });
+    else {
+      backend.servers.push({
+        name: row.svname ?? '', status: row.status ?? 'unknown', check: row.check_status || undefined, backup: row.bck === '1',
+        ...(row.tracked ? { tracks: row.tracked } : {}),
+      });
+    }
   }
   return { answering: true, backends: [...backends.values()].filter((b) => b.servers.length > 0) };
 }

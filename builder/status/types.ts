@@ -136,6 +136,8 @@ export interface HaproxyServer {
   status: string;
   check?: string;
   backup: boolean;
+  /** `track`: the server whose check this one follows (`proxy/server`); its state is that server's. */
+  tracks?: string;
 }
 
 export interface HaproxyBackend {

@@ -200,7 +200,8 @@ function nodeFindings(node: NodeStatus, target: ProbeTarget | undefined, context
     const marked = new Map<string, string[]>();
     for (const backend of haproxy.backends) {
       for (const server of backend.servers) {
-        if (serverUp(server.status) || downByDesign(backend, server, context.nodes)) continue;
+        // A server that tracks another mirrors it; that one is judged on its own row.
+        if (serverUp(server.status) || server.tracks || downByDesign(backend, server, context.nodes)) continue;
         const key = `${server.name} ${server.status.split(' ')[0]}`;
         marked.set(key, [...(marked.get(key) ?? []), backend.name]);
       }

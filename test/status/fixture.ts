@@ -90,7 +90,11 @@ export function haLayout(): Layout {
         { name: 'web', status: 'UP', servers: [up('web1'), up('web2'), up('web3')] },
         // Patroni's OPTIONS /primary and /replica checks: the other role answers 503 (L7STS).
         { name: 'postgresql-write', status: 'UP', servers: [up('web1'), refused('web2'), refused('web3')] },
-        { name: 'postgresql-read', status: 'UP', servers: [refused('web1'), up('web2'), up('web3')] },
+        // The primary as a backup of the read port follows the write port's check (track).
+        { name: 'postgresql-read', status: 'UP', servers: [refused('web1'), up('web2'), up('web3'),
+          { ...up('web1-primary', true), check: undefined, tracks: 'postgresql-write/web1' },
+          { ...refused('web2-primary'), backup: true, check: undefined, tracks: 'postgresql-write/web2' },
+          { ...refused('web3-primary'), backup: true, check: undefined, tracks: 'postgresql-write/web3' }] },
       ],
     };
     return n;

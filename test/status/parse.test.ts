@@ -178,6 +178,18 @@ describe('parseHaproxy: show stat of HAProxy 2.6 (captured)', () => {
       ],
     });
   });
+  it('a server that tracks another says which', () => {
+    expect(parseHaproxy(ok('haproxy', fixture('haproxy-2.6-show-stat-track.csv'))).backends).toEqual([
+      { name: 'postgresql-write', status: 'UP', servers: [
+        { name: 'web1', status: 'UP', check: 'L4OK', backup: false },
+        { name: 'web2', status: 'DOWN', check: 'L4CON', backup: false },
+      ] },
+      { name: 'postgresql-read', status: 'UP', servers: [
+        { name: 'web2', status: 'DOWN', check: 'L4CON', backup: false },
+        { name: 'web1-primary', status: 'UP', check: undefined, backup: true, tracks: 'postgresql-write/web1' },
+      ] },
+    ]);
+  });
   it('says why when the socket does not answer', () => {
     expect(parseHaproxy({ name: 'haproxy', text: '/run/haproxy/admin.sock: [Errno 2] No such file or directory', exitCode: 1 }))
       .toEqual({ answering: false, error: '/run/haproxy/admin.sock: [Errno 2] No such file or directory', backends: [] });

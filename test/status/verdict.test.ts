@@ -160,7 +160,11 @@ describe('load balancers', () => {
       const [web, write, read] = nodeOf(layout, lb).haproxy?.backends ?? [];
       Object.assign(web?.servers[0] ?? {}, { status: 'DOWN', check: 'L4TOUT' });
       if (write) write.servers = [{ name: 'web1', status: 'DOWN', check: 'L4TOUT', backup: false }, { name: 'web2', status: 'UP', check: 'L7OK', backup: false }, { name: 'web3', status: 'DOWN', check: 'L7STS', backup: false }];
-      if (read) read.servers = [{ name: 'web1', status: 'DOWN', check: 'L4TOUT', backup: false }, { name: 'web2', status: 'DOWN', check: 'L7STS', backup: false }, { name: 'web3', status: 'UP', check: 'L7OK', backup: false }];
+      if (read) {
+        read.servers = [{ name: 'web1', status: 'DOWN', check: 'L4TOUT', backup: false }, { name: 'web2', status: 'DOWN', check: 'L7STS', backup: false },
+          { name: 'web3', status: 'UP', check: 'L7OK', backup: false }, { name: 'web1-primary', status: 'DOWN', backup: true, tracks: 'postgresql-write/web1' },
+          { name: 'web2-primary', status: 'UP', backup: true, tracks: 'postgresql-write/web2' }];
+      }
     }
     linkReplication(layout.nodes);
     expect(nodeOf(layout, 'web3').replication).toMatchObject({ from: 'web2', state: 'streaming', source: 'primary' });
