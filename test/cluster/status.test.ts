@@ -36,7 +36,7 @@ const isRoot = process.getuid?.() === 0;
 const CLIENT_IP = '10.0.0.250'; // the operator's laptop, on the cluster's segment
 const NS_PREFIX = 'pibakest';
 const KEEP = process.env.PIBAKE_STATUS_KEEP === '1';
-const TIMEOUT = 10; // --timeout: what one node may cost at most (the default)
+const TIMEOUT = 20; // --timeout: generous, the probes share two loaded cores here; a dead node still costs the 5 s connect timeout
 
 interface Node {
   name: string;
