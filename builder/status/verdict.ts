@@ -33,7 +33,7 @@ export function slotName(node: string): string {
   return node.toLowerCase().replace(/[^a-z0-9_]/g, '_');
 }
 
-const nodeForSlot = (nodes: NodeStatus[], name: string) => nodes.find((n) => n.name === name || slotName(n.name) === name)?.name;
+const nodeForSlot = (nodes: { name: string }[], name: string) => nodes.find((n) => n.name === name || slotName(n.name) === name)?.name;
 
 /**
  * Names the standbys in each primary's view, and gives every standby one replication line: the
@@ -43,8 +43,8 @@ const nodeForSlot = (nodes: NodeStatus[], name: string) => nodes.find((n) => n.n
 export function linkReplication(nodes: NodeStatus[], peers: { name: string; ip: string }[] = nodes): void {
   const primaries = nodes.filter((n) => n.postgresql?.answering && n.postgresql.role === 'primary');
   for (const primary of primaries) {
-    for (const link of primary.postgresql?.replicas ?? []) link.node = nodeForSlot(nodes, link.name);
-    for (const slot of primary.postgresql?.slots ?? []) slot.node = nodeForSlot(nodes, slot.name);
+    for (const link of primary.postgresql?.replicas ?? []) link.node = nodeForSlot(peers, link.name);
+    for (const slot of primary.postgresql?.slots ?? []) slot.node = nodeForSlot(peers, slot.name);
   }
   const primary = primaries.length === 1 ? primaries[0] : undefined;
   for (const node of nodes) {
