@@ -38,6 +38,7 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
           const value = a[key];
           if (value !== undefined && (!Number.isFinite(value) || value <= 0)) throw new PibakeError(`--${key} must be a positive number, not ${String(value)}`);
         }
+        if (a.count !== undefined && !a.watch) throw new PibakeError('--count counts rounds of --watch', { hint: 'add --watch, or leave --count out' });
         return true;
       }) as never,
   handler: async (args) => {

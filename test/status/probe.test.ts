@@ -128,6 +128,9 @@ describe('pibake status: errors exit 3 with one line and a hint', () => {
     const bad = await pibake(['--config', config, '--timeout', '0']);
     expect(bad.exitCode).toBe(3);
     expect(bad.stderr).toBe('error: --timeout must be a positive number, not 0\n'.trimEnd());
+    const count = await pibake(['--config', config, '--count', '2']);
+    expect(count.exitCode).toBe(3);
+    expect(count.stderr).toBe('error: --count counts rounds of --watch (hint: add --watch, or leave --count out)');
     const unknown = await pibake(['--bogus']);
     expect(unknown.exitCode).toBe(3);
     expect(unknown.stderr).toMatch(/^error: Unknown argument: bogus \(see pibake --help\)$/);
