@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --size 3G] [--only a,b] [--work DIR] [--repeat N] [--image pattern|synth]`
+ * `npm run bench [-- --size 3G] [--only a,b] [--work DIR] [--repeat N] [--image pattern|synth|FILE.img]`
  *
  * Times pibake's byte-moving steps against the bare tools doing the same job on the same bytes,
  * in one run, and prints the ratio and peak memory. Each measured run is a separate process under
@@ -15,7 +15,7 @@ import { randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { cloneImage } from '../builder/image/copy.ts';
@@ -25,6 +25,7 @@ import { writeBmapFile } from '../builder/package/bmap.ts';
 import { sha256File } from '../builder/package/checksums.ts';
 import { compressArgs, compressImage } from '../builder/package/compress.ts';
 import { buildSections } from './bench-build.ts';
+import { checkSections } from './bench-checks.ts';
 
 const MiB = 1 << 20;
 
@@ -35,8 +36,11 @@ export interface BenchContext {
   work: string;
   /** Apparent size of the test image in bytes (--size). */
   sizeBytes: number;
-  /** Test image kind (--image): 'pattern' (default) or 'synth' (synthesizeRaspiosImage, real FAT + ext4). */
-  image: 'pattern' | 'synth';
+  /**
+   * Test image (--image): 'pattern' (default), 'synth' (synthesizeRaspiosImage, real FAT + ext4),
+   * or the path of a raw Raspberry Pi OS image to measure on (e.g. a real release, decompressed).
+   */
+  image: string;
 }
 
 export interface BenchSection {
@@ -49,7 +53,7 @@ export interface BenchSection {
   prepare?: (ctx: BenchContext) => Promise<void>;
   /** Remove outputs (untimed, after each run). */
   cleanup?: (ctx: BenchContext) => Promise<void>;
-  /** Needs a real Raspberry Pi OS layout (FAT + ext4): skipped unless `--image synth`. */
+  /** Needs a real Raspberry Pi OS layout (FAT + ext4): skipped unless `--image synth` or an image file. */
   needsSynth?: boolean;
   /** Extra facts to print after the runs, e.g. sizes of the outputs. */
   report?: (ctx: BenchContext) => Promise<string>;
@@ -127,8 +131,8 @@ async function parentMain(args: Args): Promise<void> {
     console.log(`bench image: ${(info.size / 2 ** 30).toFixed(2)} GiB apparent, ${(info.blocks * 512 / 2 ** 30).toFixed(2)} GiB allocated; ` +
       `${(await import('node:os')).cpus().length} CPUs; best of ${args.repeat}; work ${work}`);
     for (const section of sections) {
-      if (section.needsSynth && ctx.image !== 'synth') {
-        console.log(`  ${section.name}: skipped (needs --image synth)`);
+      if (section.needsSynth && ctx.image === 'pattern') {
+        console.log(`  ${section.name}: skipped (needs --image synth or --image FILE.img)`);
         continue;
       }
       await section.prepare?.(ctx);
@@ -175,7 +179,7 @@ function printTable(head: string[], rows: string[][]): void {
 
 interface Args {
   sizeBytes: number;
-  image: 'pattern' | 'synth';
+  image: string;
   only?: string[];
   work?: string;
   repeat: number;
@@ -200,11 +204,11 @@ function parseArgs(argv: string[]): Args {
       case '--repeat': args.repeat = Number(value); i += 1; break;
       case '--child': args.child = value; i += 1; break;
       case '--image':
-        if (value !== 'pattern' && value !== 'synth') throw new Error('--image pattern|synth');
-        args.image = value;
+        if (value !== 'pattern' && value !== 'synth' && !existsSync(value ?? '')) throw new Error('--image pattern|synth|FILE.img (an existing raw image)');
+        args.image = value === 'pattern' || value === 'synth' ? value : resolve(value!);
         i += 1;
         break;
-      default: throw new Error(`unknown argument ${argv[i]} (use --size 3G, --only a,b, --work DIR, --repeat N, --image pattern|synth)`);
+      default: throw new Error(`unknown argument ${argv[i]} (use --size 3G, --only a,b, --work DIR, --repeat N, --image pattern|synth|FILE.img)`);
     }
   }
   return args;
@@ -216,7 +220,8 @@ type FixtureName = 'raw' | 'xz';
 
 /** Path of a fixture in the work folder, made on first use. */
 export async function fixture(ctx: BenchContext, name: FixtureName): Promise<string> {
-  const raw = join(ctx.work, `bench-${ctx.image}.img`);
+  const given = ctx.image !== 'pattern' && ctx.image !== 'synth';
+  const raw = given ? ctx.image : join(ctx.work, `bench-${ctx.image}.img`);
   if (!existsSync(raw)) {
     if (ctx.image === 'synth') {
       // A real Raspberry Pi OS layout; its fill is incompressible random data, so the .img.xz
@@ -231,7 +236,7 @@ export async function fixture(ctx: BenchContext, name: FixtureName): Promise<str
     }
   }
   if (name === 'raw') return raw;
-  const xz = `${raw}.xz`;
+  const xz = given ? join(ctx.work, 'bench-file.img.xz') : `${raw}.xz`;
   if (!existsSync(xz)) {
     // -1: fast to make; the bench measures decompression. Multi-threaded so xz -dc can use threads.
     await execa('bash', ['-c', 'xz -T0 -1 -c "$1" > "$2.part" && mv "$2.part" "$2"', '_', raw, xz]);
@@ -347,6 +352,7 @@ export const SECTIONS: BenchSection[] = [
       await sha256File(await fixture(ctx, 'raw'));
     },
   },
+  ...checkSections(fixture),
   ...buildSections(fixture),
 ];
 

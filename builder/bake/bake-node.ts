@@ -10,6 +10,8 @@ import type { BootFile, RenderedNode, RootEntry } from '../render/types.ts';
 export interface BakeNodeInput {
   basePath: string;
   target: string;
+  /** How errors name the image (`<node>.img`), rather than its temp name. */
+  label?: string;
   diskId: string;
   rendered: RenderedNode;
   /** Extra root entries added by the build itself (the in-image manifest). */
@@ -20,7 +22,7 @@ export interface BakeNodeInput {
 export async function bakeNodeImage(input: BakeNodeInput): Promise<void> {
   input.onStage('copy');
   await cloneImage(input.basePath, input.target);
-  const image = await openRaspiosImage(input.target);
+  const image = await openRaspiosImage(input.target, { label: input.label });
   if (image.diskId !== input.diskId) {
     input.onStage('disk id');
     await changeDiskId(image, input.diskId);

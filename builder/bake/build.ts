@@ -3,12 +3,16 @@
  * renders each node, decides from digests which images are out of date, bakes those (in parallel),
  * packages them, and records the result in output/<cluster>/manifest.json.
  */
-import { rename, rm, stat } from 'node:fs/promises';
+import { chmod, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError } from '../common/errors.ts';
+import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../common/lock.ts';
+import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
 import { obtainBase } from '../image/intake.ts';
-import { openRaspiosImage } from '../image/raspios.ts';
+import { humanBytes } from '../image/intake/progress.ts';
+import { openRaspiosImage, verifyBakedImage } from '../image/raspios.ts';
+import { sweepLegacyStaging } from '../image/staging.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { BaseImageSpec, Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
@@ -17,10 +21,12 @@ import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { decideNode } from '../plan/plan.ts';
+import { baseSupportsYescrypt } from '../render/crypt.ts';
 import { loadRoles } from '../render/roles.ts';
 import { renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
+import { checkInventoryAgainstBase } from './base-checks.ts';
 import { bakeNodeImage } from './bake-node.ts';
 import {
   MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
@@ -66,23 +72,58 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
   const inventory = await loadInventory(options.config, roles);
   const selected = selectNodes(inventory, options.nodes);
 
+  const dir = path.join(path.resolve(options.out), inventory.cluster.name);
+  await ensureOutputDir(dir);
+  const lock = await lockOutput(dir);
+  try {
+    return await buildLocked({ options, started, overlaysDir, roles, inventory, selected, dir });
+  } catch (error) {
+    if (!isNoSpace(error)) throw error;
+    throw await noSpaceError('the output folder', dir, 'the build needs room for its images and records',
+      'free space there, or build into another folder with --out');
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * One build at a time per output folder: two would mix their images, manifest.json and SHA256SUMS.
+ * The second fails at once (rather than waiting and then redoing the same work); the lock ends
+ * with its process, so a killed build never blocks the next.
+ */
+async function lockOutput(dir: string): Promise<FolderLock> {
+  const lock = await tryLockFolder(dir);
+  if (lock) return lock;
+  throw new PibakeError(`the output folder ${dir} is in use by another pibake build: ${describeHolder(await lockHolder(dir))}`, {
+    hint: 'wait for that build to finish, or build into another folder with --out',
+  });
+}
+
+async function buildLocked(input: {
+  options: BuildOptions; started: number; overlaysDir: string; roles: Awaited<ReturnType<typeof loadRoles>>;
+  inventory: Inventory; selected: NodeSpec[]; dir: string;
+}): Promise<BuildResult> {
+  const { options, started, overlaysDir, roles, inventory, selected, dir } = input;
+  await sweepPartials(dir);
+  await sweepLegacyStaging();
+
   const spec = baseSpec(inventory, options);
   const base = await obtainBase(spec, {
     cacheDir: options.cacheDir,
     progress: options.progress,
-    validate: async (raw) => {
-      await openRaspiosImage(raw);
+    // Intake refuses a damaged base before it is cached: both filesystems checked whole.
+    validate: async (raw, label) => {
+      await openRaspiosImage(raw, { label, checkFilesystems: true });
     },
   });
-  const baseImage = await openRaspiosImage(base.path);
+  const baseLabel = spec.url ? path.basename(new URL(spec.url).pathname) : path.basename(spec.path ?? '');
+  const baseImage = await openRaspiosImage(base.path, { label: baseLabel });
+  await checkInventoryAgainstBase(inventory, baseImage);
   const installedPackages = await baseImage.root.readDpkgStatus();
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
 
-  const secrets = await loadOrCreateSecrets(inventory, roles);
-  const dir = path.join(path.resolve(options.out), inventory.cluster.name);
-  await ensureOutputDir(dir);
-  await sweepPartials(dir);
+  const secrets = await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
 
   const previous = await readManifest(dir, inventory.cluster.name);
   const manifest: OutputManifest = {
@@ -114,12 +155,19 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
     work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake' });
   }
 
+  const nodeBytes = (await stat(base.path)).blocks * 512;
   const persist = serialised(async () => {
     await writeFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     await writeFileAtomic(path.join(dir, 'SHA256SUMS'), sha256SumsText(manifest));
   });
 
-  await inParallel(work, options.jobs, async (item) => {
+  await inParallel(work, options.jobs, (item) => bakeAndPackage(item).catch(async (error: unknown) => {
+    if (!isNoSpace(error)) throw error;
+    const need = `each node image needs about ${humanBytes(nodeBytes)} (the base's data)${options.compress ? ', and its archive up to as much again' : ''}`;
+    throw await noSpaceError('the output folder', dir, need, 'free space there, or build into another folder with --out');
+  }));
+
+  async function bakeAndPackage(item: (typeof work)[number]): Promise<void> {
     const name = item.node.name;
     const nodeStarted = Date.now();
     const imageFile = path.join(dir, `${name}.img`);
@@ -127,14 +175,23 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
     let record = previous?.nodes[name];
     if (item.bake || !record) {
       const partial = siblingTempPath(imageFile);
+      let keepPartial = false;
       try {
         await bakeNodeImage({
           basePath: base.path,
           target: partial,
+          label: `${name}.img`,
           diskId: item.diskId,
           rendered: item.rendered,
           extraRootEntries: [inImageManifest(inventory, item, base.sha256)],
           onStage: stage,
+        });
+        // The image holds the node's secrets (host key, database passwords): its owner's only.
+        await chmod(partial, 0o600);
+        stage('check');
+        await verifyBakedImage(partial, `${name}.img`).catch((error: unknown) => {
+          keepPartial = error instanceof PibakeError;
+          throw error;
         });
         const { size } = await stat(partial);
         const progress = throttled((bytes: number) =>
@@ -153,14 +210,14 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
           extras: {},
         };
       } finally {
-        await rm(partial, { force: true });
+        if (!keepPartial) await rm(partial, { force: true });
       }
     }
     record = { ...record, extras: await packageExtras(dir, record, options, stage) };
     manifest.nodes[name] = record;
     await persist();
     if (item.bake) options.reporter.event({ type: 'done', node: name, seconds: (Date.now() - nodeStarted) / 1000, file: path.join(dir, record.image.file) });
-  });
+  }
 
   await removeDroppedNodes(dir, inventory, previous, manifest, options.reporter);
   await writeFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
@@ -275,16 +332,24 @@ async function removeDroppedNodes(
   }
 }
 
-/** Runs `fn` over items with at most `limit` at a time; the first failure fails the whole. */
+/**
+ * Runs `fn` over items with at most `limit` at a time. After the first failure no new item starts,
+ * but the running ones are awaited, so each removes its own unfinished files before the build
+ * reports that first failure and exits.
+ */
 export async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
+    while (next < items.length && !failure) {
       const item = items[next++] as T;
-      await fn(item);
+      await fn(item).catch((error: unknown) => {
+        failure ??= { error };
+      });
     }
   });
   await Promise.all(workers);
+  if (failure) throw failure.error;
 }
 
 /** Calls `fn` at most every 200 ms (progress events from a byte stream). */

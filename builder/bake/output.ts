@@ -39,7 +39,10 @@ export interface OutputManifest {
   nodes: Record<string, ManifestNode>;
 }
 
-/** Removes work in progress left by an interrupted build. */
+/**
+ * Removes work in progress left by an interrupted build: unfinished files and staging folders.
+ * All of them, whoever wrote them: the caller holds the folder's lock, so no other build is running.
+ */
 export async function sweepPartials(dir: string): Promise<void> {
   let names: string[];
   try {
@@ -47,7 +50,7 @@ export async function sweepPartials(dir: string): Promise<void> {
   } catch {
     return;
   }
-  await Promise.all(names.filter(isPartial).map((n) => rm(path.join(dir, n), { force: true })));
+  await Promise.all(names.filter(isPartial).map((n) => rm(path.join(dir, n), { force: true, recursive: true })));
 }
 
 export async function ensureOutputDir(dir: string): Promise<void> {

@@ -74,7 +74,7 @@ function cleanUpOnInterrupt(outRoot: string): () => void {
       for (const cluster of await readdir(outRoot)) {
         const dir = path.join(outRoot, cluster);
         const names = await readdir(dir).catch(() => [] as string[]);
-        await Promise.all(names.filter((n) => isPartialOf(n, process.pid)).map((n) => rm(path.join(dir, n), { force: true })));
+        await Promise.all(names.filter((n) => isPartialOf(n, process.pid)).map((n) => rm(path.join(dir, n), { force: true, recursive: true })));
       }
     } finally {
       process.exit(130);

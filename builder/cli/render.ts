@@ -12,6 +12,7 @@ import { loadInventory } from '../inventory/load.ts';
 import type { Generation, Inventory } from '../inventory/types.ts';
 import { renderNode } from '../render/render.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { baseSupportsYescrypt } from '../render/crypt.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
 import type { RenderedNode } from '../render/types.ts';
 import { writeRenderedNode } from '../render/write-tree.ts';
@@ -26,7 +27,7 @@ export const TYPICAL_LITE_PACKAGES: ReadonlySet<string> = new Set(
   // One string, split: these are package names, not commands pibake runs.
   ('openssh-server openssh-client cloud-init rpi-cloud-init-mods python3 sudo network-manager systemd ' +
     'systemd-timesyncd raspberrypi-sys-mods raspi-config curl ca-certificates less nano rsync avahi-daemon ' +
-    'locales keyboard-configuration console-setup dosfstools parted iptables').split(' '),
+    'locales keyboard-configuration console-setup dosfstools parted iptables libcrypt1').split(' '),
 );
 
 export interface RenderCommandOptions {
@@ -62,7 +63,7 @@ export async function renderCommand(options: RenderCommandOptions, load: Invento
   if (options.node && !inventory.nodes.some((n) => n.name === options.node)) {
     throw new PibakeError(`no node named "${options.node}" in ${inventory.file}`, { hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
   }
-  const secrets = await loadOrCreateSecrets(inventory, roles);
+  const secrets = await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(TYPICAL_LITE_PACKAGES) });
   const cmdline = options.cmdline === undefined ? undefined : await readFile(options.cmdline, 'utf8');
   const written: string[] = [];
   for (const nodeName of names) {

@@ -13,7 +13,7 @@ const PACKAGE_OF: Record<string, string> = {
   xz: 'xz-utils', zstd: 'zstd', unzip: 'unzip', bmaptool: 'bmap-tools', haproxy: 'haproxy', nginx: 'nginx',
   'cloud-init': 'cloud-init', openssl: 'openssl', 'ssh-keygen': 'openssh-client', cp: 'coreutils',
   // eslint-disable-next-line no-restricted-syntax -- the Debian package that ships umount, not a call
-  umount: 'mount', blockdev: 'util-linux',
+  umount: 'mount', blockdev: 'util-linux', flock: 'util-linux', perl: 'perl-base', dd: 'coreutils',
 };
 
 export function packageFor(tool: string): string {

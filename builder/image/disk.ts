@@ -44,6 +44,18 @@ export async function readDiskLayout(imagePath: string): Promise<DiskLayout> {
   }
 }
 
+/** Up to `length` bytes of a file from `offset` (fewer at its end). */
+export async function readBytes(path: string, offset: number, length: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, offset);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Writes `diskId` (8 hex digits) little-endian at MBR offset 440. Touches nothing else. */
 export async function writeMbrDiskId(imagePath: string, diskId: string): Promise<void> {
   const bytes = diskIdBytes(diskId);
@@ -109,7 +121,7 @@ export function parseDiskLayout(head: Buffer, sizeBytes: number): DiskLayout {
   if (partitions.length === 0) {
     throw new PibakeError('not a disk image: the MBR at sector 0 lists no partitions', { hint: NOT_A_DISK_HINT });
   }
-  checkInside(partitions, sizeBytes);
+  checkGeometry(partitions, sizeBytes, 1);
   return { scheme: 'mbr', sizeBytes, sectorSize: SECTOR, diskId, partitions };
 }
 
@@ -144,7 +156,8 @@ function parseGpt(head: Buffer, sizeBytes: number): DiskLayout {
       uuid: formatGuid(entry.subarray(16, 32)),
     });
   }
-  checkInside(partitions, sizeBytes);
+  // Sectors 0-33 hold the protective MBR, the GPT header and its standard entry array.
+  checkGeometry(partitions, sizeBytes, Math.ceil(start / SECTOR + (count * entrySize) / SECTOR));
   return { scheme: 'gpt', sizeBytes, sectorSize: SECTOR, diskId: formatGuid(header.subarray(56, 72)), partitions };
 }
 
@@ -156,12 +169,32 @@ export function formatGuid(bytes: Buffer): string {
     hex(bytes.subarray(10, 16))].join('-');
 }
 
-function checkInside(partitions: PartitionInfo[], sizeBytes: number): void {
+/**
+ * Every partition must lie after the partition table, inside the image, and apart from every other
+ * one: an overlap means two filesystems write the same sectors, which shows up only once a card boots.
+ */
+function checkGeometry(partitions: PartitionInfo[], sizeBytes: number, tableSectors: number): void {
   for (const p of partitions) {
+    if (p.startBytes < tableSectors * SECTOR) {
+      throw new PibakeError(`partition ${p.index} starts at sector ${p.startBytes / SECTOR}, inside the partition table (sectors 0-${tableSectors - 1})`, {
+        hint: 'the partition table is damaged: download or decompress the image again',
+      });
+    }
     if (p.startBytes + p.sizeBytes > sizeBytes) {
       throw new PibakeError(
         `partition ${p.index} ends at byte ${p.startBytes + p.sizeBytes}, beyond the end of the image (${sizeBytes} bytes)`,
         { hint: 'the image is truncated: download or decompress it again' },
+      );
+    }
+  }
+  const sorted = [...partitions].sort((a, b) => a.startBytes - b.startBytes);
+  for (let i = 1; i < sorted.length; i++) {
+    const [before, after] = [sorted[i - 1] as PartitionInfo, sorted[i] as PartitionInfo];
+    if (after.startBytes < before.startBytes + before.sizeBytes) {
+      const span = (p: PartitionInfo) => `${p.startBytes / SECTOR}-${(p.startBytes + p.sizeBytes) / SECTOR - 1}`;
+      throw new PibakeError(
+        `partitions ${before.index} (sectors ${span(before)}) and ${after.index} (sectors ${span(after)}) overlap`,
+        { hint: 'the partition table is damaged: download or decompress the image again' },
       );
     }
   }

@@ -4,12 +4,12 @@
  * with every command. debugfs exits 0 after most failed commands, so anything it prints on
  * stderr besides its banner is treated as a failure.
  */
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
 import type { RootEntry } from '../render/types.ts';
+import { withStagingDir, writePrivateFile } from './staging.ts';
 
 export type Ext4Change = RootEntry | { kind: 'delete'; path: string };
 
@@ -36,9 +36,11 @@ const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 
 export class Ext4Fs {
+  /** `label` names the image in errors (the user's base, `<node>.img`), not pibake's temp file. */
   constructor(
     readonly imagePath: string,
     readonly offsetBytes: number,
+    readonly label: string = imagePath,
   ) {}
 
   /** Reads a regular file, following symlinks inside the image (e.g. /etc/os-release). */
@@ -97,8 +99,7 @@ export class Ext4Fs {
     if (changes.length === 0) return;
     for (const change of changes) checkPath(change.path, false);
     const state = await this.probe(changes);
-    const stage = await mkdtemp(join(tmpdir(), 'pibake-ext4-'));
-    try {
+    await withStagingDir(this.imagePath, async (stage) => {
       const script = new Script(writeTimestamp());
       let staged = 0;
       for (const change of changes) {
@@ -126,7 +127,7 @@ export class Ext4Fs {
         if (current !== undefined && current !== 'absent') script.remove(change.path);
         if (change.kind === 'file') {
           const local = join(stage, String(staged++));
-          await writeFile(local, change.data);
+          await writePrivateFile(local, change.data);
           script.write(local, change.path, S_IFREG | change.mode, change.uid, change.gid);
           state.set(change.path, 'file');
         } else {
@@ -134,10 +135,8 @@ export class Ext4Fs {
           state.set(change.path, 'symlink');
         }
       }
-      await this.runWrite(script.lines, stage);
-    } finally {
-      await rm(stage, { recursive: true, force: true });
-    }
+      await this.runWrite(script.lines);
+    });
   }
 
   async freeBytes(): Promise<number> {
@@ -161,12 +160,7 @@ export class Ext4Fs {
 
   /** Runs raw debugfs commands in one writable session; failures become a PibakeError. */
   async runCommands(lines: string[]): Promise<void> {
-    const stage = await mkdtemp(join(tmpdir(), 'pibake-ext4-'));
-    try {
-      await this.runWrite(lines, stage);
-    } finally {
-      await rm(stage, { recursive: true, force: true });
-    }
+    await this.runWrite(lines);
   }
 
   /** Follows symlinks (absolute ones relative to the image's root) until a non-link; max 40 hops. */
@@ -238,25 +232,17 @@ export class Ext4Fs {
     state.set(path, 'absent');
   }
 
+  /** Commands go in on stdin (`-f -`): no command file, nothing on disk to leave behind. */
   private async runRead(commands: string[]): Promise<string[]> {
-    const stage = await mkdtemp(join(tmpdir(), 'pibake-ext4-'));
-    try {
-      const file = join(stage, 'commands');
-      await writeFile(file, `${commands.join('\n')}\n`);
-      const result = await runTool('debugfs', ['-f', file, this.device()], { env: debugfsEnv(), stdin: 'ignore' });
-      if (/^debugfs: Bad magic|while trying to open/m.test(result.stderr)) {
-        throw new PibakeError(`${this.where()}: not an ext4 filesystem (${firstError(result.stderr)})`);
-      }
-      return splitSections(result.stdout, commands.length);
-    } finally {
-      await rm(stage, { recursive: true, force: true });
+    const result = await runTool('debugfs', ['-f', '-', this.device()], { env: debugfsEnv(), input: `${commands.join('\n')}\n` });
+    if (/^debugfs: Bad magic|while trying to open/m.test(result.stderr)) {
+      throw new PibakeError(`${this.where()}: not an ext4 filesystem (${firstError(result.stderr)})`);
     }
+    return splitSections(result.stdout, commands.length);
   }
 
-  private async runWrite(lines: string[], stage: string): Promise<void> {
-    const file = join(stage, 'commands');
-    await writeFile(file, `${lines.join('\n')}\n`);
-    const result = await runTool('debugfs', ['-w', '-f', file, this.device()], { env: debugfsEnv(), stdin: 'ignore' });
+  private async runWrite(lines: string[]): Promise<void> {
+    const result = await runTool('debugfs', ['-w', '-f', '-', this.device()], { env: debugfsEnv(), input: `${lines.join('\n')}\n` });
     const errors = result.stderr.split('\n').filter((l) => l.trim() !== '' && !/^debugfs \d/.test(l));
     if (errors.length > 0) {
       throw new PibakeError(`${this.where()}: debugfs failed: ${errors.slice(0, 3).join('; ')}`, {
@@ -274,7 +260,7 @@ export class Ext4Fs {
   }
 
   private where(): string {
-    return `${this.imagePath} (ext4 at byte ${this.offsetBytes})`;
+    return `${this.label} (ext4 at byte ${this.offsetBytes})`;
   }
 }
 

@@ -3,12 +3,12 @@
  * Writes are batched into one mcopy process from a staged tree; timestamps follow
  * SOURCE_DATE_EPOCH (mtools reads it itself) and are written as UTC.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { runTool, type ToolResult } from '../common/exec.ts';
 import { writeTimestamp } from './ext4.ts';
+import { withStagingDir, writePrivateFile } from './staging.ts';
 
 export interface FatEntry {
   name: string;
@@ -25,9 +25,11 @@ export interface FatVolumeInfo {
 }
 
 export class FatFs {
+  /** `label` names the image in errors (the user's base, `<node>.img`), not pibake's temp file. */
   constructor(
     readonly imagePath: string,
     readonly offsetBytes: number,
+    readonly label: string = imagePath,
   ) {}
 
   async list(dir = '/'): Promise<FatEntry[]> {
@@ -60,21 +62,18 @@ export class FatFs {
   async writeFiles(files: { path: string; data: Buffer }[]): Promise<void> {
     if (files.length === 0) return;
     writeTimestamp(); // mtools stamps with SOURCE_DATE_EPOCH itself; this rejects a malformed value early
-    const stage = await mkdtemp(join(tmpdir(), 'pibake-fat-'));
-    try {
+    await withStagingDir(this.imagePath, async (stage) => {
       const tops = new Set<string>();
       for (const file of files) {
         const parts = fatPathParts(file.path);
         const local = join(stage, ...parts);
-        await mkdir(dirname(local), { recursive: true });
-        await writeFile(local, file.data);
+        await mkdir(dirname(local), { recursive: true, mode: 0o700 });
+        await writePrivateFile(local, file.data);
         tops.add(join(stage, parts[0] as string));
       }
       // -s: recurse into staged directories, merging with existing ones; -o: replace existing files.
       await this.mtools('mcopy', ['-s', '-o', ...[...tops].sort(), '::/']);
-    } finally {
-      await rm(stage, { recursive: true, force: true });
-    }
+    });
   }
 
   /** Removes files and directories (recursively); paths that do not exist are ignored. */
@@ -124,7 +123,7 @@ export class FatFs {
   }
 
   private where(): string {
-    return `${this.imagePath} (FAT at byte ${this.offsetBytes})`;
+    return `${this.label} (FAT at byte ${this.offsetBytes})`;
   }
 
   private async mtools(tool: string, args: string[]): Promise<ToolResult> {

@@ -184,6 +184,9 @@ const PORTS = [
   ['lb', 'pg_read_port'],
 ] as const;
 
+/** Ports every node's own system already uses: a service put there would fail, or lock the operator out. */
+const SYSTEM_PORTS: Record<number, string> = { 22: 'the SSH port of every node (sshd)' };
+
 function checkPorts(raw: RawInventory, report: Report): void {
   const seen = new Map<number, string>();
   for (const [section, key] of PORTS) {
@@ -191,6 +194,11 @@ function checkPorts(raw: RawInventory, report: Report): void {
     const port = raw.roles?.[section]?.[prop];
     if (typeof port !== 'number') continue;
     const path = `roles.${section}.${key}`;
+    const system = SYSTEM_PORTS[port];
+    if (system) {
+      report(path, `${path} ${port} is ${system}`, 'pick another port');
+      continue;
+    }
     const first = seen.get(port);
     if (first) report(path, `${path} ${port} is already used by ${first}`, 'give every service its own port');
     else seen.set(port, path);

@@ -2,9 +2,9 @@
  * loadInventory: cluster.yaml -> a validated Inventory, or one PibakeError listing every problem
  * with file:line:column. Reads the inventory and the SSH key files it names, nothing else.
  */
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
+import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
 import type { Location, Problem } from '../common/errors.ts';
 import { crossCheck } from './checks.ts';
 import type { RawInventory, RoleTags } from './checks.ts';
@@ -23,8 +23,9 @@ export async function loadInventory(file: string, roles: RoleTags): Promise<Inve
   const path = resolve(file);
   let source: string;
   try {
-    source = await readFile(path, 'utf8');
+    source = (await readInputFile(path, 'the inventory', READ_LIMITS.inventory)).toString('utf8');
   } catch (error) {
+    if (error instanceof PibakeError) throw new PibakeError(error.message, { hint: error.hint, location: { file: path } });
     const code = (error as NodeJS.ErrnoException).code;
     throw new PibakeError(`cannot read the inventory ${path}${code ? ` (${code})` : ''}`, {
       hint: code === 'ENOENT' ? 'pass the path of your cluster.yaml (start from the one shipped with pibake)' : 'check the file permissions',

@@ -40,3 +40,19 @@ export function netmask(prefixLength: number): string {
 export function inSubnet(ip: number, subnet: Subnet): boolean {
   return ip >= subnet.network && ip <= subnet.broadcast;
 }
+
+/** IPv4 ranges no cluster network or name server can be in, by their first address and prefix. */
+const RESERVED: [string, number, number][] = [
+  ['0.0.0.0/8 ("this network")', 0, 8],
+  ['127.0.0.0/8 (loopback)', 127 * 2 ** 24, 8],
+  ['224.0.0.0/4 (multicast)', 224 * 2 ** 24, 4],
+  ['240.0.0.0/4 (reserved, and broadcast)', 240 * 2 ** 24, 4],
+];
+
+/** The reserved range an address lies in, described; undefined for a usable one. */
+export function reservedRange(ip: number): string | undefined {
+  for (const [name, start, prefix] of RESERVED) {
+    if (Math.floor(ip / 2 ** (32 - prefix)) === Math.floor(start / 2 ** (32 - prefix))) return name;
+  }
+  return undefined;
+}

@@ -1,6 +1,7 @@
 /** docs/inventory.md, generated from the same declaration as the validator and the JSON Schema. */
 import type { Field, Spec } from './spec.ts';
 import { INVENTORY_FIELDS } from './schema.ts';
+import { VALUE_AUDIT } from './value-audit.ts';
 
 /** Rules checks.ts enforces across fields; listed here so the doc names every rule. */
 const CROSS_RULES = [
@@ -10,7 +11,7 @@ const CROSS_RULES = [
   'Every node\'s `role` is a role file in `roles/`; exactly one node has a role tagged `postgresql-primary`, at least one a role tagged `load-balancer` and at least one a role tagged `web` (shipped roles: `lb` = load-balancer; `primary` = web, postgresql, postgresql-primary; `replica` = web, postgresql, postgresql-replica).',
   'At least one SSH key: `admin.ssh_keys` non-empty or `admin.generate_ssh_key: true`. Every `ssh_keys` path must exist and hold public keys (never a private key).',
   '`base`: `url` (https) with `sha256`, or `path`; not both.',
-  'All ports under `roles` differ from each other.',
+  'All ports under `roles` differ from each other, and none is 22 (every node\'s SSH).',
 ];
 
 export function inventoryReferenceDoc(): string {
@@ -37,6 +38,22 @@ export function inventoryReferenceDoc(): string {
     lines.push('');
   }
   lines.push('## Rules across fields', '', ...CROSS_RULES.map((rule) => `- ${rule}`), '');
+  lines.push(
+    '## Where each text value goes, and what keeps it safe',
+    '',
+    'Every text value is refused when it holds a control character (newline, tab, escape, DEL, the C1',
+    'controls, Unicode line separators and bidirectional overrides), so no value can start a new line,',
+    'YAML document, keyfile group or shell command in the files below. Secrets in the secrets file are',
+    'checked the same way when it is read (only `A-Z a-z 0-9 . _ ~ + / = -`). Files the inventory names',
+    '(SSH keys) must be regular files of at most 256 KiB; cluster.yaml itself at most 1 MiB.',
+    '',
+    '| key | written to | checked |',
+    '|---|---|---|',
+    ...Object.entries(VALUE_AUDIT).map(([path, audit]) => `| \`${path}\` | ${cell(audit.reaches)} | ${cell(audit.guard)} |`),
+    '',
+    'Numbers (ports, the PostgreSQL version) are integers in their range; ports are distinct and never 22.',
+    '',
+  );
   return lines.join('\n');
 }
 

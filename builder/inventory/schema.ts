@@ -5,18 +5,29 @@
  * CIDR, unique names, role tags, SSH keys on disk) live in checks.ts.
  */
 import type { Field, Issue, ObjectSpec } from './spec.ts';
-import { CIDR_PATTERN, DOMAIN_PATTERN, IPV4_PATTERN, LABEL_PATTERN, MAC_PATTERN, parseCidr, numberToIp } from './net.ts';
+import { CIDR_PATTERN, DOMAIN_PATTERN, IPV4_PATTERN, LABEL_PATTERN, MAC_PATTERN, ipToNumber, parseCidr, numberToIp, reservedRange } from './net.ts';
+import { systemAccountOwner } from './system-accounts.ts';
 
 const LABEL_FORMAT = "lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-' (RFC 1123)";
 const PORT = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 const IPV4 = { type: 'string', pattern: IPV4_PATTERN, label: 'IPv4 address', format: 'four numbers 0-255 without leading zeros, e.g. 10.0.0.11' } as const;
 
+/** A crypt(3) hash pibake passes on: yescrypt, gost-yescrypt, scrypt, SHA-512 or SHA-256 crypt. */
+export const CRYPT_HASH_PATTERN = /^\$(y|gy|7|6|5)\$[./0-9A-Za-z$=,]+$/;
 /** Password values accepted: no password, a generated one, or a crypt(3) hash. */
-const PASSWORD_PATTERN = /^(none|generate|\$(y|gy|7|6|5)\$[./0-9A-Za-z$=,]+)$/;
+const PASSWORD_PATTERN = new RegExp(`^(none|generate|${CRYPT_HASH_PATTERN.source.slice(1, -1)})$`);
 
 function checkCidr(cidr: string): Issue | undefined {
   if (!CIDR_PATTERN.test(cidr)) return undefined;
   const subnet = parseCidr(cidr);
+  if (subnet.prefixLength < 8) {
+    return {
+      message: `network /${subnet.prefixLength} is larger than any local network`,
+      hint: 'give the network the nodes share, e.g. 10.0.0.0/24 or 192.168.1.0/24; with /0 every address would be on-link and nothing would go through the gateway',
+    };
+  }
+  const reserved = reservedRange(subnet.network);
+  if (reserved) return { message: `"${cidr}" lies in ${reserved}, which cannot be a cluster network`, hint: 'use a private network such as 10.0.0.0/24 or 192.168.1.0/24' };
   if (subnet.prefixLength > 30) {
     return { message: `network /${subnet.prefixLength} is too small for a cluster`, hint: 'use a prefix of /30 or shorter, e.g. /24' };
   }
@@ -41,8 +52,53 @@ function checkPassword(value: string): Issue | undefined {
 
 function checkUser(value: string): Issue | undefined {
   if (value === 'root') return { message: 'admin.user may not be root', hint: 'name an ordinary user; it gets sudo rights' };
+  const owner = systemAccountOwner(value);
+  if (owner) {
+    return {
+      message: `admin.user "${value}" is a system account (${owner})`,
+      hint: 'name an ordinary user such as pi or admin: the admin login must not take over (or be taken over by) a service\'s account',
+    };
+  }
   return undefined;
 }
+
+/**
+ * A zone the tz database knows, as the nodes' /usr/share/zoneinfo spells it (file names are case-
+ * sensitive). Node's Intl carries the same database; the build also checks the base image has it.
+ */
+const TIMEZONE_PATTERN = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/;
+
+function checkTimezone(value: string): Issue | undefined {
+  if (!TIMEZONE_PATTERN.test(value)) return undefined;
+  let resolved: string;
+  try {
+    resolved = new Intl.DateTimeFormat('en-US', { timeZone: value }).resolvedOptions().timeZone;
+  } catch {
+    return { message: `time zone "${value}" is not in the tz database`, hint: 'name a zone such as Europe/London, America/New_York or Etc/UTC (list them with `timedatectl list-timezones`)' };
+  }
+  if (resolved !== value && resolved.toLowerCase() === value.toLowerCase()) {
+    return { message: `time zone "${value}" is spelt ${resolved}`, hint: `write ${resolved}: zone names are case-sensitive on the nodes` };
+  }
+  return undefined;
+}
+
+/** A MAC a card can have: not the broadcast address, not a multicast group, not all zeros. */
+function checkMac(value: string): Issue | undefined {
+  if (!MAC_PATTERN.test(value)) return undefined;
+  const first = Number.parseInt(value.slice(0, 2), 16);
+  if (/^(ff:){5}ff$/i.test(value)) return { message: `MAC ${value} is the broadcast address`, hint: 'copy the card\'s own MAC address (ip link, or the label on the board)' };
+  if ((first & 1) === 1) return { message: `MAC ${value} is a multicast address (the first byte is odd)`, hint: 'copy the card\'s own MAC address (ip link, or the label on the board)' };
+  if (/^(00:){5}00$/.test(value)) return { message: `MAC ${value} is all zeros`, hint: 'copy the card\'s own MAC address, or leave mac out' };
+  return undefined;
+}
+
+/** A name server the nodes can reach: not "this network", loopback (nodes run no resolver), multicast or reserved. */
+function checkDns(value: string): Issue | undefined {
+  if (!IPV4_PATTERN.test(value)) return undefined;
+  const reserved = reservedRange(ipToNumber(value));
+  return reserved ? { message: `name server ${value} lies in ${reserved}`, hint: 'give the address of your router or of a DNS server on the network' } : undefined;
+}
+
 
 function checkSsid(value: string): Issue | undefined {
   const bytes = Buffer.byteLength(value, 'utf8');
@@ -112,7 +168,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           description: 'Name servers the nodes use.',
           defaultText: 'the gateway',
           example: '[10.0.0.1]',
-          spec: { type: 'array', items: IPV4, minItems: 1 },
+          spec: { type: 'array', items: { ...IPV4, check: checkDns }, minItems: 1 },
         },
       ],
     },
@@ -204,7 +260,8 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           example: 'Europe/London',
           spec: {
             type: 'string',
-            pattern: /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/,
+            pattern: TIMEZONE_PATTERN,
+            check: checkTimezone,
             label: 'time zone',
             format: 'an IANA zone name such as Europe/London or UTC (list them with `timedatectl list-timezones`)',
           },
@@ -258,6 +315,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           spec: {
             type: 'string',
             pattern: /^([\x20-\x7e]{8,63}|[0-9a-fA-F]{64})$/,
+            secret: true,
             label: 'WPA2 passphrase',
             format: '8-63 printable ASCII characters, or 64 hexadecimal digits',
           },
@@ -300,7 +358,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
             key: 'mac',
             description: 'Ethernet MAC address, for DHCP reservations and for telling cards apart (optional).',
             example: '"dc:a6:32:00:00:13"',
-            spec: { type: 'string', pattern: MAC_PATTERN, label: 'MAC address', format: 'six pairs of hex digits separated by colons, e.g. dc:a6:32:01:02:03', lowercase: true },
+            spec: { type: 'string', pattern: MAC_PATTERN, check: checkMac, label: 'MAC address', format: 'six pairs of hex digits separated by colons, e.g. dc:a6:32:01:02:03', lowercase: true },
           },
         ],
       },

@@ -86,13 +86,19 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
       problems.push({ message, hint, location: node.location });
       return INVALID;
     };
+    // Before anything that quotes the value: a control character would garble the message too.
+    const control = findControlCharacter(text);
+    if (control) {
+      return fail(`${where} contains ${control.name} at character ${control.index + 1}`,
+        'write the value without control characters: pibake refuses them in every value, since in the files it writes they could start a new line, section or command');
+    }
     if (spec.minLength !== undefined && text.length < spec.minLength) return fail(`${where} must not be empty`);
     if (spec.maxLength !== undefined && text.length > spec.maxLength) return fail(`${where} is longer than ${spec.maxLength} characters`);
     if (spec.enum && !spec.enum.includes(text)) return fail(`${where} must be one of ${spec.enum.join(', ')}, not "${text}"`);
     const issue = spec.check?.(text);
     if (issue) return fail(issue.message, issue.hint);
     if (spec.pattern && !spec.pattern.test(text)) {
-      return fail(`${where}: "${text}" is not a valid ${spec.label ?? 'value'}`, spec.format);
+      return fail(spec.secret ? `${where} is not a valid ${spec.label ?? 'value'}` : `${where}: "${text}" is not a valid ${spec.label ?? 'value'}`, spec.format);
     }
     return spec.lowercase ? text.toLowerCase() : text;
   };
@@ -105,7 +111,7 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
       const field = known.get(entry.key);
       if (!field) {
         problems.push({
-          message: `unknown key "${entry.key}" ${path.yaml.length ? `in ${display(path.yaml)}` : 'at the top level'}`,
+          message: `unknown key ${JSON.stringify(entry.key)} ${path.yaml.length ? `in ${display(path.yaml)}` : 'at the top level'}`,
           hint: suggest(entry.key, [...known.keys()]),
           location: entry.keyLocation,
         });
@@ -166,6 +172,23 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
 
 function childPath(path: Path, field: Field): Path {
   return { yaml: [...path.yaml, field.key], prop: [...path.prop, propOf(field)] };
+}
+
+/**
+ * Characters no value may hold: C0 controls (newline, tab, escape…), DEL, C1 controls, the Unicode
+ * line and paragraph separators (line breaks to YAML and JavaScript) and the bidirectional
+ * overrides that make text display as something else than it is.
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+const CONTROL_NAMES: Record<number, string> = { 0: 'a NUL byte', 9: 'a tab', 10: 'a line feed', 13: 'a carriage return', 27: 'an escape character' };
+
+export function findControlCharacter(text: string): { index: number; name: string } | undefined {
+  const match = CONTROL.exec(text);
+  if (!match) return undefined;
+  const code = match[0].codePointAt(0) as number;
+  const name = CONTROL_NAMES[code] ?? `the control character U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  return { index: match.index, name };
 }
 
 /** nodes.2.ip -> nodes[2].ip, the way people read it. */

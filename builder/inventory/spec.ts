@@ -28,6 +28,8 @@ export interface StringSpec {
   lowercase?: boolean;
   minLength?: number;
   maxLength?: number;
+  /** A secret (a Wi-Fi passphrase): messages about it never quote the value. */
+  secret?: boolean;
 }
 
 export interface IntegerSpec {

@@ -58,7 +58,8 @@ export async function compressImage(src: string, dst: string, format: Compressio
   try {
     // The tool writes straight into the file through an inherited fd. (execa's `{ file }` target
     // pipes through this process instead: measured 2.7x slower and 240 MiB RSS on 256 MiB.)
-    const handle = await open(temp, 'wx', 0o644);
+    // Owner-only like the image it packs (a node image holds the node's secrets).
+    const handle = await open(temp, 'wx', 0o600);
     try {
       const stdout = handle.fd as unknown as 'inherit'; // execa takes an fd number; its types omit it
       await runTool(tool, compressArgs(format, src, options), { stdout, stdin: 'ignore' });

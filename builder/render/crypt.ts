@@ -1,9 +1,12 @@
 /**
- * SHA-512 crypt (`$6$salt$hash`, the glibc/libxcrypt scheme every Raspberry Pi OS release accepts),
- * written from the published algorithm description with node:crypto's SHA-512. Used so images carry
- * only password hashes, never plaintext.
+ * Password hashes for images, never plaintext. yescrypt (`$y$`, what Raspberry Pi OS and Debian
+ * use since 2021) comes from the system's libxcrypt through perl's crypt(3): no reimplementation of
+ * a memory-hard hash here, and the password goes in on stdin, never on a command line. Where the
+ * host's libc cannot make it, SHA-512 crypt (`$6$`, accepted by every release), written here from
+ * the published algorithm description with node:crypto's SHA-512.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { runTool } from '../common/exec.ts';
 
 const ALPHABET = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const ROUNDS_DEFAULT = 5000;
@@ -70,4 +73,43 @@ export function randomSalt(): string {
 
 export function hashPassword(password: string): string {
   return sha512Crypt(password, randomSalt());
+}
+
+/** Base-64 of crypt(3) salts and of yescrypt: 6 bits at a time, least significant first. */
+function cryptBase64(bytes: Buffer): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i += 3) {
+    const chunk = bytes.subarray(i, i + 3);
+    let value = 0;
+    chunk.forEach((b, k) => {
+      value |= b << (8 * k);
+    });
+    for (let bits = 0; bits < chunk.length * 8; bits += 6) out += ALPHABET[(value >>> bits) & 0x3f];
+  }
+  return out;
+}
+
+/** yescrypt with libxcrypt's default cost (`j9T`: N = 4096, r = 32) and a 16-byte CSPRNG salt. */
+const YESCRYPT_PARAMS = '$y$j9T$';
+
+/** A `$y$` hash from the host's libxcrypt, or undefined when it cannot make one (then use hashPassword). */
+export async function yescryptHash(password: string): Promise<string | undefined> {
+  const setting = `${YESCRYPT_PARAMS}${cryptBase64(randomBytes(16))}`;
+  const script = 'my $p = do { local $/; <STDIN> }; my $h = crypt($p, $ARGV[0]); print defined $h ? $h : ""';
+  const result = await runTool('perl', ['-e', script, setting], { input: password, reject: false });
+  const hash = String(result.stdout ?? '');
+  return result.exitCode === 0 && hash.startsWith(`${setting}$`) && /^\$y\$[./0-9A-Za-z$]+$/.test(hash) ? hash : undefined;
+}
+
+/** The strongest hash the image's libxcrypt understands: yescrypt when `yescrypt`, else SHA-512 crypt. */
+export async function hashForImage(password: string, yescrypt: boolean): Promise<string> {
+  return (yescrypt ? await yescryptHash(password) : undefined) ?? hashPassword(password);
+}
+
+/**
+ * Whether the base's libc can check yescrypt hashes: libxcrypt (Debian's libcrypt1, 4.3 and later,
+ * in every Raspberry Pi OS since bullseye) can; glibc's own libcrypt (buster and older) cannot.
+ */
+export function baseSupportsYescrypt(installedPackages: ReadonlySet<string>): boolean {
+  return installedPackages.has('libcrypt1');
 }

@@ -10,10 +10,11 @@
  * is refused: it can only be an attempt to pull a host file in. Device files, FIFOs and sockets
  * are refused, as is any entry whose path passes through a symlink of the overlays.
  */
-import { lstat, readdir, readFile, readlink, realpath } from 'node:fs/promises';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import Handlebars from 'handlebars';
 import { PibakeError } from '../common/errors.ts';
+import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
 import { ruleFor, type RoleDefinition } from './roles.ts';
 import type { RootEntry } from './types.ts';
 
@@ -134,7 +135,7 @@ async function walk(hostDir: string, rootDir: string, out: Map<string, OverlayIt
       const target = await readlink(source);
       out.set(rootPath, { kind: 'symlink', path: rootPath, target, source });
     } else if (info.isFile()) {
-      const raw = await readFile(source);
+      const raw = await readInputFile(source, 'overlay file', READ_LIMITS.overlayFile);
       const data = isTemplate ? Buffer.from(renderTemplate(hb, source, raw.toString('utf8'), context)) : raw;
       out.set(rootPath, { kind: 'file', path: rootPath, data, source });
     } else {

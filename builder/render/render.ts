@@ -164,6 +164,8 @@ export function secretValues(secrets: ClusterSecrets): { label: string; value: s
   const out: { label: string; value: string }[] = [];
   for (const [name, value] of Object.entries(secrets.values)) out.push({ label: `secret ${name}`, value });
   if (secrets.admin.password) out.push({ label: 'admin password', value: secrets.admin.password });
+  // A hash is attackable offline: it gets the same protection as the password.
+  if (secrets.admin.passwordHash) out.push({ label: 'admin password hash', value: secrets.admin.passwordHash });
   if (secrets.admin.sshKey) out.push({ label: 'admin SSH private key', value: privateKeyBody(secrets.admin.sshKey.privateKey) });
   for (const [node, key] of Object.entries(secrets.hostKeys)) out.push({ label: `host key of ${node}`, value: privateKeyBody(key.privateKey) });
   return out;

@@ -2,8 +2,9 @@
  * Loads roles/<role>.yaml (see ROLES-CONTRACT.md) into a validated RoleCatalog. Every problem in
  * every file is collected and reported at once with file:line:column.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
 import { PibakeError, type Location, type Problem } from '../common/errors.ts';
 import { globToRegExp, isGlob } from './glob.ts';
 import { parseYamlTree, type YamlNode } from '../common/yaml-tree.ts';
@@ -71,7 +72,7 @@ export async function loadRoles(rolesDir: string, overlaysDir = path.join(rolesD
       continue;
     }
     try {
-      const role = parseRole(roleName, file, await readFile(file, 'utf8'), problems);
+      const role = parseRole(roleName, file, (await readInputFile(file, 'role file', READ_LIMITS.role)).toString('utf8'), problems);
       if (role) catalog.set(roleName, role);
     } catch (error) {
       if (error instanceof PibakeError) problems.push(...error.problems);

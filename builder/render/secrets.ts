@@ -8,12 +8,15 @@
  * asks for a generated admin key, so the operator can `ssh -i cluster-admin admin@node`.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, link, lstat, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, link, lstat, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { dump, load } from 'js-yaml';
 import { PibakeError } from '../common/errors.ts';
+import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
+import { CRYPT_HASH_PATTERN } from '../inventory/schema.ts';
+import { parsePublicKey } from '../inventory/ssh-keys.ts';
 import type { Inventory } from '../inventory/types.ts';
-import { hashPassword } from './crypt.ts';
+import { hashForImage } from './crypt.ts';
 import type { RoleCatalog } from './roles.ts';
 import { generateEd25519, publicFromPrivate, type SshKeyPair } from './ssh-keys.ts';
 
@@ -52,7 +55,12 @@ export function randomPassword(): string {
   return randomBytes(24).toString('base64url');
 }
 
-export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatalog, attempt = 0): Promise<ClusterSecrets> {
+export interface SecretsOptions {
+  /** Hash a generated admin password with yescrypt (the base's libc checks it); else SHA-512 crypt. */
+  yescrypt?: boolean;
+}
+
+export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatalog, options: SecretsOptions = {}, attempt = 0): Promise<ClusterSecrets> {
   const file = secretsPath(inventory.file);
   const existing = await readSecretsFile(file);
   const data: SecretsFile = existing ?? { version: 1, secrets: {}, admin: {}, host_keys: {} };
@@ -73,7 +81,7 @@ export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatal
       changed = true;
     }
     if (!data.admin.password_hash) {
-      data.admin.password_hash = hashPassword(data.admin.password);
+      data.admin.password_hash = await hashForImage(data.admin.password, options.yescrypt ?? false);
       changed = true;
     }
   }
@@ -97,7 +105,7 @@ export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatal
     const created = await createExclusively(file, secretsYaml(inventory, data));
     if (!created) {
       if (attempt > 0) throw new PibakeError(`${file} keeps appearing and vanishing; is another pibake running?`);
-      return loadOrCreateSecrets(inventory, roles, attempt + 1);
+      return loadOrCreateSecrets(inventory, roles, options, attempt + 1);
     }
   } else if (changed) await writeAtomically(file, secretsYaml(inventory, data), 0o600);
 
@@ -133,9 +141,10 @@ async function writeAdminKeyFiles(inventory: Inventory, pair: SshKeyPair): Promi
 }
 
 async function syncFile(file: string, content: string, mode: number): Promise<void> {
-  const current = await readFile(file, 'utf8').catch(() => undefined);
   const info = await lstat(file).catch(() => undefined);
   if (info?.isSymbolicLink()) throw new PibakeError(`${file} is a symlink; refusing to write a key through it`);
+  if (info && !info.isFile()) throw new PibakeError(`${file} is not a regular file`, { hint: 'move it away; pibake writes the cluster admin key there' });
+  const current = info ? (await readInputFile(file, 'admin key file', READ_LIMITS.sshKeys)).toString('utf8') : undefined;
   if (current === content) {
     if (info && (info.mode & 0o777) !== mode) await chmod(file, mode);
     return;
@@ -157,8 +166,9 @@ async function readSecretsFile(file: string): Promise<SecretsFile | undefined> {
   }
   let parsed: unknown;
   try {
-    parsed = load(await readFile(file, 'utf8'));
+    parsed = load((await readInputFile(file, 'the secrets file', READ_LIMITS.secrets)).toString('utf8'));
   } catch (error) {
+    if (error instanceof PibakeError) throw error;
     throw new PibakeError(`${file} is not valid YAML`, { hint: 'restore it from backup; deleting it regenerates every secret', cause: error });
   }
   const bad = () => new PibakeError(`${file} does not look like a pibake secrets file`, { hint: 'restore it from backup' });
@@ -172,7 +182,37 @@ async function readSecretsFile(file: string): Promise<SecretsFile | undefined> {
   for (const [node, v] of Object.entries(hostKeys)) {
     if (isRecord(v) && typeof v.private === 'string' && typeof v.public === 'string') keys[node] = { private: v.private, public: v.public };
   }
-  return { version: 1, secrets: strings(secrets), admin: strings(admin), host_keys: keys };
+  const data: SecretsFile = { version: 1, secrets: strings(secrets), admin: strings(admin), host_keys: keys };
+  checkSecretValues(file, data);
+  return data;
+}
+
+/**
+ * Role secrets go into SQL, pgpass (':' separated), HAProxy's `stats auth user:password` and shell
+ * scripts: only characters all of them carry unquoted. What pibake generates is base64url; a hand-
+ * edited value with a quote, a colon or a newline would break (or inject into) those files.
+ */
+const SAFE_SECRET = /^[A-Za-z0-9._~+/=-]{1,256}$/;
+const OPENSSH_PRIVATE = /^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$/;
+
+/** Refuses hand-edited values the images cannot carry safely; the message never shows a value. */
+function checkSecretValues(file: string, data: SecretsFile): void {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(data.secrets)) {
+    if (!SAFE_SECRET.test(value)) problems.push(`secrets.${name} has characters pibake cannot write safely into SQL, pgpass and HAProxy files`);
+  }
+  if (data.admin.password_hash !== undefined && !CRYPT_HASH_PATTERN.test(data.admin.password_hash)) problems.push('admin.password_hash is not a crypt hash');
+  if (data.admin.password !== undefined && !/^[\x20-\x7e]{1,256}$/.test(data.admin.password)) problems.push('admin.password has control or non-ASCII characters');
+  if (data.admin.ssh_private_key !== undefined && !OPENSSH_PRIVATE.test(data.admin.ssh_private_key)) problems.push('admin.ssh_private_key is not an OpenSSH private key');
+  for (const [node, pair] of Object.entries(data.host_keys)) {
+    if (!OPENSSH_PRIVATE.test(pair.private)) problems.push(`host_keys.${node}.private is not an OpenSSH private key`);
+    if (typeof parsePublicKey(pair.public) !== 'string') problems.push(`host_keys.${node}.public is not an SSH public key`);
+  }
+  if (problems.length > 0) {
+    throw new PibakeError(`${file}: ${problems.join('; ')}`, {
+      hint: 'restore the file from backup, or delete the damaged entries to have pibake generate them again',
+    });
+  }
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -21,6 +21,8 @@ export interface NodeExpectations {
   /** Files that must exist on the node with this exact content. */
   files?: { path: string; content: string }[];
   timezone?: string;
+  /** The crypt hash the admin user's password must have (set at first boot from the root filesystem). */
+  passwordHash?: string;
 }
 
 export interface BootReport {
@@ -115,6 +117,8 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
     machineId: 'cat /etc/machine-id',
     bootMount: 'findmnt -n -o FSTYPE /boot/firmware',
     timezone: 'cat /etc/timezone',
+    passwordHash: `sudo -n getent shadow ${expected.admin.user} | cut -d: -f2`,
+    passwordFile: 'sudo -n test -e /etc/pibake/admin-password && echo kept || echo removed',
   };
   (expected.files ?? []).forEach((file, i) => {
     commands[`file${i}`] = `sudo -n cat ${file.path}`;
@@ -158,6 +162,10 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
   same('/boot/firmware file system', fact('bootMount').out, 'vfat');
 
   if (expected.timezone) same('timezone', fact('timezone').out, expected.timezone);
+  if (expected.passwordHash) {
+    same('admin password hash', fact('passwordHash').out, expected.passwordHash);
+    same('baked hash file after first boot', fact('passwordFile').out, 'removed');
+  }
   (expected.files ?? []).forEach((file, i) => {
     const content = fact(`file${i}`);
     if (content.code !== 0) problems.push(`${file.path} is missing: ${content.out}`);
@@ -173,7 +181,7 @@ async function checkNode(target: SshTarget, expected: NodeExpectations, guestIp:
 export function expectationsFor(
   inventory: Inventory,
   nodeName: string,
-  options: { keyFile: string; services: string[]; files?: { path: string; content: string }[] },
+  options: { keyFile: string; services: string[]; files?: { path: string; content: string }[]; passwordHash?: string },
 ): NodeExpectations {
   const node = inventory.nodes.find((n) => n.name === nodeName);
   if (!node) throw new Error(`no node ${nodeName} in ${inventory.file}`);
@@ -186,5 +194,6 @@ export function expectationsFor(
     services: ['ssh', ...options.services],
     files: options.files,
     timezone: inventory.locale.timezone,
+    passwordHash: options.passwordHash,
   };
 }

@@ -7,6 +7,7 @@
  * the inventory because validation wants a load balancer; it is built but not booted.
  */
 import { execa } from 'execa';
+import { load } from 'js-yaml';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +47,8 @@ describe('a pibake-built node image', () => {
       'admin:',
       '  user: admin',
       `  ssh_keys: [${JSON.stringify(`${keyFile}.pub`)}]`,
+      // Generated, hashed with yescrypt, kept off the boot partition and set at first boot.
+      '  password: generate',
       'locale: { timezone: Europe/London, locale: en_GB.UTF-8, keyboard: gb }',
       // The test base is Debian bookworm: PostgreSQL 15, whatever generation pibake files it under.
       'roles: { postgresql: { version: 15 } }',
@@ -63,7 +66,9 @@ describe('a pibake-built node image', () => {
     const inventory = await loadInventory(config, roles);
     const services = [...(roles.get('primary')?.services ?? [])].map((s) => s.replace(/\.service$/, ''));
     expect(services.length).toBeGreaterThan(0);
-    const report = await bootAndCheck(join(out, 'boottest', 'web1.img'), expectationsFor(inventory, 'web1', { keyFile, services }), {
+    const passwordHash = (load(await readFile(join(dir, 'cluster.secrets.yaml'), 'utf8')) as { admin: { password_hash: string } }).admin.password_hash;
+    expect(passwordHash).toMatch(/^\$y\$/);
+    const report = await bootAndCheck(join(out, 'boottest', 'web1.img'), expectationsFor(inventory, 'web1', { keyFile, services, passwordHash }), {
       keepConsoleAs: consoleLogPath('pibake-web1'),
     });
     console.log(`pibake-built web1: cloud-init finished ${report.cloudInitSeconds.toFixed(0)} s after qemu started`);

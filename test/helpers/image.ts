@@ -4,7 +4,7 @@
  */
 import { execa } from 'execa';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -12,6 +12,11 @@ import { pipeline } from 'node:stream/promises';
 export async function scratchDir(prefix = 'pibake-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Names in a folder (sorted) other than pibake's lock file, which stays once released; [] when there is no folder. */
+export async function entriesOf(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).filter((name) => name !== '.pibake.lock').sort();
 }
 
 export interface SfdiskPartition {

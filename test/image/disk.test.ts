@@ -52,6 +52,19 @@ describe('parseDiskLayout (pure)', () => {
     expect(() => parseDiskLayout(buf, buf.length)).toThrow(/not a disk image: no partition table at sector 0/);
   });
 
+  it('refuses overlapping partitions, naming both and their sectors', () => {
+    const buf = mbr([
+      { status: 0, type: 0x0c, start: 2048, sectors: 8192 },
+      { status: 0, type: 0x83, start: 8192, sectors: 8192 },
+    ]);
+    expect(() => parseDiskLayout(buf, 16384 * 512)).toThrow(/^partitions 1 \(sectors 2048-10239\) and 2 \(sectors 8192-16383\) overlap$/);
+  });
+
+  it('refuses a partition that starts on the partition table itself', () => {
+    const buf = mbr([{ status: 0, type: 0x0c, start: 0, sectors: 2048 }]);
+    expect(() => parseDiskLayout(buf, 4096 * 512)).toThrow(/partition 1 starts at sector 0, inside the partition table/);
+  });
+
   it('rejects a table whose partition runs past the end of the image (truncated file)', () => {
     const buf = mbr([{ status: 0, type: 0x83, start: 2048, sectors: 10_000 }]);
     expect(() => parseDiskLayout(buf, 4096 * 512)).toThrow(/beyond the end of the image/);

@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -196,3 +198,71 @@ async function sha256(path: string): Promise<string> {
   await pipeline(createReadStream(path), hash);
   return hash.digest('hex');
 }
+
+describe('staging of the bytes debugfs and mcopy write (secrets among them)', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  const savedPath = process.env.PATH;
+  const savedTmp = process.env.TMPDIR;
+
+  beforeAll(async () => {
+    ({ dir, cleanup } = await scratchDir());
+    // Wrappers that record, while the real program runs, the mode of every staged file it reads and
+    // of its folder; then hand over to the real program.
+    const bin = join(dir, 'bin');
+    await mkdir(bin);
+    const wrapper = (real: string, pick: string) => `#!/bin/bash
+input=$(cat)
+for f in $(printf '%s\\n' "$input" "$*" | ${pick}); do [ -e "$f" ] && stat -c '%a %n' "$f" "$(dirname "$f")" >> "$STAGING_LOG"; done
+printf '%s\\n' "$input" | exec ${real} "$@"
+`;
+    await writeFile(join(bin, 'debugfs'), wrapper((await execa('which', ['debugfs'])).stdout, `sed -n 's/^write "\\([^"]*\\)".*/\\1/p'`), { mode: 0o755 });
+    await writeFile(join(bin, 'mcopy'), wrapper((await execa('which', ['mcopy'])).stdout, `tr ' ' '\\n' | grep pibake-stage | xargs -r -I{} find {} -type f`), { mode: 0o755 });
+    process.env.PATH = `${bin}:${savedPath}`;
+    process.env.TMPDIR = join(dir, 'tmp');
+    process.env.STAGING_LOG = join(dir, 'staging.log');
+    await mkdir(process.env.TMPDIR);
+  });
+  afterAll(async () => {
+    process.env.PATH = savedPath;
+    if (savedTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmp;
+    delete process.env.STAGING_LOG;
+    await cleanup();
+  });
+
+  it('stages beside the image in a 0700 folder with 0600 files, removes it, and never uses $TMPDIR', async () => {
+    const image = join(dir, 'card.img');
+    await synthesizeRaspiosImage({ path: image, generation: 'trixie', sizeMiB: 160, bootMiB: 64 });
+    await writeFile(process.env.STAGING_LOG as string, '');
+    const { root, boot } = await partitionOffsets(image);
+    await new Ext4Fs(image, root).apply([
+      { kind: 'file', path: '/etc/pibake/postgresql/primary-setup.sql', data: Buffer.from("ALTER ROLE x PASSWORD 'secret';\n"), mode: 0o600, uid: 0, gid: 0 },
+    ]);
+    const { FatFs } = await import('../../builder/image/fat.ts');
+    await new FatFs(image, boot).writeFiles([{ path: 'user-data', data: Buffer.from('#cloud-config\n') }]);
+    const seen = (await readFile(process.env.STAGING_LOG as string, 'utf8')).trim().split('\n');
+    expect(seen.length).toBe(4); // one staged file and its folder, for debugfs and for mcopy
+    for (const line of seen) {
+      const [mode, file] = line.split(' ') as [string, string];
+      expect(file.startsWith(`${dir}/.pibake-stage.${process.pid}-`)).toBe(true);
+      expect(mode).toBe(file.endsWith('.partial') ? '700' : '600');
+    }
+    expect((await readdir(dir)).filter((n) => n.includes('pibake-stage'))).toEqual([]);
+    expect(await readdir(process.env.TMPDIR as string)).toEqual([]);
+  });
+
+  it('sweeps staging folders earlier pibake builds left in $TMPDIR (with secrets, 0644), once they are stale', async () => {
+    const tmp = process.env.TMPDIR as string;
+    for (const name of ['pibake-ext4-Ab12Cd', 'pibake-fat-Xy34Zw', 'pibake-ext4-Fresh1', 'pibake-render-Keep99']) {
+      await mkdir(join(tmp, name));
+      await writeFile(join(tmp, name, '0'), "ALTER ROLE x PASSWORD 'secret';\n");
+    }
+    const old = new Date(Date.now() - 60 * 60 * 1000);
+    for (const name of ['pibake-ext4-Ab12Cd', 'pibake-fat-Xy34Zw', 'pibake-render-Keep99']) await utimes(join(tmp, name), old, old);
+    const { sweepLegacyStaging } = await import('../../builder/image/staging.ts');
+    await sweepLegacyStaging();
+    // Stale old-style staging goes; a fresh one (a build of the old kind may be running) and other tools' folders stay.
+    expect((await readdir(tmp)).sort()).toEqual(['pibake-ext4-Fresh1', 'pibake-render-Keep99']);
+  });
+});

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { formatError, PibakeError } from '../../builder/common/errors.ts';
 import { obtainBase } from '../../builder/image/intake.ts';
 import type { BaseImageSpec } from '../../builder/inventory/types.ts';
 import { makeDiskImage, scratchDir, sha256sum } from './intake-fixture.ts';
+import { entriesOf } from '../helpers/image.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -53,7 +54,7 @@ async function expectCleanFailure(spec: BaseImageSpec, pattern: RegExp, validate
   if (process.env.SHOW_ERRORS) console.log(lines[0]);
   expect(lines).toHaveLength(1);
   expect(lines[0]).not.toContain('\n');
-  expect(await readdir(cache)).toEqual([]);
+  expect(await entriesOf(cache)).toEqual([]);
   return e;
 }
 

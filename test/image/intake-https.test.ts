@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { globalAgent, createServer, type Server } from 'node:https';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { execa } from 'execa';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
 import { obtainBase } from '../../builder/image/intake.ts';
 import { makeDiskImage, scratchDir, sha256sum } from './intake-fixture.ts';
+import { entriesOf } from '../helpers/image.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -87,7 +88,7 @@ describe('obtainBase from an https URL', () => {
     const sha256 = await sha256sum(join(dir, 'raspios.zip'));
     const result = await obtainBase({ url: `${base}/files/raspios.zip`, sha256 }, { cacheDir: cache, progress: false });
     expect(result.sha256).toBe(imageSha);
-    expect((await readdir(cache)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+    expect((await entriesOf(cache)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
   });
 
   it('rejects a wrong SHA-256 and leaves nothing in the cache', async () => {
@@ -96,7 +97,7 @@ describe('obtainBase from an https URL', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PibakeError);
     expect((error as PibakeError).message).toMatch(/raspios\.img\.xz has SHA-256 [0-9a-f]{64}, expected 0{64}/);
-    expect(await readdir(cache)).toEqual([]);
+    expect(await entriesOf(cache)).toEqual([]);
   });
 
   it('reports HTTP errors in one line', async () => {
@@ -105,7 +106,7 @@ describe('obtainBase from an https URL', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PibakeError);
     expect((error as PibakeError).message).toMatch(/HTTP 404/);
-    expect(await readdir(cache)).toEqual([]);
+    expect(await entriesOf(cache)).toEqual([]);
   });
 
   it('leaves nothing in the cache when interrupted with Ctrl-C mid-download', async () => {
@@ -124,7 +125,7 @@ describe('obtainBase from an https URL', () => {
     // Wait until the half-delivered download has produced a temp image with data in it.
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const temps = (await readdir(cache).catch(() => [])).filter((n) => n.startsWith('.tmp-'));
+      const temps = (await entriesOf(cache).catch(() => [] as string[])).filter((n) => n.startsWith('.tmp-'));
       if (temps.length > 0 && (await stat(join(cache, temps[0]!))).size > 0) break;
       if (Date.now() > deadline) throw new Error('child never started writing');
       await new Promise((r) => setTimeout(r, 50));
@@ -132,6 +133,6 @@ describe('obtainBase from an https URL', () => {
     child.kill('SIGINT');
     const result = await child;
     expect(result.signal).toBe('SIGINT');
-    expect(await readdir(cache)).toEqual([]);
+    expect(await entriesOf(cache)).toEqual([]);
   });
 });

@@ -1,9 +1,11 @@
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PibakeError } from '../../builder/common/errors.ts';
 import { obtainBase, resolveCacheDir } from '../../builder/image/intake.ts';
 import { allocatedBytes, makeDiskImage, MiB, scratchDir, sha256sum } from './intake-fixture.ts';
+import { entriesOf } from '../helpers/image.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -46,7 +48,7 @@ describe('obtainBase', () => {
       expect(base.path).toBe(join(cache, `base-${inputSha}.img`));
       // 64 MiB image with ~2.3 MiB of data: holes must stay holes.
       expect(await allocatedBytes(base.path)).toBeLessThan(4 * MiB);
-      expect((await readdir(cache)).sort()).toEqual([`base-${inputSha}.img`, `base-${inputSha}.json`]);
+      expect((await entriesOf(cache))).toEqual([`base-${inputSha}.img`, `base-${inputSha}.json`]);
     });
   }
 
@@ -64,11 +66,49 @@ describe('obtainBase', () => {
       const second = await obtainBase(spec, { cacheDir: cache, validate, progress: false });
       expect(second).toEqual(first);
       // Also with the SHA-256 given: found by key without reading the input.
-      const third = await obtainBase({ ...spec, sha256: (await readdir(cache))[0]!.slice(5, 69) }, { cacheDir: cache, validate });
+      const third = await obtainBase({ ...spec, sha256: (await entriesOf(cache))[0]!.slice(5, 69) }, { cacheDir: cache, validate });
       expect(third).toEqual(first);
     } finally {
       process.env.PATH = path;
     }
+    expect(validations).toBe(1);
+  });
+
+  it('fills the cache once when two builds want the same base at the same time: the second waits, says so, then hits', async () => {
+    const cache = await freshCache('concurrent');
+    let validations = 0;
+    const waits: string[] = [];
+    const options = {
+      cacheDir: cache, progress: false, onWait: (message: string) => waits.push(message),
+      validate: async () => {
+        validations += 1;
+      },
+    };
+    const spec = { path: join(dir, 'raspios.img.xz') };
+    const [a, b] = await Promise.all([obtainBase(spec, options), obtainBase(spec, options)]);
+    expect(a).toEqual(b);
+    expect(validations).toBe(1);
+    // Who holds the lock is recorded just after it is taken: a waiter that looks at once may not see it yet.
+    expect(waits).toEqual([expect.stringMatching(new RegExp(`^pibake: waiting for (pid ${process.pid} \\(.+\\)|another pibake process) to finish filling the base cache ${cache}$`))]);
+    expect(await entriesOf(cache)).toHaveLength(2);
+  });
+
+  it('validates an entry cached without validation on its next use, once, and drops it when it fails', async () => {
+    const cache = await freshCache('late-validation');
+    const spec = { path: join(dir, 'raspios.img.zst') };
+    await obtainBase(spec, { cacheDir: cache, progress: false }); // as an older pibake cached it: unchecked
+    const refuse = async () => {
+      throw new PibakeError('raspios.img.zst: partition 2 (ext4 root): the ext4 journal is damaged', { hint: 'download it again' });
+    };
+    await expect(obtainBase(spec, { cacheDir: cache, progress: false, validate: refuse })).rejects.toThrow(/journal is damaged/);
+    expect(await entriesOf(cache)).toEqual([]);
+    let validations = 0;
+    const accept = async () => {
+      validations += 1;
+    };
+    await obtainBase(spec, { cacheDir: cache, progress: false }); // cached unchecked again
+    await obtainBase(spec, { cacheDir: cache, progress: false, validate: accept });
+    await obtainBase(spec, { cacheDir: cache, progress: false, validate: accept });
     expect(validations).toBe(1);
   });
 
@@ -92,7 +132,7 @@ describe('obtainBase', () => {
       validate: async (path) => {
         seen.push(path);
         expect(await sha256sum(path)).toBe(imageSha);
-        expect((await readdir(cache)).some((name) => name.startsWith('base-'))).toBe(false);
+        expect((await entriesOf(cache)).some((name) => name.startsWith('base-'))).toBe(false);
       },
     });
     expect(seen).toHaveLength(1);
@@ -104,7 +144,7 @@ describe('obtainBase', () => {
     // PID 2^22+1 is above Linux's pid_max limit, so it cannot be running.
     await writeFile(join(cache, '.tmp-4194305-abcdef.img'), 'stale');
     await obtainBase({ path: image }, { cacheDir: cache, progress: false });
-    expect((await readdir(cache)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);
+    expect((await entriesOf(cache)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);
   });
 
   it('finds its cache folder from the option, PIBAKE_CACHE_DIR, XDG_CACHE_HOME, then ~/.cache', () => {

@@ -329,3 +329,73 @@ roles:
     expect(order).toEqual(sorted);
   });
 });
+
+describe('values that would break a node or the files they reach (issue 11)', () => {
+  it('a control character anywhere is refused, named by position, and never echoed', async () => {
+    // The attack from the issue: a new NetworkManager group through the SSID.
+    const wifi = `${VALID}wifi: { country: GB, ssid: "n\\n[ipv4]\\ndns=6.6.6.6;", passphrase: "correct horse" }\n`;
+    const problem = await single(wifi, 'ssid: ^"n', /^\d+:\d+: wifi\.ssid contains a line feed at character 2 \(hint: write the value without control characters/);
+    expect(problem).not.toContain('[ipv4]');
+    await single(edit(VALID, 'name: web2', 'name: "web2\\u001b[2J"'), '^"web2', /nodes\[2\]\.name contains an escape character at character 5/);
+    await single(edit(VALID, '  generate_ssh_key: true\n', '  ssh_keys: ["ssh-ed25519 AAAA\\rx"]\n'), '^"ssh-ed25519', /admin\.ssh_keys\[0\] contains a carriage return/);
+    await single(`${VALID}wifi: { country: GB, ssid: "a\\u2028b", passphrase: "correct horse" }\n`, 'ssid: ^"a', /wifi\.ssid contains the control character U\+2028 at character 2/);
+  });
+
+  it('a passphrase is never quoted in a message', async () => {
+    const problem = await single(`${VALID}wifi: { country: GB, ssid: home, passphrase: "sécret-but-short" }\n`, '^"sécret', /wifi\.passphrase is not a valid WPA2 passphrase/);
+    expect(problem).not.toContain('sécret');
+  });
+
+  it.each([['postgres', 'PostgreSQL runs as it'], ['haproxy', 'HAProxy runs as it'], ['www-data', 'nginx and the web application'], ['systemd-network', 'systemd'], ['daemon', 'the Debian base system']])(
+    'an admin user that is a system account: %s', async (user, owner) => {
+      await single(edit(VALID, 'user: pi', `user: ${user}`), `user: ^${user}`, new RegExp(`admin\\.user "${user}" is a system account \\(${owner}\\) \\(hint: name an ordinary user`));
+    });
+
+  it('a service on the SSH port', async () => {
+    await single(`${VALID}roles:\n  web: { port: 22 }\n`, 'port: ^22', /roles\.web\.port 22 is the SSH port of every node \(sshd\) \(hint: pick another port\)/);
+  });
+
+  it('a time zone the tz database does not know, or spelt in the wrong case', async () => {
+    await single(`${VALID}locale: { timezone: Mars/Olympus }\n`, '^Mars/Olympus', /time zone "Mars\/Olympus" is not in the tz database/);
+    await single(`${VALID}locale: { timezone: europe/london }\n`, '^europe/london', /time zone "europe\/london" is spelt Europe\/London \(hint: write Europe\/London/);
+    expect((await ws.load(`${VALID}locale: { timezone: America/Argentina/Buenos_Aires }\n`)).locale.timezone).toBe('America/Argentina/Buenos_Aires');
+  });
+
+  it.each([['ff:ff:ff:ff:ff:ff', 'is the broadcast address'], ['01:00:5e:00:00:01', 'is a multicast address'], ['00:00:00:00:00:00', 'is all zeros']])(
+    'the MAC %s', async (mac, why) => {
+      await single(edit(VALID, 'mac: "dc:a6:32:00:00:13"', `mac: "${mac}"`), `^"${mac}"`, new RegExp(`MAC ${mac} ${why}`));
+    });
+
+  it('networks no cluster can have, and unusable name servers', async () => {
+    await among(edit(VALID, 'cidr: 10.0.0.0/24', 'cidr: 0.0.0.0/0'), '^0.0.0.0/0', /network \/0 is larger than any local network/);
+    await among(edit(VALID, 'cidr: 10.0.0.0/24', 'cidr: 127.0.0.0/24'), '^127.0.0.0/24', /lies in 127\.0\.0\.0\/8 \(loopback\)/);
+    await among(edit(VALID, 'cidr: 10.0.0.0/24', 'cidr: 224.0.0.0/24'), '^224.0.0.0/24', /lies in 224\.0\.0\.0\/4 \(multicast\)/);
+    await single(edit(VALID, 'dns: [10.0.0.1]', 'dns: [0.0.0.0]'), 'dns: [^0.0.0.0]', /name server 0\.0\.0\.0 lies in 0\.0\.0\.0\/8/);
+    await single(edit(VALID, 'dns: [10.0.0.1]', 'dns: [255.255.255.255]'), '^255.255.255.255', /name server 255\.255\.255\.255 lies in 240\.0\.0\.0\/4/);
+  });
+});
+
+describe('files pibake reads: regular files only, with a size cap (issue 11)', () => {
+  it('refuses /dev/zero as the inventory at once, and an oversized one', async () => {
+    const started = Date.now();
+    const error = await loadInventory('/dev/zero', ROLES).catch((e: unknown) => e);
+    expect((error as PibakeError).message).toBe('the inventory /dev/zero is not a regular file (it is a character device)');
+    expect(Date.now() - started).toBeLessThan(5000);
+    const big = await ws.write('big.yaml', `# ${'x'.repeat(2 * 1024 * 1024)}\n${VALID}`);
+    expect(((await loadInventory(big, ROLES).catch((e: unknown) => e)) as PibakeError).message).toMatch(/^the inventory .*big\.yaml is 2\.0 MiB, more than the 1\.0 MiB pibake reads for it$/);
+  });
+
+  it('refuses /dev/zero and a FIFO as SSH key files', async () => {
+    await single(edit(VALID, '  generate_ssh_key: true\n', '  ssh_keys: [/dev/zero]\n'), '^/dev/zero', /SSH key file \/dev\/zero is not a regular file \(it is a character device\)/);
+    execFileSync('mkfifo', [join(ws.dir, 'fifo.pub')]);
+    await single(edit(VALID, '  generate_ssh_key: true\n', '  ssh_keys: [fifo.pub]\n'), '^fifo.pub', /fifo\.pub is not a regular file \(it is a FIFO\)/);
+  });
+
+  it('never shows the content of a file that is not a key (say /etc/shadow)', async () => {
+    const secret = 'root:$6$Xy7salt$hashhashhash:19000:0:99999:7:::';
+    await ws.write('shadow', `${secret}\n`);
+    const problem = await single(edit(VALID, '  generate_ssh_key: true\n', '  ssh_keys: [shadow]\n'), '^shadow', /shadow is not a public key file: line 1: not an SSH public key \(no key type\)/);
+    expect(problem).not.toContain('root:');
+    expect(problem).not.toContain('$6$');
+  });
+});

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inventoryJsonSchema, inventoryJsonSchemaText } from '../../builder/inventory/json-schema.ts';
 import { loadInventory } from '../../builder/inventory/load.ts';
 import { inventoryReferenceDoc } from '../../builder/inventory/reference-doc.ts';
+import { VALUE_AUDIT } from '../../builder/inventory/value-audit.ts';
 import { INVENTORY_FIELDS } from '../../builder/inventory/schema.ts';
 import type { Field } from '../../builder/inventory/spec.ts';
 import { propOf } from '../../builder/inventory/spec.ts';
@@ -102,6 +103,24 @@ describe('generated files', () => {
     const all = paths(INVENTORY_FIELDS, '');
     expect(all.length).toBeGreaterThan(30);
     for (const path of all) expect(doc, path).toContain(`| \`${path}\` |`);
+  });
+
+  it('audits every text value: where it goes and what keeps it safe (a new text field needs an entry)', () => {
+    const texts = (fields: readonly Field[], prefix: string): string[] =>
+      fields.flatMap((field) => {
+        const path = `${prefix}${field.key}`;
+        const spec = field.spec;
+        if (spec.type === 'string') return [path];
+        if (spec.type === 'object') return texts(spec.fields, `${path}.`);
+        if (spec.type === 'array') {
+          if (spec.items.type === 'object') return texts(spec.items.fields, `${path}[].`);
+          return spec.items.type === 'string' ? [`${path}[]`] : [];
+        }
+        return [];
+      });
+    const all = texts(INVENTORY_FIELDS, '');
+    expect(all.filter((path) => !(path in VALUE_AUDIT))).toEqual([]);
+    expect(Object.keys(VALUE_AUDIT).filter((path) => !all.includes(path))).toEqual([]);
   });
 });
 

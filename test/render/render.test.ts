@@ -68,7 +68,13 @@ describe('renderNode', () => {
       expect(cfg.manage_etc_hosts).toBe(true);
       expect(cfg.ssh_pwauth).toBe(false);
       expect(cfg.disable_root).toBe(true);
-      expect(cfg.users[0]).toMatchObject({ name: 'admin', lock_passwd: false, hashed_passwd: world.secrets.admin.passwordHash });
+      // The hash is in the root filesystem (0600), never in user-data on the world-readable boot partition.
+      expect(cfg.users[0]).toMatchObject({ name: 'admin', lock_passwd: true });
+      expect(cfg.users[0].hashed_passwd).toBeUndefined();
+      expect(userData).not.toContain(world.secrets.admin.passwordHash);
+      const hashFile = node.rootEntries.find((e) => e.path === '/etc/pibake/admin-password');
+      expect(hashFile).toMatchObject({ kind: 'file', mode: 0o600, uid: 0, gid: 0 });
+      expect(text(node, '/etc/pibake/admin-password')).toBe(`admin:${world.secrets.admin.passwordHash}\n`);
       expect(cfg.users[0].ssh_authorized_keys).toEqual([world.inventory.admin.sshKeys[0], world.secrets.admin.sshKey!.publicKey]);
       const meta = load(text(node, 'meta-data')) as Record<string, string>;
       expect(meta).toEqual({ 'instance-id': `${node.node}-a1b2c3d4e5f6`, 'local-hostname': node.node });
@@ -231,8 +237,10 @@ print(json.dumps(out, default=str))
   it('renders bookworm first-run files that bash and sh accept, without cloud-init seeds', async () => {
     const nodes = await renderAll(world, 'bookworm');
     for (const node of nodes) {
-      expect(node.bootFiles.map((f) => f.path)).toEqual(['firstrun.sh', 'ssh', 'userconf.txt']);
-      expect(text(node, 'userconf.txt')).toBe(`admin:${world.secrets.admin.passwordHash}\n`);
+      // No userconf.txt: the password hash stays in the root filesystem (0600), applied at first boot.
+      expect(node.bootFiles.map((f) => f.path)).toEqual(['firstrun.sh', 'ssh']);
+      expect(text(node, '/etc/pibake/admin-password')).toBe(`admin:${world.secrets.admin.passwordHash}\n`);
+      for (const file of node.bootFiles) expect(file.data.toString('utf8')).not.toContain(world.secrets.admin.passwordHash);
       const firstrun = path.join(world.dir, `${node.node}.firstrun.sh`);
       await writeFile(firstrun, text(node, 'firstrun.sh'));
       await runTool('bash', ['-n', firstrun]);

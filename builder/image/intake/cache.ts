@@ -6,10 +6,11 @@
  * or exit removes the temps of the running one.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { forgetOnExit, removeOnExit } from '../../common/cleanup.ts';
+import { isAlive, partialOwner } from '../../package/temp-name.ts';
 
 export interface CacheRecord {
   /** SHA-256 of the input file (compressed file when compressed): the cache key. */
@@ -20,6 +21,11 @@ export interface CacheRecord {
   /** Local files this entry was made from, so a later call with the same unchanged file hits without re-hashing. */
   files: FileIdentity[];
   url?: string;
+  /**
+   * The image passed the caller's validation (both filesystems checked whole) when it was cached.
+   * Entries cached without it (older pibake, or no validator) are validated on their next use.
+   */
+  validated?: boolean;
 }
 
 /** What identifies an unchanged local file without reading it (the way make and git do). */
@@ -89,18 +95,35 @@ function sameFile(a: FileIdentity, b: FileIdentity): boolean {
 export async function publish(cacheDir: string, tempImage: string, record: CacheRecord): Promise<void> {
   const existing = await lookup(cacheDir, record.inputSha256);
   const merged: CacheRecord = existing
-    ? { ...existing, files: mergeFiles(existing.files, record.files), url: existing.url ?? record.url }
+    ? { ...existing, files: mergeFiles(existing.files, record.files), url: existing.url ?? record.url, validated: existing.validated || record.validated }
     : record;
+  await writeRecord(cacheDir, merged);
+  if (existing) await rm(tempImage, { force: true });
+  else await rename(tempImage, imagePathFor(cacheDir, record.inputSha256));
+}
+
+/** Note that a cached image has passed validation since it was cached. */
+export async function markValidated(cacheDir: string, record: CacheRecord): Promise<void> {
+  await writeRecord(cacheDir, { ...record, validated: true });
+}
+
+/** Drop a cache entry (image first: an image without its record is never used, a record without its image neither). */
+export async function evict(cacheDir: string, inputSha256: string): Promise<void> {
+  await rm(imagePathFor(cacheDir, inputSha256), { force: true });
+  await rm(recordPathFor(cacheDir, inputSha256), { force: true });
+}
+
+async function writeRecord(cacheDir: string, merged: CacheRecord): Promise<void> {
   const tempRecord = tempPath(cacheDir, '.json');
   await writeFile(tempRecord, `${JSON.stringify(merged, null, 2)}\n`);
   try {
-    await rename(tempRecord, recordPathFor(cacheDir, record.inputSha256));
+    await rename(tempRecord, recordPathFor(cacheDir, merged.inputSha256));
   } catch (error) {
     await rm(tempRecord, { force: true });
     throw error;
+  } finally {
+    forgetOnExit(tempRecord);
   }
-  if (existing) await rm(tempImage, { force: true });
-  else await rename(tempImage, imagePathFor(cacheDir, record.inputSha256));
 }
 
 function mergeFiles(a: FileIdentity[], b: FileIdentity[]): FileIdentity[] {
@@ -113,70 +136,24 @@ const TEMP_PREFIX = '.tmp-';
 /** A fresh temp name in the cache folder, registered for removal on Ctrl-C/exit until released. */
 export function tempPath(cacheDir: string, suffix: string): string {
   const path = join(cacheDir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`);
-  track(path);
+  removeOnExit(path);
   return path;
 }
 
 /** Remove a temp file (if still there) and stop tracking it. */
 export async function releaseTemp(path: string): Promise<void> {
   await rm(path, { force: true });
-  untrack(path);
+  forgetOnExit(path);
 }
 
-/** Delete temp files left by pibake processes that no longer run (killed, crashed, power loss). */
+/**
+ * Delete temp files and staging folders left by pibake processes that no longer run (killed,
+ * crashed, power loss). Only dead processes' entries: other builds may be using the cache.
+ */
 export async function sweepStaleTemps(cacheDir: string): Promise<void> {
   await mkdir(cacheDir, { recursive: true });
   for (const name of await readdir(cacheDir)) {
-    const match = /^\.tmp-(\d+)-/.exec(name);
-    if (match && !isAlive(Number(match[1]))) await rm(join(cacheDir, name), { force: true, recursive: true });
+    const owner = /^\.tmp-(\d+)-/.exec(name)?.[1] ?? partialOwner(name);
+    if (owner !== undefined && !isAlive(Number(owner))) await rm(join(cacheDir, name), { force: true, recursive: true });
   }
-}
-
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-// ---- cleanup on interruption -------------------------------------------------------------------
-const live = new Set<string>();
-
-function removeLiveTemps(): void {
-  for (const path of live) rmSync(path, { force: true });
-  live.clear();
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  removeLiveTemps();
-  detach();
-  // Re-raise so the process dies of the signal as it would have without us.
-  process.kill(process.pid, signal);
-}
-
-function attach(): void {
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
-  process.on('exit', removeLiveTemps);
-}
-
-function detach(): void {
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  process.off('SIGHUP', onSignal);
-  process.off('exit', removeLiveTemps);
-}
-
-function track(path: string): void {
-  if (live.size === 0) attach();
-  live.add(path);
-}
-
-function untrack(path: string): void {
-  live.delete(path);
-  if (live.size === 0) detach();
 }

@@ -28,8 +28,11 @@ export class ProgressLine {
   totalIn: number | undefined;
   /** Bytes of input read so far, when known. */
   bytesIn: () => number = () => 0;
+  /** Bytes written so far (the last update), also when the line is not drawn. */
+  bytesOut = 0;
 
   update(bytesOut: number): void {
+    this.bytesOut = bytesOut;
     if (!this.enabled) return;
     const now = Date.now();
     if (now - this.lastDraw < 250) return;

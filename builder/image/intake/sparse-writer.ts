@@ -4,7 +4,7 @@
  * stream's length at the end. A 3 GB Raspberry Pi OS image with 1 GB of data then occupies ~1 GB.
  * It also hashes (SHA-256) everything written, so the raw image's checksum costs no extra read.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 
@@ -15,7 +15,7 @@ const STAGE = 4 << 20;
 const ZEROS = Buffer.alloc(STAGE);
 
 export class SparseFileWriter extends Writable {
-  private readonly hash = createHash('sha256');
+  private readonly hash: Hash | undefined;
   private readonly stage = Buffer.allocUnsafe(STAGE);
   private filled = 0;
   /** File offset of stage[0]. */
@@ -26,13 +26,17 @@ export class SparseFileWriter extends Writable {
   writtenBytes = 0;
   private hex: string | undefined;
 
-  /** `onProgress` is called with the byte count after each chunk (for a progress line). */
-  constructor(private readonly handle: FileHandle, private readonly onProgress?: (bytes: number) => void) {
+  /**
+   * `onProgress` is called with the byte count after each chunk (for a progress line). `hash: false`
+   * when the caller hashes these very bytes already (a raw image read as it is).
+   */
+  constructor(private readonly handle: FileHandle, private readonly onProgress?: (bytes: number) => void, hash = true) {
     super({ highWaterMark: STAGE });
+    this.hash = hash ? createHash('sha256') : undefined;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.bytes += chunk.length;
     this.onProgress?.(this.bytes);
     this.consume(chunk).then(() => callback(), callback);
@@ -46,6 +50,7 @@ export class SparseFileWriter extends Writable {
 
   /** Hex SHA-256 of every byte written; valid once the stream has finished. */
   sha256(): string {
+    if (!this.hash) throw new Error('SparseFileWriter made with hash: false has no SHA-256');
     this.hex ??= this.hash.digest('hex');
     return this.hex;
   }
