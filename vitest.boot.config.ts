@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/boot/**/*.test.ts'],
-    testTimeout: 20 * 60_000,
+    testTimeout: 50 * 60_000,
     hookTimeout: 45 * 60_000,
     pool: 'forks',
     fileParallelism: false,

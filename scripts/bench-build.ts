@@ -25,7 +25,9 @@ async function project(ctx: BenchContext, nodes: number): Promise<string> {
   if (existsSync(config)) return config;
   await mkdir(dir, { recursive: true });
   let text = await readFile(join(packageRoot, 'cluster.yaml'), 'utf8');
-  const extra = Array.from({ length: Math.max(0, nodes - 4) }, (_, i) => `  - { name: web${i + 4}, role: replica, ip: 10.0.0.${i + 14} }`);
+  // The shipped file has five nodes: the 4-node project leaves out lb2, bigger ones add db nodes.
+  if (nodes < 5) text = text.replace(/^ {2}- \{ name: lb2, [^\n]*\n/m, '');
+  const extra = Array.from({ length: Math.max(0, nodes - 5) }, (_, i) => `  - { name: web${i + 4}, role: db, ip: 10.0.0.${i + 20} }`);
   text = text.replace(/( {2}- \{ name: web3, [^\n]*\n)/, `$1${extra.map((l) => `${l}\n`).join('')}`);
   await writeFile(config, text);
   return config;
@@ -33,7 +35,7 @@ async function project(ctx: BenchContext, nodes: number): Promise<string> {
 
 async function build(ctx: BenchContext, nodes: number, base: string, out: string): Promise<void> {
   await buildCluster({
-    config: await project(ctx, nodes), base, out, jobs: 2, bmap: false, force: false,
+    config: await project(ctx, nodes), base, out, jobs: 2, bmap: false, force: false, packages: 'online',
     cacheDir: join(ctx.work, 'build-cache'), progress: false, reporter: silent,
   });
 }
@@ -88,7 +90,7 @@ export function buildSections(fixture: Fixture): BenchSection[] {
         const rendered = await renderForBench(await project(ctx, 4), await fixture(ctx, 'raw'), 'lb1');
         await bakeNodeImage({
           basePath: await fixture(ctx, 'raw'), target: out(ctx, 'node.img'), diskId: '1234abcd', rendered,
-          extraRootEntries: [], onStage: () => {},
+          extraRootEntries: () => [], onStage: () => {},
         });
       },
       cleanup: async (ctx) => {

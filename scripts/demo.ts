@@ -2,7 +2,8 @@
  * `npm run demo`: the whole pipeline in under a minute without the ~500 MB download. pibake
  * synthesizes a small base in the Raspberry Pi OS layout (it boots nothing, but has the same
  * partitions, first-boot contract and cloud-init configuration), then builds the shipped cluster
- * from it into output/demo/.
+ * from it into output/demo/. The synthesized base has no apt sources to resolve packages against,
+ * so the demo leaves the role packages to first boot (--packages online); the real build carries them.
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -19,7 +20,7 @@ if (!existsSync(base)) {
   await synthesizeRaspiosImage({ path: base, generation: 'trixie', sizeMiB: 1024 });
 }
 const config = process.argv[2] ?? path.join(packageRoot, 'cluster.yaml');
-const code = await main(['build', '--config', config, '--base', base, '--out', demoDir, '--bmap', ...process.argv.slice(3)]);
+const code = await main(['build', '--config', config, '--base', base, '--out', demoDir, '--bmap', '--packages', 'online', ...process.argv.slice(3)]);
 if (code === 0) {
   process.stderr.write(
     `\ndemo: done. Look inside a card image without root:\n  npx pibake inspect ${path.relative(process.cwd(), path.join(demoDir, 'pistack', 'lb1.img'))}\n`,

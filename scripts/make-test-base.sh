@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Builds the reproducible test base for pibake's boot test: a Debian bookworm image in exactly the
-# Raspberry Pi OS layout and first-boot contract (see docs/testing.md and the raspios contract):
+# Builds the reproducible test base for pibake's boot tests: Debian in exactly the Raspberry Pi OS
+# Lite layout and first-boot contract (see docs/testing.md and the raspios contract):
 #   MBR; p1 FAT32 "bootfs" at sector 16384 (512 MiB, type 0x0c) holding vmlinuz, initrd.img,
-#   cmdline.txt, config.txt; p2 ext4 "rootfs" (type 0x83); PARTUUID=<diskid>-01/-02 in /etc/fstab
-#   and cmdline.txt; /etc/machine-id "uninitialized"; cloud-init with Raspberry Pi OS's NoCloud
-#   configuration (seeds read from /boot/firmware), so it boots like a Trixie card.
+#   cmdline.txt, config.txt; p2 ext4 "rootfs" (type 0x83, last); PARTUUID=<diskid>-01/-02 in
+#   /etc/fstab and cmdline.txt; /etc/machine-id "uninitialized"; apt sources as Lite has them.
+# What Lite has that matters to pibake, and none of the role packages (haproxy, postgresql, nginx):
+#   trixie (default): Debian 13, cloud-init 25 with Raspberry Pi OS's 99_raspberry-pi.cfg (NoCloud
+#     seeds on /boot/firmware), netplan.io rendered by NetworkManager, deb822 debian.sources.
+#   bookworm (--suite bookworm): Debian 12, NetworkManager, no cloud-init (Imager's firstrun.sh
+#     through systemd.run is the first boot), one-line sources.list.
+# Both: openssh-server, sudo, locales (en_GB.UTF-8), python3, a kernel and initrd for qemu.
 #
 # Everything is assembled without loop devices or mounts (sfdisk on the file, mkfs.vfat --offset,
 # mcopy -i img@@off, mke2fs -d DIR -E offset=N). As root mmdebstrap uses its root mode; as another
 # user its unshare mode (needs subuids), and the ext4 is filled inside the same user namespace.
 #
-# The result is cached by content: its name carries a hash of this script and the architecture,
-# so it is built once per machine (and again only when this file changes). The .deb files are
-# cached beside it. Prints the cached image's path (or --out FILE's) as the last stdout line.
+# The result is cached by content: its name carries a hash of this script, the suite and the
+# architecture, so it is built once per machine (and again only when this file changes). The .deb
+# files are cached beside it. Prints the cached image's path (or --out FILE's) as the last stdout line.
 #
-# usage: scripts/make-test-base.sh [--arch amd64|arm64] [--out FILE] [--force]
+# usage: scripts/make-test-base.sh [--suite trixie|bookworm] [--arch amd64|arm64] [--out FILE] [--force]
 set -euo pipefail
 
 log() { printf 'make-test-base: %s\n' "$*" >&2; }
@@ -23,14 +28,16 @@ log() { printf 'make-test-base: %s\n' "$*" >&2; }
 # the Raspberry Pi OS first-boot contract, then the initramfs (built once, small).
 customize() {
   local root=$1 id=$2 arch=$3 modules=$4 suite=$5 hash=$6
-  local console=tty1
+  local console=tty1 firstboot
+  if [ "$suite" = bookworm ]; then firstboot=firstrun; else firstboot=cloud-init; fi
   cat >"$root/etc/fstab" <<EOF
 proc            /proc           proc    defaults          0       0
 PARTUUID=$id-01  /boot/firmware  vfat    defaults          0       2
 PARTUUID=$id-02  /               ext4    defaults,noatime  0       1
 EOF
   mkdir -p "$root/boot/firmware"
-  # net.ifnames=0: the NIC is eth0 under qemu as on a Pi, so Imager-style network-config applies.
+  # net.ifnames=0: the NIC is eth0 under qemu as on a Pi. Raspberry Pi OS's own ` resize` (trixie)
+  # or `init=.../firstboot` (bookworm) is absent: their initramfs and scripts are not Debian's.
   echo "console=$console root=PARTUUID=$id-02 rootfstype=ext4 fsck.repair=yes rootwait net.ifnames=0" \
     >"$root/boot/firmware/cmdline.txt"
   cat >"$root/boot/firmware/config.txt" <<EOF
@@ -39,21 +46,22 @@ EOF
 kernel=vmlinuz
 initramfs initrd.img followkernel
 EOF
-  echo "pibake test base $hash: Debian $suite $arch, Raspberry Pi OS layout, cloud-init first boot (scripts/make-test-base.sh)" \
+  echo "pibake test base $hash: Debian $suite $arch, Raspberry Pi OS Lite layout, $firstboot first boot (scripts/make-test-base.sh)" \
     >"$root/boot/firmware/issue.txt"
   cat >"$root/etc/pibake-test-base" <<EOF
 # Marks a pibake test base (scripts/make-test-base.sh): Debian, not Raspberry Pi OS.
-# First boot works like Raspberry Pi OS Trixie: cloud-init NoCloud seeds on /boot/firmware.
+# First boot works like Raspberry Pi OS Lite $suite: $firstboot.
 PIBAKE_TEST_BASE=$hash
-FIRSTBOOT=cloud-init
+FIRSTBOOT=$firstboot
 DEBIAN_SUITE=$suite
 ARCH=$arch
 EOF
 
   echo raspberrypi >"$root/etc/hostname"
   printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\traspberrypi\n' >"$root/etc/hosts"
-  # cloud-init 22.4's networkd renderer restarts systemd-networkd and systemd-resolved together.
-  ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+  # NetworkManager writes resolv.conf itself (Raspberry Pi OS ships a plain file, pi-gen export-image).
+  rm -f "$root/etc/resolv.conf"
+  : >"$root/etc/resolv.conf"
   # Like pi-gen: en_GB.UTF-8 generated and the default. (Debian's locale-gen ignores the locale
   # cloud-init passes it, so a locale that is not generated in the image makes cc_locale fail.)
   sed -i 's/^# *\(en_GB.UTF-8 UTF-8\)/\1/' "$root/etc/locale.gen"
@@ -63,26 +71,56 @@ EOF
   echo uninitialized >"$root/etc/machine-id"   # emptied by mmdebstrap's cleanup; rewritten after it
   rm -f "$root/var/lib/dbus/machine-id"
 
-  # cloud-init as Raspberry Pi OS Trixie configures it (rpi-cloud-init-mods), with two changes
-  # that bookworm's cloud-init 22.4 needs to behave like Trixie's 25.1:
-  # - seedfrom ends in "/": 22.4 appends "meta-data" to it without a separator;
-  # - 22.4 reads network-config only from a seed directory, never through seedfrom, so the
-  #   NoCloud seed directory is a link to the boot partition (user-data, meta-data,
-  #   network-config are all read from there; seedfrom then re-reads the first two).
-  cat >"$root/etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg" <<EOF
+  # apt sources as Raspberry Pi OS Lite has them (pi-gen stage0/00-configure-apt): trixie has an
+  # empty sources.list and deb822 debian.sources with Signed-By; bookworm one-line sources.list
+  # with the keys in trusted.gpg.d. (Raspberry Pi's own archive is left out: this is Debian, and
+  # archive.raspberrypi.com does not answer everywhere; pibake's unit tests cover raspi.sources.)
+  rm -f "$root"/etc/apt/sources.list.d/*
+  if [ "$suite" = bookworm ]; then
+    cat >"$root/etc/apt/sources.list" <<EOF
+deb http://deb.debian.org/debian $suite main contrib non-free non-free-firmware
+deb http://deb.debian.org/debian-security/ $suite-security main contrib non-free non-free-firmware
+deb http://deb.debian.org/debian $suite-updates main contrib non-free non-free-firmware
+EOF
+  else
+    : >"$root/etc/apt/sources.list"
+    cat >"$root/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: http://deb.debian.org/debian/
+Suites: $suite $suite-updates
+Components: main contrib non-free non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp
+
+Types: deb
+URIs: http://deb.debian.org/debian-security/
+Suites: $suite-security
+Components: main contrib non-free non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp
+EOF
+  fi
+
+  if [ "$suite" != bookworm ]; then
+    # cloud-init exactly as Raspberry Pi OS trixie configures it (rpi-cloud-init-mods).
+    cat >"$root/etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg" <<EOF
 datasource_list: [ NoCloud, None ]
 datasource:
   NoCloud:
-    seedfrom: file:///boot/firmware/
+    seedfrom: file:///boot/firmware
 ssh_deletekeys: false
 ssh_genkeytypes: []
 EOF
-  mkdir -p "$root/var/lib/cloud/seed"
-  ln -sfn /boot/firmware "$root/var/lib/cloud/seed/nocloud"
-  # The seeds live on the boot partition: cloud-init's local stage must wait for its mount.
-  mkdir -p "$root/etc/systemd/system/cloud-init-local.service.d"
-  printf '[Unit]\nRequiresMountsFor=/boot/firmware\n' \
-    >"$root/etc/systemd/system/cloud-init-local.service.d/10-boot-firmware.conf"
+    # netplan renders for NetworkManager, as on Raspberry Pi OS: cloud-init writes the seed's
+    # network-config to /etc/netplan/50-cloud-init.yaml, and this file (read first) makes
+    # NetworkManager the renderer of every definition that names none.
+    mkdir -p "$root/etc/netplan"
+    printf 'network:\n  version: 2\n  renderer: NetworkManager\n' >"$root/etc/netplan/01-network-manager-all.yaml"
+    chmod 600 "$root/etc/netplan/01-network-manager-all.yaml"
+    # The seeds live on the boot partition: cloud-init's local stage must wait for its mount.
+    for unit in cloud-init-main cloud-init-local; do
+      mkdir -p "$root/etc/systemd/system/$unit.service.d"
+      printf '[Unit]\nRequiresMountsFor=/boot/firmware\n' >"$root/etc/systemd/system/$unit.service.d/10-boot-firmware.conf"
+    done
+  fi
 
   # No host keys in the image (every card would share them). Keys baked by pibake are kept;
   # otherwise they are generated on first boot, as Raspberry Pi OS does.
@@ -100,7 +138,7 @@ ExecStart=/usr/bin/ssh-keygen -A
 [Install]
 WantedBy=multi-user.target
 EOF
-  chroot "$root" systemctl enable ssh-hostkeys-if-missing.service systemd-networkd.service >/dev/null 2>&1
+  chroot "$root" systemctl enable ssh-hostkeys-if-missing.service NetworkManager.service >/dev/null 2>&1
 
   # The initramfs, once, with just what qemu's virtio disk and the root file system need.
   rm -f "$root/usr/sbin/update-initramfs"
@@ -116,39 +154,47 @@ if [ "${1:-}" = __customize ]; then
   exit 0
 fi
 
+suite=trixie
 arch=amd64
 out=
 force=0
+usage='--suite trixie|bookworm --arch amd64|arm64 --out FILE --force'
 while [ $# -gt 0 ]; do
   case "$1" in
+    --suite) suite=${2:?--suite needs trixie or bookworm}; shift 2 ;;
+    --suite=*) suite=${1#--suite=}; shift ;;
     --arch) arch=${2:?--arch needs amd64 or arm64}; shift 2 ;;
     --arch=*) arch=${1#--arch=}; shift ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
     --out=*) out=${1#--out=}; shift ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "make-test-base: unknown argument $1 (hint: --arch amd64|arm64 --out FILE --force)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "make-test-base: unknown argument $1 (hint: $usage)" >&2; exit 2 ;;
   esac
 done
 case "$arch" in amd64|arm64) ;; *) echo "make-test-base: --arch must be amd64 or arm64, not $arch" >&2; exit 2 ;; esac
+case "$suite" in trixie|bookworm) ;; *) echo "make-test-base: --suite must be trixie or bookworm, not $suite" >&2; exit 2 ;; esac
 
 # What the image contains. Changing anything in this file changes the hash, hence the cache name.
-suite=bookworm
 mirror=http://deb.debian.org/debian
 security=http://deb.debian.org/debian-security
 packages=(
   "linux-image-cloud-$arch" initramfs-tools systemd-sysv udev dbus kmod e2fsprogs dosfstools
   iproute2 netbase procps less locales tzdata keyboard-configuration console-setup systemd-timesyncd
-  systemd-resolved
-  openssh-server sudo cloud-init python3 python3-psycopg2 python3-psycopg haproxy postgresql nginx
+  ca-certificates debian-archive-keyring network-manager openssh-server sudo python3
 )
+# Raspberry Pi OS trixie Lite first boots with cloud-init and netplan; bookworm Lite has neither.
+[ "$suite" = bookworm ] || packages+=(cloud-init netplan.io)
 boot_mib=512           # size of p1, as in Raspberry Pi OS
 boot_start=16384       # sector of p1 (Raspberry Pi OS builds since 2025-03)
-root_headroom_mib=768  # free space left in the root file system for pibake and the first boot
+# Free space in the root file system: used * 1.2 + this. Lite leaves a few hundred MB (its first
+# boot grows the partition, which qemu's direct kernel boot does not do): enough for the load
+# balancer's packages, not for the web node's, so the boot tests also prove pibake growing the image.
+root_headroom_mib=64
 initramfs_modules=(virtio_pci virtio_mmio virtio_blk virtio_net ext4 vfat nls_cp437 nls_ascii)
 
 self=$(readlink -f "$0")
-hash=$( { cat "$self"; echo "arch=$arch"; } | sha256sum | cut -c1-16)
+hash=$( { cat "$self"; echo "suite=$suite arch=$arch"; } | sha256sum | cut -c1-16)
 cache_root=${PIBAKE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pibake}
 cache=$cache_root/test-base
 image=$cache/debian-$suite-$arch-$hash.img
@@ -167,7 +213,7 @@ deliver() {
 }
 
 mkdir -p "$cache" "$debs"
-exec 9>"$cache/.lock-$arch"
+exec 9>"$cache/.lock-$suite-$arch"
 flock 9   # one build per machine and arch at a time; a second caller waits, then finds it cached
 if [ -f "$image" ] && [ "$force" = 0 ]; then
   log "cached: $image"
@@ -267,8 +313,9 @@ dd if="$partial" of="$work/bootfs.img" bs=1M skip=$(( boot_start / 2048 )) count
 fsck.vfat -n "$work/bootfs.img" >/dev/null || { log "bootfs is not clean"; fsck.vfat -n "$work/bootfs.img" >&2; exit 1; }
 e2fsck -fn "$partial?offset=$(( root_start * 512 ))" >/dev/null || { log "rootfs is not clean"; exit 1; }
 mv "$partial" "$image"
-# Older builds of this script are stale by definition: drop them (about 0.8 GiB each).
-for stale in "$cache/debian-$suite-$arch-"*.img; do [ "$stale" = "$image" ] || rm -f "$stale"; done
+# Builds of other versions of this script are stale once nobody used them for a week (several
+# checkouts may share the cache, each with its own version): drop those (about 0.5 GiB each).
+find "$cache" -maxdepth 1 -name "debian-$suite-$arch-*.img" ! -path "$image" -atime +7 -delete
 elapsed=$(( $(date +%s) - started ))
 log "built $image in $elapsed s ($(du -k --apparent-size "$image" | cut -f1) KiB apparent, $(du -k "$image" | cut -f1) KiB allocated)"
 deliver

@@ -3,14 +3,19 @@
  * renders each node, decides from digests which images are out of date, bakes those (in parallel),
  * packages them, and records the result in output/<cluster>/manifest.json.
  */
+import { createHash } from 'node:crypto';
 import { chmod, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { PibakeError } from '../common/errors.ts';
+import { carriedEntries, carryRolePackages, type CarriedPackages } from '../carry/carry.ts';
+import { readStatus } from '../carry/facts.ts';
+import { PibakeError, formatProblem } from '../common/errors.ts';
 import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../common/lock.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { projectDir, toolVersion } from '../common/paths.ts';
+import { parseDpkgStatus } from '../image/ext4.ts';
 import { obtainBase } from '../image/intake.ts';
 import { humanBytes } from '../image/intake/progress.ts';
+import { resolveCacheDir } from '../image/intake/cache.ts';
 import { openRaspiosImage, verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
 import { loadInventory } from '../inventory/load.ts';
@@ -20,14 +25,15 @@ import { writeBmapFile } from '../package/bmap.ts';
 import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
-import { decideNode } from '../plan/plan.ts';
+import { clusterChanges, decideNode } from '../plan/plan.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
-import { loadRoles } from '../render/roles.ts';
-import { renderNode } from '../render/render.ts';
+import type { PackageSource } from '../render/firstboot.ts';
+import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { missingPackages, renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
 import type { RenderedNode, RootEntry } from '../render/types.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
-import { bakeNodeImage } from './bake-node.ts';
+import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import {
   MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
@@ -49,6 +55,11 @@ export interface BuildOptions {
   compress?: Compression;
   bmap: boolean;
   force: boolean;
+  /**
+   * Role packages: 'card' resolves and fetches them here and carries them on the card (first boot
+   * needs no network); 'online' leaves them to the card's first boot and its apt sources.
+   */
+  packages: PackageSource;
   cacheDir?: string;
   progress: boolean;
   reporter: Reporter;
@@ -70,6 +81,7 @@ export async function buildCluster(options: BuildOptions): Promise<BuildResult> 
   const overlaysDir = projectDir(options.config, 'overlays');
   const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
   const inventory = await loadInventory(options.config, roles);
+  for (const warning of inventory.warnings) options.reporter.event({ type: 'warning', message: formatProblem(warning) });
   const selected = selectNodes(inventory, options.nodes);
 
   const dir = path.join(path.resolve(options.out), inventory.cluster.name);
@@ -119,9 +131,22 @@ async function buildLocked(input: {
   const baseLabel = spec.url ? path.basename(new URL(spec.url).pathname) : path.basename(spec.path ?? '');
   const baseImage = await openRaspiosImage(base.path, { label: baseLabel });
   await checkInventoryAgainstBase(inventory, baseImage);
-  const installedPackages = await baseImage.root.readDpkgStatus();
+  const installedPackages = parseDpkgStatus((await readStatus(baseImage.root, spec.path ?? spec.url ?? base.path)).toString('utf8'));
   const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
+  const carried = options.packages === 'card'
+    ? await carryRolePackages({
+      root: baseImage.root,
+      imagePath: base.path,
+      wanted: wantedPackages(selected, roles, baseFacts.installedPackages),
+      cacheDir: resolveCacheDir(options.cacheDir),
+      settings: inventory.packages,
+      onWarning: (message) => options.reporter.event({ type: 'warning', message }),
+      onCarried: (role, c, seconds) => options.reporter.event({
+        type: 'packages', role, packages: c.requested, debs: c.debs.length, bytes: c.debBytes, installedBytes: c.installedBytes, fetched: c.fetched, seconds,
+      }),
+    })
+    : new Map<string, CarriedPackages>();
 
   const secrets = await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
 
@@ -139,20 +164,24 @@ async function buildLocked(input: {
     if (record && !selected.includes(node)) manifest.nodes[node.name] = record;
   }
 
+  const changedNodes = clusterChanges(previous?.nodes, inventory.nodes);
   const render = (node: NodeSpec, buildId: string) =>
-    renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId });
+    renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId, packages: options.packages });
 
-  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; bake: boolean }[] = [];
+  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; bake: boolean; carried?: CarriedPackages }[] = [];
   for (const node of selected) {
     const diskId = diskIdFor(inventory.cluster.name, node.name);
+    const nodeCarried = carried.get(node.role);
     // The instance-id inside the seeds is derived from the digest, so digest a first rendering
     // made without it, then render for real.
-    const digest = digestNode({ toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID) });
+    const digest = digestNode({
+      toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID), extra: carriedDigests(nodeCarried),
+    });
     const rendered = await render(node, digest.digest);
     const imageFile = path.join(dir, `${node.name}.img`);
-    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force);
+    const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force, changedNodes);
     options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
-    work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake' });
+    work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake', carried: nodeCarried });
   }
 
   const nodeBytes = (await stat(base.path)).blocks * 512;
@@ -183,7 +212,13 @@ async function buildLocked(input: {
           label: `${name}.img`,
           diskId: item.diskId,
           rendered: item.rendered,
-          extraRootEntries: [inImageManifest(inventory, item, base.sha256)],
+          carry: item.carried ? {
+            entries: carriedEntries(item.carried),
+            sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
+            installedBytes: item.carried.installedBytes,
+            maxImageBytes: inventory.packages.maxImageBytes,
+          } : { entries: [], sizes: [], maxImageBytes: inventory.packages.maxImageBytes },
+          extraRootEntries: (room) => [inImageManifest(inventory, item, base.sha256, options.packages, room)],
           onStage: stage,
         });
         // The image holds the node's secrets (host key, database passwords): its owner's only.
@@ -246,8 +281,29 @@ function baseSpec(inventory: Inventory, options: BuildOptions): BaseImageSpec {
   return { path: path.resolve(options.base), sha256: options.baseSha256 };
 }
 
+/** What each selected node's role lacks in the base, by role (roles with nothing to add left out). */
+function wantedPackages(nodes: NodeSpec[], roles: RoleCatalog, installed: ReadonlySet<string>): Map<string, string[]> {
+  const wanted = new Map<string, string[]>();
+  for (const node of nodes) {
+    const packages = missingPackages(roles.get(node.role)?.packages ?? [], installed);
+    if (packages.length > 0) wanted.set(node.role, packages);
+  }
+  return wanted;
+}
+
+/** The carried files as digest inputs: a new package version rebakes the cards that carry it. */
+function carriedDigests(carried: CarriedPackages | undefined): Record<string, string> {
+  if (!carried) return {};
+  const digests: Record<string, string> = { 'carry:Packages': createHash('sha256').update(carried.index).digest('hex') };
+  for (const deb of carried.debs) digests[`carry:${deb.file}`] = deb.sha256;
+  return digests;
+}
+
 /** /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets). */
-function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string }, baseSha256: string): RootEntry {
+function inImageManifest(
+  inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string; carried?: CarriedPackages }, baseSha256: string,
+  packages: PackageSource, room: RoomReport,
+): RootEntry {
   const body = {
     pibake: toolVersion,
     cluster: inventory.cluster.name,
@@ -258,6 +314,13 @@ function inImageManifest(inventory: Inventory, item: { node: NodeSpec; digest: N
     digest: item.digest.digest,
     base: { sha256: baseSha256 },
     files: item.digest.files,
+    packages: {
+      from: packages,
+      ...(item.carried ? {
+        requested: item.carried.requested, debs: item.carried.debs.length, debBytes: item.carried.debBytes, installedBytes: item.carried.installedBytes,
+      } : {}),
+    },
+    room,
   };
   return {
     kind: 'file',

@@ -4,7 +4,9 @@
  */
 export type BuildEvent =
   | { type: 'base'; source: string; sha256: string; generation: string }
+  | { type: 'warning'; message: string }
   | { type: 'plan'; node: string; action: 'bake' | 'keep'; reasons: string[] }
+  | { type: 'packages'; role: string; packages: string[]; debs: number; bytes: number; installedBytes: number; fetched: number; seconds: number }
   | { type: 'stage'; node: string; stage: string; bytes?: number; total?: number }
   | { type: 'done'; node: string; seconds: number; file: string }
   | { type: 'removed'; node: string; files: string[] }
@@ -23,10 +25,15 @@ function describe(event: BuildEvent): string | undefined {
   switch (event.type) {
     case 'base':
       return `base ${event.source} (${event.generation}, sha256 ${event.sha256.slice(0, 12)}…)`;
+    case 'warning':
+      return `warning: ${event.message}`;
     case 'plan':
       return event.action === 'keep'
         ? `${event.node}: up to date`
         : `${event.node}: baking — ${event.reasons.join('; ')}`;
+    case 'packages':
+      return `role ${event.role}: carrying ${event.packages.join(' ')} — ${event.debs} .debs, ${(event.bytes / 1e6).toFixed(1)} MB ` +
+        `(${(event.installedBytes / 1e6).toFixed(0)} MB installed; ${event.fetched} fetched, ${event.debs - event.fetched} cached) in ${event.seconds.toFixed(1)} s`;
     case 'stage':
       return undefined;
     case 'done':

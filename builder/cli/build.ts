@@ -6,6 +6,7 @@ import type { CommandModule } from 'yargs';
 import { buildCluster, type Compression } from '../bake/build.ts';
 import { jsonReporter, lineReporter, ttyReporter } from '../bake/report.ts';
 import { isPartialOf } from '../package/temp-name.ts';
+import type { PackageSource } from '../render/firstboot.ts';
 
 interface BuildArgs {
   config: string;
@@ -18,6 +19,7 @@ interface BuildArgs {
   bmap: boolean;
   force: boolean;
   json: boolean;
+  packages: PackageSource;
   'cache-dir'?: string;
 }
 
@@ -36,7 +38,11 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('bmap', { type: 'boolean', default: false, describe: 'also write <node>.img.bmap (bmaptool format)' })
       .option('force', { type: 'boolean', default: false, describe: 'bake every selected node even if up to date' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON event per line on stdout (for CI)' })
-      .option('cache-dir', { type: 'string', describe: 'where prepared base images are cached (default: XDG cache)' }) as never,
+      .option('packages', {
+        type: 'string', choices: ['card', 'online'] as const, default: 'card',
+        describe: 'card: fetch the role packages now and carry them on each card (first boot needs no network); online: each card installs them from its apt sources at first boot',
+      })
+      .option('cache-dir', { type: 'string', describe: 'where base images, package lists and .debs are cached (default: XDG cache)' }) as never,
   handler: async (args) => {
     const reporter = args.json ? jsonReporter() : process.stderr.isTTY ? ttyReporter() : lineReporter();
     const stopInterrupted = cleanUpOnInterrupt(path.resolve(args.out));
@@ -51,6 +57,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         compress: args.compress,
         bmap: args.bmap,
         force: args.force,
+        packages: args.packages,
         cacheDir: args['cache-dir'],
         progress: process.stderr.isTTY === true && !args.json,
         reporter,

@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
-import { PibakeError } from '../common/errors.ts';
+import { PibakeError, formatProblem } from '../common/errors.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { Generation, Inventory } from '../inventory/types.ts';
 import { renderNode } from '../render/render.ts';
@@ -59,6 +59,7 @@ type InventoryLoader = (file: string, roles: ReadonlyMap<string, { tags: string[
 export async function renderCommand(options: RenderCommandOptions, load: InventoryLoader = loadInventory): Promise<string[]> {
   const roles: RoleCatalog = await loadRoles(options.roles, options.overlays);
   const inventory = await load(options.config, roles);
+  for (const warning of inventory.warnings) process.stderr.write(`warning: ${formatProblem(warning)}\n`);
   const names = options.node ? [options.node] : inventory.nodes.map((n) => n.name);
   if (options.node && !inventory.nodes.some((n) => n.name === options.node)) {
     throw new PibakeError(`no node named "${options.node}" in ${inventory.file}`, { hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });

@@ -9,6 +9,7 @@ const PACKAGE_OF: Record<string, string> = {
   mcopy: 'mtools', mdir: 'mtools', mtype: 'mtools', mdel: 'mtools', mdeltree: 'mtools', mmd: 'mtools',
   mattrib: 'mtools', minfo: 'mtools', mrd: 'mtools', mren: 'mtools',
   debugfs: 'e2fsprogs', e2fsck: 'e2fsprogs', dumpe2fs: 'e2fsprogs', mke2fs: 'e2fsprogs', tune2fs: 'e2fsprogs',
+  resize2fs: 'e2fsprogs', e2image: 'e2fsprogs', 'apt-get': 'apt', 'apt-cache': 'apt',
   'fsck.vfat': 'dosfstools', 'mkfs.vfat': 'dosfstools', sfdisk: 'fdisk', lsblk: 'util-linux', blkid: 'util-linux',
   xz: 'xz-utils', zstd: 'zstd', unzip: 'unzip', bmaptool: 'bmap-tools', haproxy: 'haproxy', nginx: 'nginx',
   'cloud-init': 'cloud-init', openssl: 'openssl', 'ssh-keygen': 'openssh-client', cp: 'coreutils',

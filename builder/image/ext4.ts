@@ -11,7 +11,11 @@ import { runTool } from '../common/exec.ts';
 import type { RootEntry } from '../render/types.ts';
 import { withStagingDir, writePrivateFile } from './staging.ts';
 
-export type Ext4Change = RootEntry | { kind: 'delete'; path: string };
+export type Ext4Change =
+  | RootEntry
+  | { kind: 'delete'; path: string }
+  /** A file written straight from the build machine's disk (a carried .deb), without staging a copy. */
+  | (Omit<RootEntry & { kind: 'file' }, 'kind' | 'data'> & { kind: 'copy'; source: string });
 
 export interface Ext4Stat {
   kind: 'file' | 'dir' | 'symlink' | 'other';
@@ -125,9 +129,10 @@ export class Ext4Fs {
           });
         }
         if (current !== undefined && current !== 'absent') script.remove(change.path);
-        if (change.kind === 'file') {
-          const local = join(stage, String(staged++));
-          await writePrivateFile(local, change.data);
+        if (change.kind === 'file' || change.kind === 'copy') {
+          const local = change.kind === 'copy' ? change.source : join(stage, String(staged++));
+          if (change.kind === 'file') await writePrivateFile(local, change.data);
+          else if (/[\n\r]/.test(local)) throw new PibakeError(`cannot hand ${JSON.stringify(local)} to debugfs (a line break in its path)`);
           script.write(local, change.path, S_IFREG | change.mode, change.uid, change.gid);
           state.set(change.path, 'file');
         } else {
@@ -251,7 +256,8 @@ export class Ext4Fs {
     }
   }
 
-  private device(): string {
+  /** The `image?offset=N` name every e2fsprogs tool (debugfs, e2fsck, resize2fs) accepts. */
+  device(): string {
     // e2fsprogs splits `name?options` at the first '?', so such a name cannot be addressed.
     if (this.imagePath.includes('?')) {
       throw new PibakeError(`${this.imagePath}: debugfs cannot open a file whose name contains "?"`, { hint: 'rename the image' });

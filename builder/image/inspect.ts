@@ -49,6 +49,10 @@ export interface InspectReport {
     noCloudSeedfrom?: string;
   };
   bootFiles: BootFileReport[];
+  /** A pibake-built card: the role packages it carries (from its /etc/pibake/manifest.json). */
+  carried?: { from: string; requested: string[]; debs: number; debBytes: number; installedBytes: number };
+  /** A pibake-built card: its root filesystem before pibake (the base's) and now. */
+  room?: { baseRootBytes: number; baseFreeBytes: number; grownBytes: number; rootBytes: number; freeBytes: number };
 }
 
 const SECTOR = 512;
@@ -77,6 +81,7 @@ export async function inspectImage(path: string): Promise<InspectReport> {
   const cloudVersion = packages.get('cloud-init');
   const present = new Set((await image.boot.list()).filter((e) => !e.dir).map((e) => e.name.toLowerCase()));
   const cmdline = (await image.boot.exists('cmdline.txt')) ? (await image.boot.readFile('cmdline.txt')).toString('utf8') : '';
+  const built = await readBuildRecord(image.root);
 
   return {
     image: path,
@@ -97,7 +102,19 @@ export async function inspectImage(path: string): Promise<InspectReport> {
     },
     bootFiles: firstBootFiles(image.generation, cloudVersion !== undefined, cloud.noCloudSeedfrom, cmdline)
       .map((f) => ({ ...f, present: present.has(f.name) })),
+    ...(built?.packages?.debs !== undefined ? { carried: built.packages as NonNullable<InspectReport['carried']> } : {}),
+    ...(built?.room ? { room: { ...built.room, rootBytes: image.rootPartition.sizeBytes, freeBytes: sb.freeBlocks * sb.blockSize } } : {}),
   };
+}
+
+/** What pibake recorded in a card it built (/etc/pibake/manifest.json); nothing for a plain base. */
+async function readBuildRecord(root: Ext4Fs): Promise<{ packages?: Partial<NonNullable<InspectReport['carried']>>; room?: Omit<NonNullable<InspectReport['room']>, 'rootBytes' | 'freeBytes'> } | undefined> {
+  if (!(await root.exists('/etc/pibake/manifest.json'))) return undefined;
+  try {
+    return JSON.parse((await root.readFile('/etc/pibake/manifest.json')).toString('utf8')) as Awaited<ReturnType<typeof readBuildRecord>>;
+  } catch {
+    return undefined;
+  }
 }
 
 /** cloud.cfg then cloud.cfg.d/*.cfg in order; later files override datasource_list and the NoCloud seed. */
@@ -167,6 +184,10 @@ export function formatReport(r: InspectReport): string[] {
   lines.push(c.installed
     ? `cloud-init ${c.version}; datasource_list [${(c.datasourceList ?? []).join(', ')}]; NoCloud seedfrom ${c.noCloudSeedfrom ?? '-'}`
     : 'cloud-init not installed');
+  if (r.room) {
+    const carried = r.carried ? `; carries ${r.carried.debs} .debs (${mib(r.carried.debBytes)}, ${mib(r.carried.installedBytes)} once installed) for ${r.carried.requested.join(' ')}` : '';
+    lines.push(`root room ${mib(r.room.baseFreeBytes)} free before pibake, ${mib(r.room.freeBytes)} now (grown by ${mib(r.room.grownBytes)})${carried}`);
+  }
   lines.push('', 'first-boot files on the boot partition:');
   lines.push(...table([['file', 'present', 'honoured', 'note'],
     ...r.bootFiles.map((f) => [f.name, f.present ? 'yes' : 'no', f.honoured ? 'yes' : 'no', f.note])]).map((l) => `  ${l}`));

@@ -6,11 +6,12 @@
 import type { Location, Problem } from '../common/errors.ts';
 import { CIDR_PATTERN, IPV4_PATTERN, inSubnet, ipToNumber, parseCidr } from './net.ts';
 import type { Subnet } from './net.ts';
+import { checkHa } from './checks-ha.ts';
 import { suggest } from './shape.ts';
 
 /** What shape.ts hands over: the valid parts of the file, anything may be missing. */
 export interface RawInventory {
-  network?: { cidr?: string; gateway?: string; dns?: (string | undefined)[] };
+  network?: { cidr?: string; gateway?: string; dns?: (string | undefined)[]; vip?: string };
   base?: { url?: string; path?: string; sha256?: string };
   admin?: { sshKeys?: (string | undefined)[]; generateSshKey?: boolean };
   nodes?: (RawNode | undefined)[];
@@ -24,7 +25,8 @@ export interface RawNode {
   mac?: string;
 }
 
-export type RoleTags = ReadonlyMap<string, { tags: string[] }>;
+/** Role name -> its tags, and the role that replaced it when it is an old name. */
+export type RoleTags = ReadonlyMap<string, { tags: string[]; replacedBy?: string }>;
 
 export interface CheckContext {
   file: string;
@@ -32,6 +34,8 @@ export interface CheckContext {
   locations: ReadonlyMap<string, Location>;
   /** Key locations by YAML key path. */
   keyLocations: ReadonlyMap<string, Location>;
+  /** Collects what is allowed but worth saying (single points of failure, old role names). */
+  warnings?: Problem[];
 }
 
 export function crossCheck(raw: RawInventory, roles: RoleTags, context: CheckContext): Problem[] {
@@ -47,7 +51,9 @@ export function crossCheck(raw: RawInventory, roles: RoleTags, context: CheckCon
   checkNodes(raw, subnet, roles, report, at);
   checkBase(raw, report, (key) => context.keyLocations.has(`base.${key}`));
   checkSsh(raw, report);
-  checkPorts(raw, report);
+  const written = (path: string) => context.keyLocations.has(path);
+  checkPorts(raw, report, written);
+  checkHa(raw, roles, { report, at, written, warn: (warning) => context.warnings?.push(warning) });
   return problems;
 }
 
@@ -66,7 +72,7 @@ function checkNetwork(raw: RawInventory, report: Report): Subnet | undefined {
 }
 
 /** Why an address cannot be a host of the subnet, or undefined when it can. */
-function hostProblem(ip: number, subnet: Subnet, cidr: string): string | undefined {
+export function hostProblem(ip: number, subnet: Subnet, cidr: string): string | undefined {
   if (!inSubnet(ip, subnet)) return `is outside the network ${cidr}`;
   if (ip === subnet.network) return `is the network address of ${cidr}`;
   if (ip === subnet.broadcast) return `is the broadcast address of ${cidr}`;
@@ -85,7 +91,8 @@ function checkNodes(
   const gateway = raw.network?.gateway;
   const seen = { name: new Map<string, number>(), ip: new Map<string, number>(), mac: new Map<string, number>() };
   const tagged = new Map<string, number[]>();
-  const knownRoles = [...roles.keys()].sort();
+  // Old role names still work but are not offered.
+  const knownRoles = [...roles.keys()].filter((name) => !roles.get(name)?.replacedBy).sort();
 
   nodes.forEach((node, index) => {
     if (!node) return;
@@ -131,16 +138,8 @@ function checkNodes(
       ? `give ${count} node the role ${names.join(' or ')}`
       : `no role in roles/ has the tag ${tag}; add one (a roles/<name>.yaml with tags: [${tag}])`;
   };
-  const primaries = tagged.get('postgresql-primary') ?? [];
-  if (primaries.length === 0) {
-    report('nodes', 'no node runs the PostgreSQL primary (a role tagged postgresql-primary)', needRole('postgresql-primary', 'exactly one'), true);
-  }
-  for (const index of primaries.slice(1)) {
-    report(
-      `nodes.${index}.role`,
-      `more than one PostgreSQL primary: node ${nodes[index]?.name ?? index} is the ${ordinal(primaries.indexOf(index) + 1)} (first: ${nodes[primaries[0] ?? 0]?.name})`,
-      'streaming replication has exactly one primary; make the others replicas',
-    );
+  if (!tagged.has('postgresql')) {
+    report('nodes', 'no database node: no node has a role tagged postgresql', needRole('postgresql', 'at least one (three for failover)'), true);
   }
   if (!tagged.has('load-balancer')) {
     report('nodes', 'no load balancer: no node has a role tagged load-balancer', needRole('load-balancer', 'at least one'), true);
@@ -182,12 +181,17 @@ const PORTS = [
   ['lb', 'stats_port'],
   ['lb', 'pg_write_port'],
   ['lb', 'pg_read_port'],
+  ['lb', 'monitor_port'],
+  ['patroni', 'rest_port'],
+  ['etcd', 'client_port'],
+  ['etcd', 'peer_port'],
 ] as const;
 
 /** Ports every node's own system already uses: a service put there would fail, or lock the operator out. */
 const SYSTEM_PORTS: Record<number, string> = { 22: 'the SSH port of every node (sshd)' };
 
-function checkPorts(raw: RawInventory, report: Report): void {
+/** A clash is reported at the port the file writes (a default clashing with it is not the mistake). */
+function checkPorts(raw: RawInventory, report: Report, written: (path: string) => boolean): void {
   const seen = new Map<number, string>();
   for (const [section, key] of PORTS) {
     const prop = key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -200,8 +204,9 @@ function checkPorts(raw: RawInventory, report: Report): void {
       continue;
     }
     const first = seen.get(port);
-    if (first) report(path, `${path} ${port} is already used by ${first}`, 'give every service its own port');
-    else seen.set(port, path);
+    if (!first) seen.set(port, path);
+    else if (written(path) || !written(first)) report(path, `${path} ${port} is already used by ${first}`, 'give every service its own port');
+    else report(first, `${first} ${port} is already used by ${path}${written(path) ? '' : ' (its default)'}`, 'give every service its own port');
   }
 }
 
@@ -213,8 +218,4 @@ function parentLocation(path: string, context: CheckContext): Location | undefin
     if (location) return location;
   }
   return undefined;
-}
-
-function ordinal(n: number): string {
-  return n === 2 ? 'second' : n === 3 ? 'third' : `${n}th`;
 }

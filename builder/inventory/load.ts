@@ -7,6 +7,7 @@ import { PibakeError } from '../common/errors.ts';
 import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
 import type { Location, Problem } from '../common/errors.ts';
 import { crossCheck } from './checks.ts';
+import { databaseNodeNames, defaultEtcdMembers } from './checks-ha.ts';
 import type { RawInventory, RoleTags } from './checks.ts';
 import { parseCidr } from './net.ts';
 import { INVENTORY_SPEC } from './schema.ts';
@@ -42,7 +43,8 @@ export async function parseInventory(source: string, file: string, roles: RoleTa
   const shape = validateShape(parsed.root, INVENTORY_SPEC, file);
   const problems: Problem[] = [...parsed.problems, ...shape.problems];
   const raw = (shape.value ?? {}) as RawInventory & Record<string, unknown>;
-  problems.push(...crossCheck(raw, roles, { file, locations: shape.locations, keyLocations: shape.keyLocations }));
+  const warnings: Problem[] = [];
+  problems.push(...crossCheck(raw, roles, { file, locations: shape.locations, keyLocations: shape.keyLocations, warnings }));
   const sshKeys = await readSshKeys(raw, file, shape.locations, problems);
 
   if (problems.length > 0) {
@@ -50,7 +52,7 @@ export async function parseInventory(source: string, file: string, roles: RoleTa
     const count = problems.length === 1 ? 'a problem' : `${problems.length} problems`;
     throw PibakeError.fromProblems(`${file} has ${count}`, problems);
   }
-  return toInventory(raw, file, sshKeys, shape.locations);
+  return toInventory(raw, file, sshKeys, shape.locations, roles, warnings.sort(byLocation));
 }
 
 async function readSshKeys(raw: RawInventory, file: string, locations: ReadonlyMap<string, Location>, problems: Problem[]): Promise<string[]> {
@@ -66,16 +68,19 @@ async function readSshKeys(raw: RawInventory, file: string, locations: ReadonlyM
 }
 
 /** Only called when there were no problems, so every required value is present and valid. */
-function toInventory(raw: Record<string, unknown>, file: string, sshKeys: string[], locations: Map<string, Location>): Inventory {
+function toInventory(
+  raw: Record<string, unknown>, file: string, sshKeys: string[], locations: Map<string, Location>, roles: RoleTags, warnings: Problem[],
+): Inventory {
   const data = raw as unknown as ValidData;
-  const { cidr, gateway, dns } = data.network;
+  const { cidr, gateway, dns, vip } = data.network;
+  const nodes = data.nodes.map((node) => ({ name: node.name, role: node.role, ip: node.ip, ...(node.mac ? { mac: node.mac } : {}) }));
   const base = { ...data.base };
   if (base.path !== undefined) base.path = resolveUserPath(base.path, file);
   const password = data.admin.password;
   return {
     file,
     cluster: data.cluster,
-    network: { cidr, prefixLength: parseCidr(cidr).prefixLength, gateway, dns: dns ?? [gateway] },
+    network: { cidr, prefixLength: parseCidr(cidr).prefixLength, gateway, dns: dns ?? [gateway], ...(vip ? { vip } : {}) },
     base,
     admin: {
       user: data.admin.user,
@@ -85,22 +90,38 @@ function toInventory(raw: Record<string, unknown>, file: string, sshKeys: string
     },
     locale: data.locale,
     ...(data.wifi ? { wifi: data.wifi } : {}),
-    nodes: data.nodes.map((node) => ({ name: node.name, role: node.role, ip: node.ip, ...(node.mac ? { mac: node.mac } : {}) })),
-    roles: data.roles,
+    nodes,
+    roles: {
+      ...data.roles,
+      etcd: { ...data.roles.etcd, members: data.roles.etcd.members ?? defaultEtcdMembers(databaseNodeNames(nodes, roles)) },
+    },
+    packages: {
+      mirrors: data.packages.mirrors,
+      ...(data.packages.proxy ? { proxy: data.packages.proxy } : {}),
+      ...(data.packages.maxImageSize ? { maxImageBytes: decimalBytes(data.packages.maxImageSize) } : {}),
+    },
+    warnings,
     locations,
   };
+}
+
+/** "8GB" -> 8e9 bytes: card sizes are decimal, as they are sold. */
+function decimalBytes(size: string): number {
+  const m = /^(\d+)(MB|GB)$/.exec(size) as RegExpExecArray;
+  return Number(m[1]) * (m[2] === 'GB' ? 1e9 : 1e6);
 }
 
 /** The camelCase data the schema produces for a valid file (admin keys and password still raw). */
 interface ValidData {
   cluster: Inventory['cluster'];
-  network: { cidr: string; gateway: string; dns?: string[] };
+  network: { cidr: string; gateway: string; dns?: string[]; vip?: string };
   base: Inventory['base'];
   admin: { user: string; sshKeys: string[]; generateSshKey: boolean; password: string };
   locale: Inventory['locale'];
   wifi?: Inventory['wifi'];
   nodes: Inventory['nodes'];
-  roles: Inventory['roles'];
+  roles: Omit<Inventory['roles'], 'etcd'> & { etcd: Omit<Inventory['roles']['etcd'], 'members'> & { members?: string[] } };
+  packages: { mirrors: { from: string; to: string }[]; proxy?: string; maxImageSize?: string };
 }
 
 function byLocation(a: Problem, b: Problem): number {

@@ -5,6 +5,7 @@
  * CIDR, unique names, role tags, SSH keys on disk) live in checks.ts.
  */
 import type { Field, Issue, ObjectSpec } from './spec.ts';
+import { ETCD_FIELD, LB_HA_FIELDS, PATRONI_FIELD, VIP_FIELD } from './schema-ha.ts';
 import { CIDR_PATTERN, DOMAIN_PATTERN, IPV4_PATTERN, LABEL_PATTERN, MAC_PATTERN, ipToNumber, parseCidr, numberToIp, reservedRange } from './net.ts';
 import { systemAccountOwner } from './system-accounts.ts';
 
@@ -106,6 +107,14 @@ function checkSsid(value: string): Issue | undefined {
   return undefined;
 }
 
+function checkRepositoryUrl(value: string): Issue | undefined {
+  if (/\s/.test(value)) return { message: `"${value}" contains spaces`, hint: 'percent-encode spaces as %20' };
+  if (!/^(https?|file):\/\/[^/]/.test(value) && !/^file:\/\//.test(value)) {
+    return { message: `"${value}" is not an apt repository address`, hint: 'write it as apt does in a sources file, e.g. http://deb.debian.org/debian' };
+  }
+  return undefined;
+}
+
 function checkHttps(value: string): Issue | undefined {
   if (!/^https:\/\//.test(value)) {
     return {
@@ -170,6 +179,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           example: '[10.0.0.1]',
           spec: { type: 'array', items: { ...IPV4, check: checkDns }, minItems: 1 },
         },
+        VIP_FIELD,
       ],
     },
   },
@@ -342,9 +352,9 @@ export const INVENTORY_FIELDS: readonly Field[] = [
           },
           {
             key: 'role',
-            description: 'A role file in roles/ (shipped: lb, primary, replica).',
+            description: 'A role file in roles/ (shipped: lb, db, allinone; primary and replica are the old names of db).',
             required: true,
-            example: 'replica',
+            example: 'db',
             spec: { type: 'string', minLength: 1 },
           },
           {
@@ -374,7 +384,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
       fields: [
         {
           key: 'postgresql',
-          description: 'PostgreSQL on the primary and the streaming replicas.',
+          description: 'PostgreSQL on the database nodes (run by Patroni: one primary, the others streaming replicas).',
           default: {},
           spec: {
             type: 'object',
@@ -415,7 +425,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
         },
         {
           key: 'lb',
-          description: 'HAProxy on the load balancer.',
+          description: 'HAProxy and keepalived on the load balancers.',
           default: {},
           spec: {
             type: 'object',
@@ -429,8 +439,51 @@ export const INVENTORY_FIELDS: readonly Field[] = [
               },
               { key: 'pg_write_port', description: 'Port that forwards to the PostgreSQL primary.', default: 5000, spec: PORT },
               { key: 'pg_read_port', description: 'Port that balances over the PostgreSQL replicas.', default: 5001, spec: PORT },
+              ...LB_HA_FIELDS,
             ],
           },
+        },
+        PATRONI_FIELD,
+        ETCD_FIELD,
+      ],
+    },
+  },
+  {
+    key: 'packages',
+    description:
+      'How `pibake build` fetches the role packages it carries on each card (the default; `--packages online` leaves them to the card\'s first boot instead). ' +
+      'Packages are resolved against the base image\'s own apt sources (Raspberry Pi OS lists the Debian archive and Raspberry Pi\'s), and a source that does not answer is reported and skipped.',
+    default: {},
+    spec: {
+      type: 'object',
+      fields: [
+        {
+          key: 'mirrors',
+          description: 'Repositories the build uses instead of ones the image lists (same suites, same signing keys): `from` is an address as the image\'s sources write it, `to` your mirror of it.',
+          default: [],
+          example: '[{ from: http://deb.debian.org/debian, to: http://mirror.lan/debian }]',
+          spec: {
+            type: 'array',
+            items: {
+              type: 'object',
+              fields: [
+                { key: 'from', description: 'A repository address the image\'s apt sources name.', required: true, spec: { type: 'string', pattern: /^(https?|file):\/\/\S+$/, label: 'repository address', format: 'http://host/path, https://host/path or file:///path', check: checkRepositoryUrl } },
+                { key: 'to', description: 'The mirror the build fetches from instead.', required: true, spec: { type: 'string', pattern: /^(https?|file):\/\/\S+$/, label: 'repository address', format: 'http://host/path, https://host/path or file:///path', check: checkRepositoryUrl } },
+              ],
+            },
+          },
+        },
+        {
+          key: 'proxy',
+          description: 'HTTP proxy for the build\'s package downloads (e.g. apt-cacher-ng); the cards never use it.',
+          example: 'http://apt-cache.lan:3142',
+          spec: { type: 'string', pattern: /^https?:\/\/\S+$/, label: 'proxy address', format: 'http://host:port' },
+        },
+        {
+          key: 'max_image_size',
+          description: 'Largest a card image may grow to when the carried packages need room (e.g. the size of your smallest card); by default only the output disk limits it.',
+          example: '8GB',
+          spec: { type: 'string', pattern: /^[1-9][0-9]*(MB|GB)$/, label: 'size', format: 'a number with MB or GB (decimal, as cards are sold), e.g. 8GB' },
         },
       ],
     },

@@ -2,7 +2,7 @@
  * The validated cluster inventory, as the rest of pibake sees it (camelCase, defaults applied,
  * paths resolved against the inventory file's folder). Produced by `loadInventory` from cluster.yaml.
  */
-import type { Location } from '../common/errors.ts';
+import type { Location, Problem } from '../common/errors.ts';
 
 /** Raspberry Pi OS generations pibake knows; the base image's generation decides the first-boot mechanism. */
 export type Generation = 'bookworm' | 'trixie';
@@ -16,6 +16,8 @@ export interface Inventory {
     prefixLength: number;
     gateway: string;
     dns: string[];
+    /** The floating address clients use (keepalived); undefined: the only load balancer's own address. */
+    vip?: string;
   };
   base: BaseImageSpec;
   admin: {
@@ -31,6 +33,9 @@ export interface Inventory {
   wifi?: { country: string; ssid: string; passphrase: string };
   nodes: NodeSpec[];
   roles: RoleSettings;
+  packages: PackageSettings;
+  /** Things that work but that the user should know, e.g. each single point of failure left (printed, never fatal). */
+  warnings: Problem[];
   /** Where each key path of the YAML was found, for errors raised after loading ("nodes.2.ip" -> location). */
   locations: Map<string, Location>;
 }
@@ -44,9 +49,19 @@ export interface BaseImageSpec {
   sha256?: string;
 }
 
+/** How the build fetches the role packages it carries on the cards. */
+export interface PackageSettings {
+  /** Repositories used instead of ones the image lists. */
+  mirrors: { from: string; to: string }[];
+  /** HTTP proxy for the build's downloads. */
+  proxy?: string;
+  /** Largest size (bytes) an image may grow to for the carried packages. */
+  maxImageBytes?: number;
+}
+
 export interface NodeSpec {
   name: string;
-  /** Name of a role file in roles/ (lb, primary, replica, or one the user added). */
+  /** Name of a role file in roles/ (lb, db, allinone, or one the user added). */
   role: string;
   ip: string;
   mac?: string;
@@ -62,5 +77,20 @@ export interface RoleSettings {
     maxSlotWalKeepSize: string;
   };
   web: { port: number; appPort: number };
-  lb: { statsPort: number; statsUser: string; pgWritePort: number; pgReadPort: number };
+  lb: { statsPort: number; statsUser: string; pgWritePort: number; pgReadPort: number; vrrpRouterId: number; monitorPort: number };
+  patroni: {
+    /** undefined = the generation's default (10 bookworm, 20 trixie: Patroni 4's minimum). */
+    ttl?: number;
+    loopWait: number;
+    retryTimeout: number;
+    synchronousMode: boolean;
+    failsafeMode: boolean;
+    restPort: number;
+  };
+  etcd: {
+    /** Node names running etcd, in inventory order (resolved by loadInventory when cluster.yaml leaves them out). */
+    members: string[];
+    clientPort: number;
+    peerPort: number;
+  };
 }

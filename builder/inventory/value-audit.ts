@@ -18,6 +18,7 @@ export const VALUE_AUDIT: Readonly<Record<string, ValueAudit>> = {
   'network.cidr': { reaches: 'pg_hba.conf, netplan / NetworkManager prefix', guard: 'dotted quad and prefix /8–/30, host bits zero, not in 0/8, 127/8, 224/4 or 240/4' },
   'network.gateway': { reaches: 'netplan route, NetworkManager address1', guard: 'dotted quad inside the network, not its network or broadcast address' },
   'network.dns[]': { reaches: 'netplan nameservers, NetworkManager dns=', guard: 'dotted quad, not in 0/8, 127/8, 224/4 or 240/4' },
+  'network.vip': { reaches: 'keepalived.conf virtual_ipaddress, the web app\'s app.json read/write endpoints, a comment in haproxy.cfg', guard: 'dotted quad inside the network; not its network, broadcast or gateway address, nor any node\'s' },
   'base.url': { reaches: 'manifest.json and the cache record (JSON-encoded); never an image', guard: 'https, no spaces; the download is checked against base.sha256' },
   'base.path': { reaches: 'manifest.json (JSON-encoded); never an image', guard: 'a regular file; its content is checked at intake (partition table, both filesystems)' },
   'base.sha256': { reaches: 'the cache key and record', guard: '64 hex digits' },
@@ -36,5 +37,10 @@ export const VALUE_AUDIT: Readonly<Record<string, ValueAudit>> = {
   'nodes[].mac': { reaches: 'netplan match, NetworkManager mac-address', guard: 'six hex pairs, not broadcast, multicast or all zeros; unique' },
   'roles.postgresql.database': { reaches: 'SQL of the primary setup, pgpass files, the web app\'s app.json', guard: '`[a-z_][a-z0-9_]{0,62}`' },
   'roles.postgresql.max_slot_wal_keep_size': { reaches: 'the PostgreSQL configuration', guard: 'a number with MB, GB or TB' },
+  'roles.etcd.members[]': { reaches: '/etc/default/etcd (ETCD_INITIAL_CLUSTER), Patroni\'s etcd hosts, etcd-setup.sh (as the members\' addresses)', guard: 'the name of a database node of the inventory; 1, 3 or 5 of them, no repeats' },
+  'packages.mirrors[].from': { reaches: 'compared with the URIs of the base image\'s apt sources; never an image', guard: 'http, https or file address, no spaces' },
+  'packages.mirrors[].to': { reaches: 'the deb822 sources file of the build\'s own apt (under pibake\'s cache); never an image', guard: 'http, https or file address, no spaces' },
+  'packages.proxy': { reaches: 'one `-o Acquire::http(s)::Proxy=` argument of the build\'s apt-get (an argument, never a shell); never an image', guard: 'http or https address, no spaces' },
+  'packages.max_image_size': { reaches: 'a number of bytes the growth of an image is held to; never an image', guard: 'a number with MB or GB' },
   'roles.lb.stats_user': { reaches: 'haproxy.cfg `stats auth`', guard: 'letters, digits, `_ . -`' },
 };

@@ -13,6 +13,8 @@ export interface NodeInputs {
   /** The MBR disk identifier the node's card gets. */
   diskId: string;
   rendered: RenderedNode;
+  /** Further inputs by name -> digest, e.g. the .debs carried on the card (`carry:<file>` -> SHA-256). */
+  extra?: Record<string, string>;
 }
 
 export interface NodeDigest {
@@ -42,6 +44,7 @@ export function digestNode(inputs: NodeInputs): NodeDigest {
   for (const entry of inputs.rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry);
   for (const file of inputs.rendered.bootFiles) files[`boot:${file.path}`] = sha256(file.data);
   for (const edit of inputs.rendered.bootEdits) files[`boot-edit:${edit.path}`] = sha256(edit.describe);
+  Object.assign(files, inputs.extra);
   const keys = Object.keys(files).sort();
   const digest = sha256(
     `pibake ${inputs.toolVersion}`,

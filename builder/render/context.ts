@@ -17,17 +17,30 @@ export interface NodeView {
   index: number;
   /** Replication slot name: the node name lowercased, [^a-z0-9_] replaced by `_`. */
   slot: string;
+  /** Runs an etcd member (settings.etcd.members). */
+  etcdMember: boolean;
 }
 
 export interface TemplateContext {
   cluster: { name: string; domain: string };
-  network: { cidr: string; prefixLength: number; netmask: string; gateway: string; dns: string[] };
+  network: {
+    cidr: string; prefixLength: number; netmask: string; gateway: string; dns: string[];
+    /** The floating address of the load balancers (keepalived), when the inventory has one. */
+    vip?: string;
+    /** Where clients reach the cluster: the VIP, or the only load balancer's own address. */
+    clientAddress: string;
+  };
   node: NodeView;
   nodes: NodeView[];
   tagged: Record<string, NodeView[]>;
   primary?: NodeView;
   replicas: NodeView[];
-  settings: RoleSettings & { postgresql: RoleSettings['postgresql'] & { version: number } };
+  settings: RoleSettings & {
+    postgresql: RoleSettings['postgresql'] & { version: number };
+    patroni: RoleSettings['patroni'] & { ttl: number };
+  };
+  /** The etcd members, in inventory order. */
+  etcdMembers: NodeView[];
   secrets: Record<string, string>;
   admin: { user: string };
   generation: Generation;
@@ -35,6 +48,26 @@ export interface TemplateContext {
 
 /** Debian's PostgreSQL major version per generation (what `apt-get install postgresql` gives). */
 export const DEFAULT_POSTGRESQL_VERSION: Record<Generation, number> = { bookworm: 15, trixie: 17 };
+
+/**
+ * Patroni's ttl per generation: bookworm's Patroni 3.0 accepts 10 (measured: writes back after
+ * about 10 s); trixie's Patroni 4.0 raises anything below 20 to 20, and its validator refuses it.
+ */
+export const DEFAULT_PATRONI_TTL: Record<Generation, number> = { bookworm: 10, trixie: 20 };
+const MIN_PATRONI_TTL: Record<Generation, number> = { bookworm: 1, trixie: 20 };
+
+/** The ttl a node's Patroni gets: the inventory's (checked against the generation's Patroni), else the generation's default. */
+export function patroniTtl(inventory: Inventory, generation: Generation): number {
+  const configured = inventory.roles.patroni.ttl;
+  if (configured === undefined) return DEFAULT_PATRONI_TTL[generation];
+  if (configured < MIN_PATRONI_TTL[generation]) {
+    throw new PibakeError(`roles.patroni.ttl ${configured} is below ${MIN_PATRONI_TTL[generation]}, the least the ${generation} base's Patroni accepts`, {
+      hint: `set ttl to ${MIN_PATRONI_TTL[generation]} or more, or leave it out (default ${DEFAULT_PATRONI_TTL[generation]} on ${generation})`,
+      location: inventory.locations.get('roles.patroni.ttl'),
+    });
+  }
+  return configured;
+}
 
 /**
  * The PostgreSQL major version a node will run: the inventory's, else the server the base already
@@ -63,6 +96,7 @@ export function nodeView(inventory: Inventory, roles: RoleCatalog, node: NodeSpe
     mac: node.mac,
     index,
     slot: node.name.toLowerCase().replace(/[^a-z0-9_]/g, '_'),
+    etcdMember: inventory.roles.etcd.members.includes(node.name),
   };
 }
 
@@ -94,6 +128,11 @@ export function buildContext(input: {
     });
   }
   const pg = inventory.roles.postgresql;
+  const lbs = tagged['load-balancer'] ?? [];
+  const clientAddress = inventory.network.vip ?? lbs[0]?.ip;
+  if (clientAddress === undefined) {
+    throw new PibakeError('no address for clients: no network.vip and no load balancer', { hint: 'give a node a role tagged load-balancer' });
+  }
   const context: TemplateContext = {
     cluster: { ...inventory.cluster },
     network: {
@@ -102,6 +141,8 @@ export function buildContext(input: {
       netmask: netmaskOf(inventory.network.prefixLength),
       gateway: inventory.network.gateway,
       dns: [...inventory.network.dns],
+      vip: inventory.network.vip,
+      clientAddress,
     },
     node,
     nodes,
@@ -110,7 +151,9 @@ export function buildContext(input: {
     settings: {
       ...inventory.roles,
       postgresql: { ...pg, version: postgresqlVersion(pg.version, generation, input.installedPackages ?? new Set()) },
+      patroni: { ...inventory.roles.patroni, ttl: patroniTtl(inventory, generation) },
     },
+    etcdMembers: nodes.filter((n) => n.etcdMember),
     secrets: input.secrets,
     admin: { user: inventory.admin.user },
     generation,

@@ -40,6 +40,12 @@ export function templateEngine(): typeof Handlebars {
   hb.registerHelper('ne', (a: unknown, b: unknown) => a !== b);
   hb.registerHelper('includes', (list: unknown, value: unknown) => Array.isArray(list) && list.includes(value));
   hb.registerHelper('add', (a: unknown, b: unknown) => Number(a) + Number(b));
+  hb.registerHelper('sub', (a: unknown, b: unknown) => Number(a) - Number(b));
+  /** The first `length` characters of a text (e.g. keepalived reads only 8 of a VRRP password). */
+  hb.registerHelper('truncate', (text: unknown, length: unknown) => {
+    if (typeof text !== 'string') throw new Error('truncate expects text');
+    return text.slice(0, Number(length));
+  });
   hb.registerHelper('join', (list: unknown, sep: unknown) => {
     if (!Array.isArray(list)) throw new Error('join expects a list');
     return list.join(typeof sep === 'string' ? sep : ', ');

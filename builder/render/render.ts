@@ -23,6 +23,7 @@ import { buildContext } from './context.ts';
 import { collectOverlays, overlayEntries, ownershipList } from './overlay.ts';
 import type { RoleCatalog } from './roles.ts';
 import type { ClusterSecrets } from './secrets.ts';
+import { firstBootEntries, type PackageSource } from './firstboot.ts';
 import { bookwormSeeds, cloudInitSeeds, instanceId, type NodeFacts } from './seeds.ts';
 import type { BootFile, RenderedNode, RootEntry } from './types.ts';
 
@@ -35,6 +36,8 @@ export interface RenderInput {
   overlaysDir: string;
   /** Digest of the node's inputs (lowercase hex); its first 12 digits make the cloud-init instance-id. */
   buildId: string;
+  /** Where first boot takes the role packages from (default: the card's local repository). */
+  packages?: PackageSource;
 }
 
 const HOST_KEY = '/etc/ssh/ssh_host_ed25519_key';
@@ -73,9 +76,6 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
     node: context.node,
     nodes: context.nodes,
     instanceId: instanceId(nodeName, input.buildId),
-    missingPackages: [...new Set(role.packages)].filter((p) => !base.installedPackages.has(p)).sort(),
-    services: role.services,
-    firstboot: role.firstboot,
     adminKeys,
     passwordHash: secrets.admin.passwordHash,
   };
@@ -95,6 +95,13 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
       fqdn: context.node.fqdn, ip: spec.ip, generation: base.generation, buildId: input.buildId, instanceId: facts.instanceId,
     }, null, 2)}\n`, 0o644),
     ...seeds.rootEntries,
+    ...firstBootEntries({
+      node: nodeName,
+      packages: missingPackages(role.packages, base.installedPackages),
+      source: input.packages ?? 'card',
+      services: role.services,
+      firstboot: role.firstboot,
+    }),
   ];
   if (base.generation === 'bookworm') {
     generated.push(fileEntry(`/etc/pibake/ssh/ssh_host_ed25519_key`, hostKey.privateKey, 0o600));
@@ -127,6 +134,11 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
   const bootFiles: BootFile[] = [...seeds.bootFiles].sort((a, b) => compare(a.path, b.path));
   assertNoSecretLeak(nodeName, secrets, rootEntries, bootFiles);
   return { node: nodeName, role: role.name, rootEntries, bootFiles, bootEdits: seeds.bootEdits };
+}
+
+/** The role's packages the base image does not have, sorted: what first boot installs. */
+export function missingPackages(wanted: readonly string[], installed: ReadonlySet<string>): string[] {
+  return [...new Set(wanted)].filter((p) => !installed.has(p)).sort();
 }
 
 function fileEntry(path: string, data: string, mode: number): RootEntry {

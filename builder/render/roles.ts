@@ -32,6 +32,11 @@ export interface RoleDefinition {
   firstboot: string[];
   secrets: string[];
   files: FileRule[];
+  /**
+   * An old role name kept so existing inventories still build: the role file says only
+   * `replaced_by: <role>`, and the definition is that role's.
+   */
+  replacedBy?: string;
 }
 
 export type RoleCatalog = Map<string, RoleDefinition>;
@@ -44,7 +49,7 @@ const UNIT = /^[A-Za-z0-9][A-Za-z0-9@_.:-]*\.(service|timer|socket|target|path|m
 const SECRET = /^[a-z][a-z0-9_]*$/;
 const ACCOUNT = /^[a-z_][a-z0-9_-]*$/;
 const MODE = /^0[0-7]{3}$/;
-const KEYS = ['description', 'tags', 'overlays', 'packages', 'services', 'firstboot', 'secrets', 'files'];
+const KEYS = ['description', 'tags', 'overlays', 'packages', 'services', 'firstboot', 'secrets', 'files', 'replaced_by'];
 
 /**
  * Read every roles/*.yaml. Overlays named by a role must exist as folders of `overlaysDir`
@@ -79,6 +84,7 @@ export async function loadRoles(rolesDir: string, overlaysDir = path.join(rolesD
       else throw error;
     }
   }
+  resolveReplacedRoles(catalog, problems);
   for (const role of catalog.values()) {
     for (const overlay of role.overlays) {
       const dir = path.join(overlaysDir, overlay);
@@ -140,6 +146,10 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
       case 'files':
         role.files = fileRules(value, problems);
         break;
+      case 'replaced_by':
+        if (value.kind === 'scalar' && ROLE_NAME.test(value.text)) role.replacedBy = value.text;
+        else problems.push({ message: 'replaced_by must name a role', hint: 'e.g. replaced_by: db', location: textAt(value) });
+        break;
       default:
         problems.push({
           message: `unknown key "${key}" in role file`,
@@ -149,7 +159,36 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
     }
   }
   overlayLocations.set(role, locations);
+  if (role.replacedBy) {
+    const extra = root.entries.filter((e) => e.key !== 'description' && e.key !== 'replaced_by');
+    for (const entry of extra) {
+      problems.push({
+        message: `role "${name}" is replaced by "${role.replacedBy}", so it may not set ${entry.key}`,
+        hint: 'a replaced role takes everything from the role that replaced it; keep only description and replaced_by',
+        location: entry.keyLocation,
+      });
+    }
+  }
   return role;
+}
+
+/** Give every old role name the definition of the role that replaced it (one step, no chains). */
+function resolveReplacedRoles(catalog: RoleCatalog, problems: Problem[]): void {
+  for (const role of catalog.values()) {
+    if (!role.replacedBy) continue;
+    const target = catalog.get(role.replacedBy);
+    if (!target || target.replacedBy) {
+      problems.push({
+        message: `role "${role.name}" is replaced by "${role.replacedBy}", which ${target ? 'is itself replaced' : 'has no file in the roles folder'}`,
+        hint: 'name a current role file',
+        location: { file: role.file },
+      });
+      continue;
+    }
+    const { name, file, replacedBy } = role;
+    Object.assign(role, { ...target, name, file, replacedBy, description: role.description || target.description });
+    overlayLocations.set(role, overlayLocations.get(target) ?? new Map());
+  }
 }
 
 function stringList(

@@ -3,8 +3,9 @@
  * - trixie: cloud-init NoCloud seeds on the boot partition (meta-data, user-data, network-config)
  *   plus ` ds=nocloud;i=<instance-id>` on cmdline.txt, as Raspberry Pi Imager does.
  * - bookworm (no cloud-init): Imager-1.x style `firstrun.sh` run once through systemd.run, the
- *   `ssh` flag file, a NetworkManager keyfile baked into the rootfs, and a baked one-shot unit that
- *   installs packages once the network is up.
+ *   `ssh` flag file, a NetworkManager keyfile baked into the rootfs.
+ * Role packages and role setup are not the seeds' business on either generation: the baked
+ * pibake-firstboot unit does both (firstboot.ts).
  * The boot partition is FAT and world-readable: nothing secret is ever written to it, not even the
  * admin password hash (admin-password.ts bakes it into the root filesystem for both generations).
  */
@@ -14,6 +15,7 @@ import { PibakeError } from '../common/errors.ts';
 import type { Inventory } from '../inventory/types.ts';
 import { adminPasswordEntries } from './admin-password.ts';
 import type { NodeView } from './context.ts';
+import { sq } from './firstboot.ts';
 import type { BootEdit, BootFile, RootEntry } from './types.ts';
 
 /** What the seed writers need to know about the node being rendered. */
@@ -22,12 +24,6 @@ export interface NodeFacts {
   node: NodeView;
   nodes: NodeView[];
   instanceId: string;
-  /** Packages the roles need that the base image lacks, sorted. */
-  missingPackages: string[];
-  /** Units to enable and (re)start, in role order. */
-  services: string[];
-  /** One-shot units to start once, in role order. */
-  firstboot: string[];
   adminKeys: string[];
   passwordHash?: string;
 }
@@ -123,14 +119,12 @@ export function cloudInitSeeds(facts: NodeFacts): Seeds {
     timezone: inventory.locale.timezone,
     locale: inventory.locale.locale,
     keyboard: { layout: inventory.locale.keyboard },
-    package_update: facts.missingPackages.length > 0,
+    // Packages are pibake-firstboot's: it retries until they are in, then sets the role up.
+    package_update: false,
     package_upgrade: false,
   };
-  if (facts.missingPackages.length > 0) config.packages = facts.missingPackages;
   const enableLocale = localeGenCommand(inventory.locale.locale);
   if (enableLocale) config.bootcmd = [enableLocale];
-  const runcmd = firstBootCommands(facts);
-  if (runcmd.length > 0) config.runcmd = runcmd;
   const userData = `#cloud-config\n# pibake: node ${node.name} of cluster ${inventory.cluster.name}. No secrets here (boot partition is world-readable).\n${yamlDump(config)}`;
   const id = facts.instanceId;
   return {
@@ -153,21 +147,6 @@ export function cloudInitSeeds(facts: NodeFacts): Seeds {
       ...adminPasswordEntries(inventory.admin.user, facts.passwordHash),
     ],
   };
-}
-
-/**
- * The first-boot sequence (cloud-init runcmd, after `packages:` are installed): reload units, enable
- * the roles' services, run the one-shot units in role order (the ownership hand-over first when the
- * role lists it first), then restart the services so they pick up baked configuration and ownership.
- */
-export function firstBootCommands(facts: NodeFacts): string[][] {
-  const cmds: string[][] = [];
-  if (facts.services.length + facts.firstboot.length === 0) return cmds;
-  cmds.push(['systemctl', 'daemon-reload']);
-  if (facts.services.length > 0) cmds.push(['systemctl', 'enable', ...facts.services]);
-  for (const unit of facts.firstboot) cmds.push(['systemctl', 'start', unit]);
-  if (facts.services.length > 0) cmds.push(['systemctl', 'restart', ...facts.services]);
-  return cmds;
 }
 
 export function networkConfig(facts: NodeFacts): string {
@@ -204,12 +183,6 @@ export function networkConfig(facts: NodeFacts): string {
 // ---------------------------------------------------------------- bookworm: firstrun.sh
 
 const FIRSTRUN_TOKENS = ['systemd.run=', 'systemd.run_success_action=', 'systemd.unit='];
-const FIRSTBOOT_DONE = '/var/lib/pibake/firstboot.done';
-
-/** Shell quoting: words of safe characters stay bare, anything else is single-quoted. */
-export function sq(value: string): string {
-  return /^[A-Za-z0-9@%+=:,./_-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
 
 function nmConnection(facts: NodeFacts): string {
   const { inventory, node } = facts;
@@ -261,7 +234,7 @@ export function bookwormSeeds(facts: NodeFacts): Seeds {
   const firstrun = `#!/bin/bash
 # pibake first run (bookworm): started once by systemd.run from cmdline.txt, like Raspberry Pi
 # Imager's firstrun.sh. Creates the admin user, enables ssh, sets the locale, then removes its
-# cmdline tokens and itself. Packages and services follow on the next boot (pibake-firstboot.service).
+# cmdline tokens and itself. The role follows on the next boot (pibake-firstboot.service).
 # No secrets here: this file lives on the world-readable boot partition.
 set +e
 FW=/boot/firmware
@@ -293,31 +266,6 @@ sed -i -e 's/ systemd\\.run=[^ ]*//' -e 's/ systemd\\.run_success_action=[^ ]*//
 rm -f "$FW/firstrun.sh"
 exit 0
 `;
-  const packages = facts.missingPackages;
-  const firstbootScript = `#!/bin/sh
-# pibake first boot (bookworm): runs once with the network up, after firstrun.sh created the user.
-set -eu
-${packages.length > 0 ? `export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef ${packages.map(sq).join(' ')}
-` : ''}${firstBootCommands(facts).map((cmd) => cmd.map(sq).join(' ')).join('\n')}
-mkdir -p ${sq(FIRSTBOOT_DONE.replace(/\/[^/]+$/, ''))}
-touch ${sq(FIRSTBOOT_DONE)}
-`;
-  const unit = `[Unit]
-Description=pibake first boot: install role packages, start services
-Wants=network-online.target
-After=network-online.target
-ConditionPathExists=!${FIRSTBOOT_DONE}
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/lib/pibake/firstboot.sh
-RemainAfterExit=yes
-
-[Install]
-WantedBy=multi-user.target
-`;
   const rootEntries: RootEntry[] = [
     file('/etc/hostname', `${node.name}\n`),
     file('/etc/hosts', hostsFile(facts, '# Baked by pibake; change the cluster inventory, not this file.\n')),
@@ -328,10 +276,6 @@ WantedBy=multi-user.target
     { kind: 'symlink', path: '/etc/localtime', target: `/usr/share/zoneinfo/${locale.timezone}`, mode: 0o777, uid: 0, gid: 0 },
     file('/etc/default/keyboard', `XKBMODEL="pc105"\nXKBLAYOUT="${locale.keyboard}"\nXKBVARIANT=""\nXKBOPTIONS=""\nBACKSPACE="guess"\n`),
     file('/etc/default/locale', `LANG=${locale.locale}\n`),
-    file('/usr/local/lib/pibake/firstboot.sh', firstbootScript, 0o755),
-    file('/etc/systemd/system/pibake-firstboot.service', unit),
-    { kind: 'symlink', path: '/etc/systemd/system/multi-user.target.wants/pibake-firstboot.service',
-      target: '/etc/systemd/system/pibake-firstboot.service', mode: 0o777, uid: 0, gid: 0 },
   ];
   const wifi = nmWifi(facts);
   if (wifi) rootEntries.push(file('/etc/NetworkManager/system-connections/wlan0.nmconnection', wifi, 0o600));

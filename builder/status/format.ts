@@ -86,6 +86,8 @@ function detailCells(node: NodeStatus, report: StatusReport): Cell[] {
       ? cell(`Patroni ${patroni.state ?? '?'}${patroni.role ? ` (${patroni.role})` : ''}`, patroni.state === 'running' ? 'good' : 'warn')
       : cell('Patroni not answering', 'bad'));
   }
+  const etcd = node.etcd;
+  if (etcd) out.push(!etcd.answering ? cell('etcd not answering', 'bad') : etcd.healthy ? cell('etcd healthy', 'good') : cell('etcd not healthy', 'bad'));
   const haproxy = node.haproxy;
   if (haproxy && !haproxy.answering) out.push(cell('HAProxy not answering', 'bad'));
   for (const backend of haproxy?.backends ?? []) {

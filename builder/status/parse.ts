@@ -1,10 +1,10 @@
 /**
  * Reading what the probe (probe.sh) printed on a node: the sections, and each program's output
  * in the format that program really prints (cloud-init 22.4 and 25, systemd, iproute2, psql's
- * JSON line, Patroni's REST API, HAProxy's `show stat` CSV). Pure: text in, records out.
+ * JSON line, Patroni's REST API, etcd's /health, HAProxy's `show stat` CSV). Pure: text in, records out.
  */
 import type {
-  CardStatus, CloudInitStatus, FirstbootStatus, HaproxyBackend, HaproxyStatus, NodeStatus, PatroniStatus,
+  CardStatus, CloudInitStatus, EtcdStatus, FirstbootStatus, HaproxyBackend, HaproxyStatus, NodeStatus, PatroniStatus,
   PostgresStatus, ReplicaLink, SlotStatus, UnitStatus,
 } from './types.ts';
 import type { ProbeTarget } from './probe.ts';
@@ -272,6 +272,16 @@ export function parsePatroni(section: Section | undefined): PatroniStatus {
   };
 }
 
+// --------------------------------------------------------------------------------------- etcd
+
+/** GET /health: `{"health":"true"}` (3.4), with a `reason` from 3.5 on; 503 and "false" without a leader. */
+export function parseEtcd(section: Section | undefined): EtcdStatus {
+  const parsed = section?.exitCode === 0 ? jsonIn(section.text) : undefined;
+  if (!isRecord(parsed) || parsed.health === undefined) return { answering: false, error: failure(section, "etcd's /health") };
+  const reason = str(parsed.reason);
+  return { answering: true, healthy: parsed.health === 'true' || parsed.health === true, ...(reason ? { reason } : {}) };
+}
+
 // ------------------------------------------------------------------------------------ HAProxy
 
 export type StatRow = Record<string, string>;
@@ -342,6 +352,7 @@ export function readNode(
   if (expect.vip) node.holdsVip = hasAddress(node.addresses, expect.vip);
   if (target.postgresqlPort !== undefined) node.postgresql = parsePostgres(s.get('postgresql'));
   if (target.patroniUrl) node.patroni = parsePatroni(s.get('patroni'));
+  if (target.etcdUrl) node.etcd = parseEtcd(s.get('etcd'));
   if (target.haproxy) node.haproxy = parseHaproxy(s.get('haproxy'));
   return node;
 }

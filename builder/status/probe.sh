@@ -1,6 +1,7 @@
 # The probe `pibake status` runs on each node: one ssh session (`sh -s` as the cluster's admin
 # user), read-only, every slow step bounded by `timeout`. builder/status/probe.ts writes the
-# node's settings in front of this text (UNITS, PG_PORT, PATRONI_URL, HAPROXY, CLOUD_INIT_DONE_IN),
+# node's settings in front of this text (UNITS, PG_PORT, PATRONI_URL, ETCD_URL, HAPROXY,
+# CLOUD_INIT_DONE_IN),
 # taken from what the node's role declares. builder/status/parse.ts reads the sections printed here:
 #   @@pibake-status begin NAME
 #   ...what the step printed, stdout and stderr...
@@ -73,15 +74,16 @@ SELECT json_build_object(
 SQL
 }
 
-# Python comes with Patroni, so it is there wherever Patroni runs.
-patroni() {
-  timeout 8 python3 - "$PATRONI_URL" <<'PY'
+# GET of Patroni's REST API or etcd's /health. Python comes with Patroni (and with Raspberry Pi
+# OS), so it is there wherever they run.
+http_get() {
+  timeout 8 python3 - "$1" <<'PY'
 import sys, urllib.error, urllib.request
 try:
     with urllib.request.urlopen(sys.argv[1], timeout=5) as answer:
         sys.stdout.write(answer.read().decode())
 except urllib.error.HTTPError as error:
-    sys.stdout.write(error.read().decode())  # Patroni says what it is even when it answers 503
+    sys.stdout.write(error.read().decode())  # both say what they are even when they answer 503
 except Exception as error:
     print(f'{sys.argv[1]}: {error}')
     sys.exit(1)
@@ -131,5 +133,6 @@ section failed timeout 5 systemctl list-units --state=failed --plain --no-legend
 section system timeout 5 systemctl is-system-running
 section addresses ip -4 -br addr show
 [ -z "$PG_PORT" ] || section postgresql postgresql
-[ -z "$PATRONI_URL" ] || section patroni patroni
+[ -z "$PATRONI_URL" ] || section patroni http_get "$PATRONI_URL"
+[ -z "$ETCD_URL" ] || section etcd http_get "$ETCD_URL"
 [ -z "$HAPROXY" ] || section haproxy haproxy_stats

@@ -7,6 +7,8 @@
  * | units, card, cloud-init, ... | always: its `services` and `firstboot` |
  * | PostgreSQL (one SQL query)   | has the tag `postgresql`               |
  * | Patroni's REST API           | lists `patroni.service` in services    |
+ * | etcd's health                | lists `etcd.service`, and the node is  |
+ * |                              | one of `roles.etcd.members`            |
  * | HAProxy's stats socket       | lists `haproxy.service` in services    |
  */
 import { readFileSync } from 'node:fs';
@@ -24,19 +26,21 @@ export interface ProbeTarget {
   postgresqlPort?: number;
   /** Patroni's REST API (GET /patroni), when the role runs patroni.service. */
   patroniUrl?: string;
+  /** etcd's health (GET /health), when the role runs etcd.service and the node is a member. */
+  etcdUrl?: string;
   /** Read HAProxy's statistics, when the role runs haproxy.service. */
   haproxy: boolean;
 }
-
-/** Patroni's REST API port (its default, and what pibake's roles render). */
-export const PATRONI_REST_PORT = 8008;
 
 const runs = (services: string[], unit: string) => services.some((s) => s === `${unit}.service` || s.startsWith(`${unit}@`));
 
 export function probeTarget(inventory: Inventory, roles: RoleCatalog, node: NodeSpec): ProbeTarget {
   const role = roles.get(node.role);
   const tags = role?.tags ?? [];
-  const services = role?.services ?? [];
+  // A node whose role runs etcd but that the inventory does not make a member keeps etcd off
+  // by design (pibake-etcd-setup writes no join.env): its unit is not expected to run.
+  const etcdMember = inventory.roles.etcd.members.includes(node.name);
+  const services = (role?.services ?? []).filter((s) => etcdMember || !runs([s], 'etcd'));
   return {
     name: node.name,
     role: node.role,
@@ -45,7 +49,8 @@ export function probeTarget(inventory: Inventory, roles: RoleCatalog, node: Node
     services: [...services],
     firstboot: [...(role?.firstboot ?? [])],
     postgresqlPort: tags.includes('postgresql') ? inventory.roles.postgresql.port : undefined,
-    patroniUrl: runs(services, 'patroni') ? `http://${node.ip}:${PATRONI_REST_PORT}/patroni` : undefined,
+    patroniUrl: runs(services, 'patroni') ? `http://${node.ip}:${inventory.roles.patroni.restPort}/patroni` : undefined,
+    etcdUrl: runs(services, 'etcd') ? `http://${node.ip}:${inventory.roles.etcd.clientPort}/health` : undefined,
     haproxy: runs(services, 'haproxy'),
   };
 }
@@ -72,6 +77,7 @@ export function probeScript(target: ProbeTarget, settled: { cloudInitDoneIn?: st
     `UNITS=${quote([...target.services, ...target.firstboot].join(' '))}`,
     `PG_PORT=${quote(target.postgresqlPort === undefined ? '' : String(target.postgresqlPort))}`,
     `PATRONI_URL=${quote(target.patroniUrl ?? '')}`,
+    `ETCD_URL=${quote(target.etcdUrl ?? '')}`,
     `HAPROXY=${quote(target.haproxy ? 'yes' : '')}`,
     `CLOUD_INIT_DONE_IN=${quote(bootId)}`,
   ];

@@ -75,7 +75,6 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
     }
   }
   const targets = selected.map((node) => probeTarget(inventory, roles, node));
-  const vip = (inventory.network as { vip?: string }).vip;
   return {
     cluster: inventory.cluster.name,
     targets,
@@ -89,7 +88,7 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
       deadline: options.timeout,
       sshConfig: options.sshConfig ? path.resolve(options.sshConfig) : undefined,
     },
-    vip,
+    vip: inventory.network.vip,
     partial: selected.length !== inventory.nodes.length,
     manifestFile,
   };

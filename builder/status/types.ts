@@ -131,6 +131,15 @@ export interface PatroniStatus {
   pendingRestart?: boolean;
 }
 
+/** An etcd member's own view (GET /health): healthy while it has a leader and no alarm. */
+export interface EtcdStatus {
+  answering: boolean;
+  error?: string;
+  healthy?: boolean;
+  /** etcd 3.5 and later say why a member is not healthy. */
+  reason?: string;
+}
+
 export interface HaproxyServer {
   name: string;
   status: string;
@@ -183,6 +192,7 @@ export interface NodeStatus {
   postgresql?: PostgresStatus;
   replication?: Replication;
   patroni?: PatroniStatus;
+  etcd?: EtcdStatus;
   haproxy?: HaproxyStatus;
 }
 

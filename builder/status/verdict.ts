@@ -1,7 +1,9 @@
 /**
  * From the nodes' records to the cluster's verdict: healthy, degraded (each thing wrong, and
  * where), or down (the cluster cannot do its job: no load balancer serving, a backend with no
- * server, no PostgreSQL primary). Pure; every rule reads what the roles declared (tags,
+ * server, no PostgreSQL primary). An etcd without quorum is degraded, not down: Patroni cannot
+ * change the primary then, but the primary keeps serving (failsafe_mode), and if it stops, "no
+ * PostgreSQL primary" says so. Pure; every rule reads what the roles declared (tags,
  * services), never a role's name.
  */
 import { serverUp } from './parse.ts';
@@ -113,10 +115,13 @@ function pgRole(nodes: NodeStatus[], name: string): string | undefined {
  * A server HAProxy keeps out because of its PostgreSQL role, not because it is broken: in a
  * backend that picks servers by role (Patroni's /primary or /replica checks: the write port takes
  * the primary, the read port the standbys), a server that answers its check with a refusal
- * (L7STS) while its role differs from the role of every server in use is standing by.
+ * (L7STS) while its role differs from the role of every server in use is standing by. So is one
+ * whose node serves the same backend in its other role, through a server that tracks it (with no
+ * standby, the read port's backup is the primary, tracked from the write port).
  */
 export function downByDesign(backend: HaproxyBackend, server: HaproxyServer, nodes: NodeStatus[]): boolean {
   if (serverUp(server.status) || server.check !== 'L7STS') return false;
+  if (backend.servers.some((s) => s !== server && serverUp(s.status) && s.tracks?.split('/')[1] === server.name)) return true;
   const own = pgRole(nodes, server.name);
   const serving = backend.servers.filter((s) => !s.backup && serverUp(s.status)).map((s) => pgRole(nodes, s.name));
   if (own === undefined || serving.length === 0 || serving.some((r) => r === undefined)) return false;
@@ -192,6 +197,10 @@ function nodeFindings(node: NodeStatus, target: ProbeTarget | undefined, context
   if (patroni && !patroni.answering) add(`${n}: Patroni does not answer (${patroni.error})`);
   else if (patroni?.state && patroni.state !== 'running') add(`${n}: Patroni is ${patroni.state}`);
 
+  const etcd = node.etcd;
+  if (etcd && !etcd.answering) add(`${n}: etcd does not answer (${etcd.error})`);
+  else if (etcd?.healthy === false) add(`${n}: etcd member not healthy${etcd.reason ? ` (${etcd.reason})` : ''}`);
+
   const haproxy = node.haproxy;
   if (haproxy && !haproxy.answering) add(`${n}: HAProxy does not answer on its stats socket (${haproxy.error})`);
   if (haproxy?.answering) {
@@ -232,6 +241,13 @@ function clusterFindings(nodes: NodeStatus[], context: JudgeContext): Finding[] 
     }
   } else if (lbs.length > 0 && serving.length === 0) {
     down(`no load balancer answers (${names(lbs)})`);
+  }
+
+  // etcd needs a majority of its members (the inventory's roles.etcd.members) to elect a leader.
+  const members = nodes.filter((n) => target(n)?.etcdUrl !== undefined);
+  const healthy = members.filter((n) => n.etcd?.healthy === true);
+  if (members.length > 0 && healthy.length <= members.length / 2) {
+    out.push({ level: 'degraded', message: `etcd has no quorum (${healthy.length} of ${members.length} members healthy): Patroni cannot change the primary` });
   }
 
   const databases = nodes.filter((n) => target(n)?.postgresqlPort !== undefined);

@@ -15,9 +15,9 @@ import { debugfs, ext4Stat, fsckExt4, fsckFat, mtype, sfdiskJson } from '../help
 
 const NODES = [
   '  - { name: lb1, role: lb, ip: 10.0.0.10 }',
-  '  - { name: web1, role: primary, ip: 10.0.0.11 }',
-  '  - { name: web2, role: replica, ip: 10.0.0.12 }',
-  '  - { name: web3, role: replica, ip: 10.0.0.13 }',
+  '  - { name: web1, role: db, ip: 10.0.0.11 }',
+  '  - { name: web2, role: db, ip: 10.0.0.12 }',
+  '  - { name: web3, role: db, ip: 10.0.0.13 }',
 ];
 
 function inventoryText(nodes: string[]): string {
@@ -55,6 +55,8 @@ function options(config: string, base: string, extra: Partial<BuildOptions> = {}
     jobs: 2,
     bmap: false,
     force: false,
+    // Synthesized bases carry no apt sources: the carried-packages path is test/carry's.
+    packages: 'online',
     cacheDir: path.join(work, 'cache'),
     progress: false,
     reporter: lineReporter((line) => log.push(line)),
@@ -177,15 +179,19 @@ describe('pibake build (trixie base)', () => {
 });
 
 describe('incremental builds', () => {
-  it('adding a node bakes the new node and the load balancer, nothing else', async () => {
+  it('adding a node bakes the new node and the load balancer, nothing else, and says why', async () => {
     const config = await project('grow');
     await buildCluster(options(config, bases.trixie));
-    await writeFile(config, inventoryText([...NODES, '  - { name: web4, role: replica, ip: 10.0.0.14 }']));
+    await writeFile(config, inventoryText([...NODES, '  - { name: web4, role: db, ip: 10.0.0.14 }']));
     const lines: string[] = [];
     const result = await buildCluster({ ...options(config, bases.trixie), reporter: lineReporter((l) => lines.push(l)) });
     expect(result.baked.sort()).toEqual(['lb1', 'web4']);
-    expect(lines.join('')).toMatch(/lb1: baking — changed .*root:\/etc\/haproxy\/haproxy\.cfg/);
+    expect(lines.join('')).toMatch(/lb1: baking — changed .*root:\/etc\/haproxy\/haproxy\.cfg.*; because the cluster changed: added web4 \(db\)/);
     expect(lines.join('')).toMatch(/web4: baking — new node/);
+    // The layout still has one load balancer: the build says so in one line, and builds anyway.
+    expect(lines.filter((l) => l.startsWith('warning: '))).toEqual([
+      expect.stringMatching(/^warning: .*cluster\.yaml:\d+:\d+: single point of failure: lb1 is the only load balancer; .*\n$/),
+    ]);
   });
 
   it('rebuilds an image that was deleted', async () => {
@@ -242,7 +248,7 @@ describe('interrupted builds', () => {
     }
     const out = path.join(path.dirname(config), 'output');
     const cli = path.resolve('bin/pibake.js');
-    const args = [cli, 'build', '--config', config, '--base', bases.trixie, '--out', out, '--cache-dir', path.join(work, 'cache'), '--jobs', '2'];
+    const args = [cli, 'build', '--config', config, '--base', bases.trixie, '--out', out, '--cache-dir', path.join(work, 'cache'), '--jobs', '2', '--packages', 'online'];
     for (const delay of [400, 1500, 2500, 3500]) {
       const child = execa('node', args, { reject: false, env: { SOURCE_DATE_EPOCH: EPOCH } });
       await new Promise((r) => setTimeout(r, delay));

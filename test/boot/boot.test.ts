@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runTool } from '../../builder/common/exec.ts';
 import { bootAndCheck, type NodeExpectations } from './boot-and-check.ts';
 import { writeSeeds, type SeedNode } from './seed.ts';
-import { consoleLogPath, ensureTestBase } from './test-base.ts';
+import { baseFacts, consoleLogPath, ensureTestBase } from './test-base.ts';
 
 // PIBAKE_BOOT_ARCH=arm64 boots the arm64 base under qemu-system-aarch64 (opt-in: slow here).
 const arch = process.env.PIBAKE_BOOT_ARCH === 'arm64' ? 'arm64' : 'amd64';
@@ -67,9 +67,12 @@ describe('first boot of a node image under qemu', () => {
       cidr: '10.0.0.0/24',
       gateway: '10.0.0.1',
       admin: { user: 'admin', keyFile: key.keyFile, groups: ['sudo', 'adm'] },
-      services: ['ssh', 'systemd-networkd', 'haproxy', 'postgresql', 'nginx'],
+      // The base has no role packages (as Raspberry Pi OS Lite): only its own services.
+      services: ['ssh', 'NetworkManager'],
       files: [{ path: '/etc/pibake/node', content: marker }],
       timezone: 'Europe/London',
+      // Where the base has NetworkManager (as Raspberry Pi OS does), nmcli must show the address.
+      networkManager: (await baseFacts(base)).networkManager,
     };
 
     const image = await seededTestBase(node);  // ← the one line to change for a pibake-built image

@@ -12,12 +12,18 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { partitionOffsets } from '../helpers/oracles.ts';
 import { registerCleanup, type NetnsLab } from '../helpers/netns.ts';
+import { parseStatCsv, type StatRow } from '../helpers/haproxy-stats.ts';
+
+export { serverRow, type StatRow } from '../helpers/haproxy-stats.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Files out of the built images
 
 /** Folders of a node's root filesystem the cluster test needs (whatever the role put there). */
-export const EXTRACTED_DIRS = ['/etc/pibake', '/usr/local/lib/pibake', '/etc/haproxy', '/etc/nginx'];
+export const EXTRACTED_DIRS = [
+  '/etc/pibake', '/usr/local/lib/pibake', '/etc/haproxy', '/etc/nginx', '/etc/keepalived', '/etc/patroni', '/etc/default',
+  '/etc/postgresql-common', '/etc/systemd/system',
+];
 
 /**
  * Copy `dirs` of the image's root partition under `dest` (dest + same path), with their modes,
@@ -189,16 +195,11 @@ export interface Adaptation {
 }
 
 /**
- * The smallest change that lets the rendered haproxy.cfg run in the test: host paths only
- * (syslog socket, chroot folder, stats socket) move under `dir`. Addresses, ports, servers,
- * checks, user/group and every other line stay byte for byte.
+ * A rendered configuration with some lines changed by `rules` (the first matching rule of each
+ * line): the smallest change that lets it run in the test, e.g. host paths moved under the test
+ * folder. Everything else stays byte for byte; `changed` says which lines moved.
  */
-export function adaptHaproxyConfig(rendered: string, dir: string): Adaptation {
-  const rules: [RegExp, string][] = [
-    [/^(\s*log\s+)\/dev\/log(\s)/, `$1${dir}/log.sock$2`],
-    [/^(\s*chroot\s+)\/var\/lib\/haproxy\s*$/, `$1${dir}/chroot`],
-    [/^(\s*stats\s+socket\s+)\/run\/haproxy\/admin\.sock(\s)/, `$1${dir}/admin.sock$2`],
-  ];
+export function adaptConfig(rendered: string, rules: readonly [RegExp, string][]): Adaptation {
   const changed: number[] = [];
   const lines = rendered.split('\n').map((line, i) => {
     for (const [pattern, replacement] of rules) {
@@ -212,6 +213,47 @@ export function adaptHaproxyConfig(rendered: string, dir: string): Adaptation {
   return { text: lines.join('\n'), changed };
 }
 
+/**
+ * haproxy.cfg: host paths only (syslog socket, chroot folder, stats socket) move under `dir`.
+ * Addresses, ports, servers, checks, user/group and every other line stay as rendered.
+ */
+export function adaptHaproxyConfig(rendered: string, dir: string): Adaptation {
+  return adaptConfig(rendered, [
+    [/^(\s*log\s+)\/dev\/log(\s)/, `$1${dir}/log.sock$2`],
+    [/^(\s*chroot\s+)\/var\/lib\/haproxy\s*$/, `$1${dir}/chroot`],
+    [/^(\s*stats\s+socket\s+)\/run\/haproxy\/admin\.sock(\s)/, `$1${dir}/admin.sock$2`],
+  ]);
+}
+
+/** keepalived.conf: only the check script's path moves into the image's extracted root. */
+export function adaptKeepalivedConfig(rendered: string, root: string): Adaptation {
+  return adaptConfig(rendered, [[/^(\s*script\s+")(\/usr\/local\/lib\/pibake\/[^"]+")/, `$1${root}$2`]]);
+}
+
+/**
+ * Patroni's config.yml: the data folder, its pgpass file, the socket folder and the
+ * post_bootstrap hook move under the test folder / into the extracted root. Names, addresses,
+ * ports, etcd hosts, timers, passwords, pg_hba and bin_dir stay as rendered.
+ */
+export function adaptPatroniConfig(rendered: string, dir: string, root: string): Adaptation {
+  return adaptConfig(rendered, [
+    [/^(\s+data_dir:\s+)\/var\/lib\/postgresql\/\S+$/, `$1${dir}/pg/data`],
+    [/^(\s+pgpass:\s+)\S+$/, `$1${dir}/pg/pgpass`],
+    [/^(\s+unix_socket_directories:\s+)\S+$/, `$1${dir}/pg/sock`],
+    [/^(\s+post_bootstrap:\s+)(\/usr\/local\/lib\/pibake\/\S+)$/, `$1${root}$2`],
+  ]);
+}
+
+/** KEY=VALUE lines of an environment file as systemd's EnvironmentFile= reads them (no quoting used here). */
+export function parseEnvFile(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (match) env[match[1] as string] = match[2] as string;
+  }
+  return env;
+}
+
 /** Lines that differ between two texts of the same line count (1-based); throws otherwise. */
 export function differingLines(a: string, b: string): number[] {
   const x = a.split('\n');
@@ -219,8 +261,6 @@ export function differingLines(a: string, b: string): number[] {
   if (x.length !== y.length) throw new Error(`line counts differ: ${x.length} vs ${y.length}`);
   return x.flatMap((line, i) => (line === y[i] ? [] : [i + 1]));
 }
-
-export type StatRow = Record<string, string>;
 
 /** `show stat` over HAProxy's stats socket (a unix socket: reachable from any namespace). */
 export function showStat(socketPath: string): Promise<StatRow[]> {
@@ -232,18 +272,13 @@ export function showStat(socketPath: string): Promise<StatRow[]> {
     socket.on('data', (chunk) => (data += chunk.toString('utf8')));
     socket.on('error', reject);
     socket.on('close', () => {
-      const [header, ...rows] = data.split('\n').filter(Boolean);
-      if (!header?.startsWith('# ')) return reject(new Error(`unexpected stats answer: ${data.slice(0, 200)}`));
-      const names = header.slice(2).split(',');
-      resolve(rows.map((row) => Object.fromEntries(row.split(',').map((v, i) => [names[i] ?? `c${i}`, v]))));
+      try {
+        resolve(parseStatCsv(data));
+      } catch (error) {
+        reject(error as Error);
+      }
     });
   });
-}
-
-export function serverRow(rows: StatRow[], proxy: string, server: string): StatRow {
-  const row = rows.find((r) => r.pxname === proxy && r.svname === server);
-  if (!row) throw new Error(`no stats row ${proxy}/${server}`);
-  return row;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,183 +1,77 @@
 /**
- * `pibake status` against the shipped cluster running in network namespaces: the four images
- * built by `pibake build`, each node's daemons run from the files of its own image (as in
- * cluster.test.ts), and on every node an sshd with the node's baked host key and the admin key
- * from its image (node-login.ts). `pibake status` runs in a client namespace on the same segment,
- * as it would on the operator's laptop, with the build's known_hosts and admin key.
+ * `pibake status` against the shipped cluster running in network namespaces: the five images
+ * built by `pibake build` (lb1 and lb2 sharing the floating address, web1..web3 under Patroni),
+ * each node's daemons run from the files of its own image by the cluster test's harness
+ * (ha-harness.ts), and on every node an sshd with the node's baked host key and the admin key from
+ * its image (node-login.ts). `pibake status` runs in a client namespace on the same segment, as it
+ * would on the operator's laptop, with the build's known_hosts and admin key.
  *
- * Scenarios: all healthy; a web node's web server down; a replica stopped; a stale card (web2
- * rebuilt after a change); --watch; a node unreachable (powered off); the load balancer down.
- * Each time the exit code, the verdict's findings and the node lines are checked, and the
- * --json report is validated against schema/status.schema.json.
+ * Scenarios: all healthy; a web node's web server down; a standby's Patroni stopped; an etcd
+ * member stopped; a stale card (web2 rebuilt after a change); --watch and --node; the primary
+ * failed over (Patroni and PostgreSQL killed on the leader) and back as a standby; the load
+ * balancer holding the address powered off; both load balancers down. Each time the exit code, the verdict's findings and the
+ * node lines are checked, and the --json report is validated against schema/status.schema.json.
  *
  * Run with `npm run test:status` as root (network and mount namespaces). Figures go to the console.
  */
 import { readFileSync, rmSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { loadRoles, type RoleCatalog } from '../../builder/render/roles.ts';
 import type { StatusReport } from '../../builder/status/types.ts';
-import { NetnsLab, registerCleanup, sweepStale } from '../helpers/netns.ts';
-import { credentialsFolder } from '../helpers/roles.ts';
-import {
-  Daemons, account, adaptHaproxyConfig, debianCluster, extractFromImage, psqlLocal, resolveInRoot, serverRow, showStat, waitFor,
-  type Daemon, type PgDirs,
-} from './harness.ts';
+import { slotName } from '../../builder/status/verdict.ts';
+import { registerCleanup, type NetnsLab } from '../helpers/netns.ts';
+import { Cluster, buildAndExtract, labFor, requireTools, seconds, tearDown, type ClusterNode } from './ha-harness.ts';
+import { Daemons, waitFor, type Daemon } from './harness.ts';
 import { startNodeLogin, unitState, waitListening, type NodeLogin } from './node-login.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
-const isRoot = process.getuid?.() === 0;
 const CLIENT_IP = '10.0.0.250'; // the operator's laptop, on the cluster's segment
-const NS_PREFIX = 'pibakest';
+/** Prefix of the network namespaces; PIBAKE_NETNS_PREFIX lets concurrent runs keep apart. */
+const NS_PREFIX = `${process.env.PIBAKE_NETNS_PREFIX ?? 'pibake'}st`;
 const KEEP = process.env.PIBAKE_STATUS_KEEP === '1';
-const TIMEOUT = 20; // --timeout: generous, the probes share two loaded cores here; a dead node still costs the 5 s connect timeout
-
-interface Node {
-  name: string;
-  role: string;
-  ip: string;
-  root: string;
-  dir: string;
-  pg?: PgDirs;
-  daemons: Record<string, Daemon>;
-  login?: NodeLogin;
-}
+const TIMEOUT = 20; // --timeout: generous, the probes of five nodes share two loaded cores here; a dead node still costs the 5 s connect timeout
 
 let tmp: string;
 let lab: NetnsLab;
 let daemons: Daemons;
-let bin: string;
-let base: string;
-let statsSocket: string;
-const nodes = new Map<string, Node>();
+let cluster: Cluster;
+let roles: RoleCatalog;
+const logins = new Map<string, NodeLogin>();
 const figures: [string, string][] = [];
 const started = Date.now();
 const validate = new Ajv2020({ strict: true, allErrors: true }).addFormat('date-time', true)
   .compile(JSON.parse(readFileSync(path.join(repo, 'schema/status.schema.json'), 'utf8')) as object);
 
-function node(name: string): Node {
-  const n = nodes.get(name);
-  if (!n) throw new Error(`no node ${name}`);
-  return n;
-}
+/** The unit each daemon of the harness stands for (the roles' services). */
+const UNIT_OF: Record<string, string> = {
+  haproxy: 'haproxy.service', keepalived: 'keepalived.service', etcd: 'etcd.service', patroni: 'patroni.service',
+  nginx: 'nginx.service', app: 'pibake-webapp.service',
+};
+/** First-boot units the harness ran (the others were not run: Debian's default nginx site does not exist here). */
+const RAN = new Set(['pibake-ownership.service', 'pibake-etcd-setup.service']);
 
-// ---------------------------------------------------------------------------------------------
-// The cluster's daemons, each recorded as its unit for the stand-in systemctl
-
-async function record(n: Node, unit: string, what: string, daemon: Daemon): Promise<Daemon> {
-  n.daemons[what] = daemon;
-  await unitState({ dir: path.join(n.dir, 'login') }, unit, { pid: daemon.pid });
-  return daemon;
-}
-
-async function unit(n: Node, name: string, state: 'done' | 'stopped'): Promise<void> {
-  await unitState({ dir: path.join(n.dir, 'login') }, name, state);
-}
-
-async function runScript(n: Node, script: string, env: Record<string, string>) {
-  const r = await lab.run(n.name, path.join(n.root, 'usr/local/lib/pibake', script), [], { env, reject: false, timeout: 120_000 });
-  expect(r.exitCode, r.all).toBe(0);
-}
-
-async function startPostgres(n: Node): Promise<void> {
-  const pg = n.pg as PgDirs;
-  await record(n, 'postgresql.service', 'postgres', daemons.start(n.name, 'postgres', 'setpriv',
-    ['--reuid=postgres', '--regid=postgres', '--init-groups', path.join(bin, 'postgres'), '-D', pg.conf]));
-  await waitFor(`PostgreSQL on ${n.name}`, 60_000, async () => {
-    const r = await lab.run(n.name, path.join(bin, 'pg_isready'), ['-q', '-h', n.ip, '-p', '5432'], { reject: false });
-    return r.exitCode === 0 ? true : undefined;
-  }, 200);
-}
-
-async function startWeb(n: Node): Promise<void> {
-  const cred = path.join(n.dir, 'credentials');
-  if (!(await stat(cred).catch(() => undefined))) {
-    const users = ['pibake_web', 'pibake_app'];
-    const files = Object.fromEntries(await Promise.all(users.map(async (u) => [u, await readFile(path.join(n.root, `etc/pibake/web/${u}.password`), 'utf8')])));
-    await credentialsFolder(cred, files, await account('nobody'), 'acl');
+/** What the stand-in systemctl says on `n`: its role's units from the harness's daemons. */
+async function syncUnits(n: ClusterNode): Promise<void> {
+  const role = roles.get(n.role);
+  const login = logins.get(n.name);
+  if (!role || !login) throw new Error(`no role or login for ${n.name}`);
+  const byUnit = new Map(Object.entries(n.daemons).map(([what, d]) => [UNIT_OF[what], d]));
+  for (const unit of role.services) {
+    const daemon = byUnit.get(unit);
+    await unitState(login, unit, daemon ? { pid: daemon.pid } : 'stopped');
   }
-  const sock = (n.pg as PgDirs).sock;
-  await record(n, 'pibake-webapp.service', 'app', daemons.start(n.name, 'app', 'setpriv',
-    ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '/usr/bin/python3', path.join(n.root, 'usr/local/lib/pibake/webapp.py')], {
-      PIBAKE_WEB_CONFIG: path.join(n.root, 'etc/pibake/web/app.json'), CREDENTIALS_DIRECTORY: cred, PIBAKE_LOCAL_HOST: sock, PIBAKE_READ_HOST: sock,
-    }));
-  const dir = path.join(n.dir, 'nginx');
-  const site = await resolveInRoot(n.root, '/etc/nginx/sites-enabled/pibake');
-  const www = await account('www-data');
-  await mkdir(path.join(dir, 'tmp'), { recursive: true });
-  await execa('chown', ['-R', `${www.uid}:${www.gid}`, dir]);
-  const conf = path.join(dir, 'nginx.conf');
-  await writeFile(conf, [
-    'user www-data;', 'worker_processes 1;', `pid ${dir}/nginx.pid;`, `error_log ${dir}/error.log;`, 'events { worker_connections 256; }',
-    'http {', '  include /etc/nginx/mime.types;', '  access_log off;',
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${dir}/tmp/${t};`), `  include ${site};`, '}', '',
-  ].join('\n'));
-  await record(n, 'nginx.service', 'nginx', daemons.start(n.name, 'nginx', 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;']));
+  for (const unit of role.firstboot) await unitState(login, unit, RAN.has(unit) ? 'done' : 'stopped');
 }
 
-async function waitServer(proxy: string, server: string, status: 'UP' | 'DOWN'): Promise<void> {
-  await waitFor(`${proxy}/${server} ${status}`, 30_000, async () =>
-    (serverRow(await showStat(statsSocket), proxy, server).status === status ? true : undefined), 100);
-}
-
-async function bringUp(): Promise<void> {
-  const lb = node('lb1');
-  const primary = node('web1');
-  const replicas = [node('web2'), node('web3')];
-  const webs = [primary, ...replicas];
-  for (const n of nodes.values()) {
-    const list = (await readFile(path.join(n.root, 'etc/pibake/ownership.list'), 'utf8')).split('\n')
-      .filter((l) => l.trim() && !l.startsWith('#')).map((l) => `${n.root}${l}`);
-    await writeFile(path.join(n.dir, 'ownership.list'), `${list.join('\n')}\n`);
-    await execa(path.join(n.root, 'usr/local/lib/pibake/apply-ownership.sh'), [path.join(n.dir, 'ownership.list')]);
-    await unit(n, 'pibake-ownership.service', 'done');
-  }
-  const pgAccount = await account('postgres');
-  await Promise.all(webs.map(async (n) => {
-    n.pg = { conf: path.join(n.dir, 'pg/conf'), data: path.join(n.dir, 'pg/data'), sock: path.join(n.dir, 'pg/sock') };
-    await debianCluster(bin, n.pg, pgAccount);
-    await runScript(n, 'postgresql-setup.sh', {
-      PIBAKE_PG_CONFDIR: n.pg.conf, PIBAKE_PG_SOURCE: path.join(n.root, 'etc/pibake/postgresql'), PIBAKE_PG_RESTART: 'true',
-    });
-    await unit(n, 'pibake-postgresql-setup.service', 'done');
-    await unit(n, 'pibake-web-setup.service', 'stopped'); // Debian's default site does not exist here
-  }));
-  await startPostgres(primary);
-  await runScript(primary, 'primary-setup.sh', {
-    PIBAKE_PG_HOST: (primary.pg as PgDirs).sock, PIBAKE_PRIMARY_SQL: path.join(primary.root, 'etc/pibake/postgresql/primary-setup.sql'), PIBAKE_WAIT_SECONDS: '60',
-  });
-  await unit(primary, 'pibake-primary-setup.service', 'done');
-  await startWeb(primary);
-  await Promise.all(replicas.map(async (n) => {
-    const pg = n.pg as PgDirs;
-    await runScript(n, 'replica-bootstrap.sh', {
-      PIBAKE_PG_DATADIR: pg.data, PIBAKE_PGPASS: path.join(n.root, 'etc/pibake/postgresql/replication.pgpass'),
-      PIBAKE_MARKER: path.join(n.dir, 'replica-bootstrapped'), PIBAKE_PG_STOP: 'true', PIBAKE_PG_START: 'true',
-      PIBAKE_WAIT_SECONDS: '120', PIBAKE_MAX_BACKOFF: '2',
-    });
-    await unit(n, 'pibake-replica-bootstrap.service', 'done');
-    await startPostgres(n);
-  }));
-  await waitFor('both replicas streaming', 30_000, async () => ((await psqlLocal(bin, primary.pg as PgDirs,
-    "SELECT string_agg(application_name || ':' || state, ',' ORDER BY application_name) FROM pg_stat_replication")) === 'web2:streaming,web3:streaming' ? true : undefined));
-  for (const n of replicas) await startWeb(n);
-
-  const hdir = path.join(lb.dir, 'haproxy');
-  await mkdir(path.join(hdir, 'chroot'), { recursive: true });
-  const cfg = path.join(hdir, 'haproxy.cfg');
-  await writeFile(cfg, adaptHaproxyConfig(await readFile(path.join(lb.root, 'etc/haproxy/haproxy.cfg'), 'utf8'), hdir).text, { mode: 0o600 });
-  statsSocket = path.join(hdir, 'admin.sock');
-  await record(lb, 'haproxy.service', 'haproxy', daemons.start('lb1', 'haproxy', 'haproxy', ['-db', '-f', cfg]));
-  await waitFor('HAProxy stats socket', 20_000, async () => ((await showStat(statsSocket)).length > 0 ? true : undefined));
-  for (const n of webs) await waitServer('web', n.name, 'UP');
-  await waitServer('postgresql-write', 'web1', 'UP');
-  for (const n of replicas) await waitServer('postgresql-read', n.name, 'UP');
+async function syncAll(): Promise<void> {
+  for (const n of cluster.nodes.values()) await syncUnits(n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,7 +81,7 @@ interface StatusRun {
   exitCode: number;
   report: StatusReport;
   text: string;
-  /** Text line of each node. */
+  /** Text line of each node (the first, when its details continue). */
   lines: Map<string, string>;
   findings: string[];
   seconds: number;
@@ -212,7 +106,7 @@ async function status(scenario: string, args: string[] = [], out?: string): Prom
   const lines = new Map<string, string>();
   for (const line of text.stdout.split('\n')) {
     const name = line.split(/\s+/)[0] ?? '';
-    if (nodes.has(name)) lines.set(name, line);
+    if (cluster.nodes.has(name)) lines.set(name, line);
   }
   figures.push([scenario, `exit ${json.exitCode}, ${report.verdict.state}; pibake status took ${json.seconds.toFixed(1)} s (nodes ${report.nodes.map((n) => `${n.name} ${n.seconds.toFixed(1)} s`).join(', ')})`]);
   console.log(`--- ${scenario}\n${text.stdout}`);
@@ -230,13 +124,16 @@ async function healthyAgain(scenario: string, ms = 90_000): Promise<void> {
   }, 1_000).catch((error: Error) => {
     throw new Error(`${error.message}\n${last}`);
   });
-  figures.push([scenario, `healthy again ${((Date.now() - t0) / 1000).toFixed(1)} s after the repair`]);
+  figures.push([scenario, `healthy again ${seconds(Date.now() - t0)} after the repair`]);
 }
 
-describe('pibake status against the cluster in network namespaces', () => {
+const others = (n: ClusterNode, among: ClusterNode[]) => among.filter((x) => x !== n);
+const names = (ns: ClusterNode[]) => ns.map((n) => n.name);
+
+describe('pibake status against the HA cluster in network namespaces', () => {
   beforeAll(async () => {
-    if (!isRoot) throw new Error('the status test needs root (network and mount namespaces): run `sudo npm run test:status`');
-    for (const tool of ['ip', 'haproxy', 'nginx', 'curl', 'setpriv', 'runuser', 'unshare', 'debugfs', 'sfdisk', 'ssh', 'sudo', 'cloud-init', '/usr/sbin/sshd']) {
+    await requireTools();
+    for (const tool of ['ssh', 'sudo', 'cloud-init', 'unshare', '/usr/sbin/sshd']) {
       const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false });
       if (found.exitCode !== 0) throw new Error(`${tool} is missing (scripts/install-debian-deps.sh installs it)`);
     }
@@ -244,148 +141,154 @@ describe('pibake status against the cluster in network namespaces', () => {
     await chmod(tmp, 0o755);
     const scratch = tmp;
     if (!KEEP) registerCleanup(() => rmSync(scratch, { recursive: true, force: true }));
+    roles = await loadRoles(path.join(repo, 'roles'));
 
-    const t0 = Date.now();
-    await copyFile(path.join(repo, 'cluster.yaml'), path.join(tmp, 'cluster.yaml'));
-    base = path.join(tmp, 'base.img');
-    await synthesizeRaspiosImage({ path: base, generation: 'bookworm', sizeMiB: 400, bootMiB: 64 });
-    await execa('node', [path.join(repo, 'bin/pibake.js'), 'build', '--config', path.join(tmp, 'cluster.yaml'), '--base', base,
-      '--out', path.join(tmp, 'out'), '--cache-dir', path.join(tmp, 'cache'), '--jobs', '2'], { timeout: 240_000 });
-    figures.push(['build', `pibake build of 4 images: ${((Date.now() - t0) / 1000).toFixed(1)} s`]);
-
-    const outDir = path.join(tmp, 'out', 'pistack');
-    const manifest = JSON.parse(await readFile(path.join(outDir, 'manifest.json'), 'utf8')) as { nodes: Record<string, { role: string; ip: string }> };
-    for (const [name, spec] of Object.entries(manifest.nodes)) {
-      const dir = path.join(tmp, name);
-      const n: Node = { name, role: spec.role, ip: spec.ip, root: path.join(dir, 'root'), dir, daemons: {} };
-      await extractFromImage(path.join(outDir, `${name}.img`), n.root,
-        ['/etc/pibake', '/etc/ssh', '/etc/sudoers.d', '/usr/local/lib/pibake', '/etc/haproxy', '/etc/nginx']);
-      await rm(path.join(outDir, `${name}.img`));
-      nodes.set(name, n);
-    }
-    const version = /^rendered_version='(\d+)'$/m.exec(await readFile(path.join(node('web1').root, 'usr/local/lib/pibake/postgresql-setup.sh'), 'utf8'))?.[1];
-    bin = `/usr/lib/postgresql/${version}/bin`;
-
-    await sweepStale(NS_PREFIX);
-    lab = await NetnsLab.create(NS_PREFIX);
-    for (const n of nodes.values()) await lab.addNode(n.name, n.ip);
-    await lab.addNode('client', CLIENT_IP);
+    const built = await buildAndExtract(tmp, await readFile(path.join(repo, 'cluster.yaml'), 'utf8'), repo, {
+      extraDirs: ['/etc/ssh', '/etc/sudoers.d'], keepBase: true,
+    });
+    figures.push(['build', `pibake build of 5 images: ${seconds(built.buildMs)}`]);
+    lab = await labFor(built.nodes, NS_PREFIX, CLIENT_IP);
     daemons = new Daemons(lab, tmp);
+    cluster = new Cluster(lab, daemons, built.nodes, built.bin, built.secrets, 'client');
+    const t0 = Date.now();
+    await cluster.bringUp((metric, value) => figures.push(['bring-up', `${metric}: ${value}`]));
+    figures.push(['bring-up', `whole: ${seconds(Date.now() - t0)}`]);
 
-    // Every node's login first (status reads the unit states the bring-up records there).
-    for (const n of nodes.values()) {
-      const runs: Record<string, string> = {};
-      if (n.role === 'lb') runs[path.join(n.dir, 'haproxy')] = 'haproxy';
-      else runs[path.join(n.dir, 'pg/sock')] = 'postgresql';
-      for (const dir of Object.keys(runs)) await mkdir(dir, { recursive: true });
-      n.login = await startNodeLogin({ daemons, node: n.name, ip: n.ip, root: n.root, dir: path.join(n.dir, 'login'), admin: 'pi', runs });
+    for (const n of cluster.nodes.values()) {
+      const runs: Record<string, string> = n.tags.includes('load-balancer')
+        ? { [path.join(n.dir, 'haproxy')]: 'haproxy' }
+        : { [path.join(n.dir, 'pg/sock')]: 'postgresql' };
+      logins.set(n.name, await startNodeLogin({ daemons, node: n.name, ip: n.ip, root: n.root, dir: path.join(n.dir, 'login'), admin: 'pi', runs }));
     }
-    for (const n of nodes.values()) await waitListening(daemons, n.login as NodeLogin);
-    const t1 = Date.now();
-    await bringUp();
-    figures.push(['bring-up', `${((Date.now() - t1) / 1000).toFixed(1)} s`]);
-  }, 300_000);
+    for (const login of logins.values()) await waitListening(daemons, login);
+    await syncAll();
+  }, 600_000);
 
   afterAll(async () => {
-    try {
-      if (daemons) await daemons.stopAll();
-    } finally {
-      if (lab) await lab.destroy();
-      if (tmp && !KEEP) await rm(tmp, { recursive: true, force: true });
-    }
-    figures.push(['total', `wall time of the file: ${((Date.now() - started) / 1000).toFixed(1)} s`]);
-    console.log(['', 'pibake status test figures', ...figures.map(([s, v]) => `  ${s}: ${v}`), KEEP ? `kept: ${tmp}` : ''].join('\n'));
+    await tearDown({ cluster, lab, tmp, keep: KEEP }, () => {
+      figures.push(['total', `wall time of the file: ${seconds(Date.now() - started)}`]);
+      console.log(['', 'pibake status test figures', ...figures.map(([s, v]) => `  ${s}: ${v}`), KEEP ? `kept: ${tmp}` : ''].join('\n'));
+    });
   }, 60_000);
 
-  it('all healthy: exit 0, every node current, done, its services active; replication and backends as they are', async () => {
+  it('all healthy: exit 0; the primary, its standbys, both load balancers and who holds the address', async () => {
+    const leader = await cluster.waitLeader(30_000);
+    const [holder] = await cluster.vipHolders();
     const r = await status('healthy');
     expect(r.findings).toEqual([]);
     expect(r.exitCode).toBe(0);
-    expect(r.report.verdict.state).toBe('healthy');
-    expect(r.text).toMatch(/^pistack {2}HEALTHY {2}4 nodes checked in/);
+    expect(r.text).toMatch(/^pistack {2}HEALTHY {2}5 nodes checked in/);
     for (const n of r.report.nodes) {
       expect(n.reachable, n.name).toBe(true);
       expect(n.card.state).toBe('current');
       expect(n.cloudInit?.status).toBe('done');
       expect(n.units.filter((u) => u.kind === 'service').every((u) => u.active === 'active')).toBe(true);
-      expect(n.uptimeSeconds).toBeGreaterThan(0);
     }
-    const web1 = r.report.nodes.find((n) => n.name === 'web1');
-    expect(web1?.postgresql?.role).toBe('primary');
-    expect(web1?.postgresql?.replicas.map((l) => `${l.node} ${l.state}`)).toEqual(['web2 streaming', 'web3 streaming']);
-    for (const name of ['web2', 'web3']) {
-      const n = r.report.nodes.find((x) => x.name === name);
-      expect(n?.replication).toMatchObject({ from: 'web1', state: 'streaming', source: 'primary' });
-      expect(r.lines.get(name)).toMatch(/ current +done +3\/3 active +standby of web1, timeline 1, streaming, lag \d+(\.\d)? (B|KiB) \/ \d+\.\d s$/);
+    const standbys = names(others(leader, cluster.dbs));
+    const primary = r.report.nodes.find((n) => n.name === leader.name);
+    expect(primary?.postgresql?.role).toBe('primary');
+    expect(primary?.patroni).toMatchObject({ answering: true, state: 'running', role: 'primary' });
+    const timeline = primary?.postgresql?.timeline;
+    expect(r.lines.get(leader.name)).toMatch(new RegExp(` current +done +4/4 active +primary, timeline ${timeline}, standbys ${standbys.join(' ')}; Patroni running \\(primary\\); etcd healthy$`));
+    for (const name of standbys) {
+      expect(r.report.nodes.find((n) => n.name === name)?.replication).toMatchObject({ from: leader.name, state: 'streaming', source: 'primary' });
+      expect(r.lines.get(name)).toMatch(new RegExp(`standby of ${leader.name}, timeline ${timeline}, streaming, lag \\d+(\\.\\d)? (B|KiB) / \\d+\\.\\d s; Patroni running \\(replica\\); etcd healthy$`));
     }
-    expect(r.lines.get('web1')).toMatch(/ current +done +3\/3 active +primary, timeline 1, standbys web2 web3$/);
-    expect(r.lines.get('lb1')).toMatch(/ current +done +1\/1 active +web 3\/3; postgresql-write 1\/1; postgresql-read 2\/2$/);
+    const byRole = standbys.map((s) => `${s} replica`).join(', ');
+    for (const lb of cluster.lbs) {
+      const holds = lb.name === holder ? '; holds 10.0.0.9' : '';
+      expect(r.lines.get(lb.name)).toMatch(new RegExp(` current +done +2/2 active +web 3/3; postgresql-write 1/3 \\(${byRole}\\); postgresql-read 2/3 \\(${leader.name} primary\\)${holds}$`));
+      expect(r.report.nodes.find((n) => n.name === lb.name)?.holdsVip).toBe(lb.name === holder);
+    }
   });
 
-  it('a web node down (web2\'s nginx and app killed): degraded, and says where', async () => {
-    const web2 = node('web2');
-    await Promise.all([daemons.stop(web2.daemons.nginx as Daemon, 'SIGKILL'), daemons.stop(web2.daemons.app as Daemon, 'SIGKILL')]);
-    await waitServer('web', 'web2', 'DOWN');
-    await waitServer('postgresql-read', 'web2', 'DOWN');
-    const r = await status('web2 web server down');
+  it('a web node down (a standby\'s nginx and app killed): degraded, and says where', async () => {
+    const leader = await cluster.waitLeader(30_000);
+    const web = others(leader, cluster.dbs)[0] as ClusterNode;
+    await Promise.all([daemons.stop(web.daemons.nginx as Daemon, 'SIGKILL'), daemons.stop(web.daemons.app as Daemon, 'SIGKILL')]);
+    await syncUnits(web);
+    for (const lb of cluster.lbs) await cluster.waitStatus(lb, 'web', web.name, 'DOWN', 30_000);
+    const r = await status(`${web.name} web server down`);
     expect(r.exitCode).toBe(1);
     expect(r.findings).toEqual([
-      'lb1: HAProxy marks web2 DOWN (web, postgresql-read)',
-      'web2: nginx.service failed, pibake-webapp.service failed',
+      `lb1: HAProxy marks ${web.name} DOWN (web)`,
+      `lb2: HAProxy marks ${web.name} DOWN (web)`,
+      `${web.name}: nginx.service failed, pibake-webapp.service failed`,
     ]);
-    expect(r.lines.get('web2')).toMatch(/ nginx failed, pibake-webapp failed +standby of web1/);
-    expect(r.lines.get('lb1')).toMatch(/web 2\/3 \(web2 DOWN\); postgresql-write 1\/1; postgresql-read 1\/2 \(web2 DOWN\)$/);
-    expect(r.text).toMatch(/^degraded: 2 findings \(exit 1\)$/m);
+    expect(r.lines.get(web.name)).toMatch(/ nginx failed, pibake-webapp failed +standby of /);
+    expect(r.lines.get('lb1')).toMatch(new RegExp(`web 2/3 \\(${web.name} DOWN\\); postgresql-write 1/3`));
 
-    await startWeb(web2);
-    await waitServer('web', 'web2', 'UP');
-    await waitServer('postgresql-read', 'web2', 'UP');
-    await healthyAgain('web2 back');
+    await cluster.startApp(web);
+    await cluster.startNginx(web);
+    await syncUnits(web);
+    await healthyAgain(`${web.name} web server back`);
   });
 
-  it('a replica stopped (web3\'s PostgreSQL): degraded; the primary keeps WAL for its slot', async () => {
-    const web3 = node('web3');
-    await daemons.stop(web3.daemons.postgres as Daemon, 'SIGINT'); // systemctl stop: a fast shutdown
-    await unit(web3, 'postgresql.service', 'stopped');
-    await waitServer('postgresql-read', 'web3', 'DOWN');
-    await waitServer('web', 'web3', 'DOWN'); // its /healthz needs its database
-    const r = await status('web3 PostgreSQL stopped');
+  it('a standby stopped (systemctl stop patroni: Patroni and its PostgreSQL): degraded', async () => {
+    const leader = await cluster.waitLeader(30_000);
+    const standby = others(leader, cluster.dbs)[1] as ClusterNode;
+    await daemons.stop(standby.daemons.patroni as Daemon, 'SIGTERM', 30_000);
+    delete standby.daemons.patroni; // stopped, not crashed
+    await syncUnits(standby);
+    // HAProxy asks Patroni's REST API, which is gone with it (the web servers read through the address).
+    for (const lb of cluster.lbs) await cluster.waitStatus(lb, 'postgresql-read', standby.name, 'DOWN', 30_000);
+    // A clean stop removes the member from etcd, and the leader's Patroni then drops its slot (until
+    // then status rightly reports the WAL the leader keeps for it).
+    await waitFor(`${leader.name}'s Patroni dropping the slot of ${standby.name}`, 30_000, async () =>
+      ((await cluster.psql(leader, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${slotName(standby.name)}'`)) === '0' ? true : undefined), 200);
+    const r = await status(`${standby.name} Patroni stopped`);
     expect(r.exitCode).toBe(1);
-    expect(r.findings).toHaveLength(4);
-    expect(r.findings[0]).toBe('lb1: HAProxy marks web3 DOWN (web, postgresql-read)');
-    expect(r.findings[1]).toMatch(/^web1 keeps \d+(\.\d)? (B|KiB|MiB) of WAL for the inactive replication slot web3$/);
-    expect(r.findings[2]).toBe('web3: postgresql.service inactive');
-    expect(r.findings[3]).toMatch(/^web3: PostgreSQL does not answer \(psql: error: connection to server on socket "\/var\/run\/postgresql\/\.s\.PGSQL\.5432" failed: No such file or directory\)$/);
-    expect(r.lines.get('web3')).toMatch(/ postgresql inactive +PostgreSQL not answering$/);
-    expect(r.lines.get('web1')).toMatch(/primary, timeline 1, standbys web2; slot web3 inactive \(\d/);
+    expect(r.findings).toEqual([
+      `lb1: HAProxy marks ${standby.name} DOWN (postgresql-write, postgresql-read)`,
+      `lb2: HAProxy marks ${standby.name} DOWN (postgresql-write, postgresql-read)`,
+      `${standby.name}: patroni.service inactive`,
+      expect.stringMatching(new RegExp(`^${standby.name}: PostgreSQL does not answer \\(psql: error: connection to server on socket "/var/run/postgresql/\\.s\\.PGSQL\\.5432" failed: No such file or directory\\)$`)),
+      expect.stringMatching(new RegExp(`^${standby.name}: Patroni does not answer \\(http://${standby.ip.replace(/\./g, '\\.')}:8008/patroni: <urlopen error \\[Errno 111\\] Connection refused>\\)$`)),
+    ]);
+    expect(r.lines.get(standby.name)).toMatch(/ patroni inactive +PostgreSQL not answering; Patroni not answering; etcd healthy$/);
+    expect(r.lines.get(leader.name)).toMatch(new RegExp(`primary, timeline \\d+, standbys ${others(leader, cluster.dbs)[0]?.name}; Patroni running \\(primary\\); etcd healthy$`));
 
-    await startPostgres(web3);
-    await waitServer('postgresql-read', 'web3', 'UP');
-    await waitServer('web', 'web3', 'UP');
-    await waitFor('web3 streaming again', 30_000, async () => ((await psqlLocal(bin, node('web1').pg as PgDirs,
-      "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")) === '2' ? true : undefined));
-    await healthyAgain('web3 back');
+    cluster.startPatroni(standby);
+    await syncUnits(standby);
+    await cluster.waitStreaming(leader, 120_000);
+    await healthyAgain(`${standby.name} back`);
+  });
+
+  it('an etcd member killed: degraded, that member named (the other two keep the quorum)', async () => {
+    const leader = await cluster.waitLeader(30_000);
+    const member = others(leader, cluster.dbs)[0] as ClusterNode;
+    await daemons.stop(member.daemons.etcd as Daemon, 'SIGKILL');
+    await syncUnits(member);
+    const r = await status(`${member.name} etcd killed`);
+    expect(r.exitCode).toBe(1);
+    expect(r.findings).toEqual([
+      `${member.name}: etcd.service failed`,
+      expect.stringMatching(new RegExp(`^${member.name}: etcd does not answer \\(http://${member.ip.replace(/\./g, '\\.')}:2379/health: <urlopen error \\[Errno 111\\] Connection refused>\\)$`)),
+    ]);
+    expect(r.lines.get(member.name)).toMatch(/ etcd failed +standby of .*; etcd not answering$/);
+
+    await cluster.startEtcd(member);
+    await syncUnits(member);
+    await healthyAgain(`${member.name} etcd back`);
   });
 
   it('a stale card: web2 rebuilt after a change says "stale card: reflash web2"', async () => {
-    // A second output folder, as the next build after an edit of web2 would leave it.
     const config = path.join(tmp, 'cluster.yaml');
     const original = await readFile(config, 'utf8');
-    const edited = original.replace(/- \{ name: web2, role: replica, ip: 10\.0\.0\.12 \}/, '- { name: web2, role: replica, ip: 10.0.0.12, mac: "dc:a6:32:00:00:12" }');
+    const edited = original.replace(/- \{ name: web2, role: db, +ip: 10\.0\.0\.12 \}/, '- { name: web2, role: db, ip: 10.0.0.12, mac: "dc:a6:32:00:00:12" }');
     expect(edited).not.toBe(original);
+    // A second output folder, as the next build after an edit of web2 would leave it.
     const out2 = path.join(tmp, 'out2');
     await mkdir(path.join(out2, 'pistack'), { recursive: true });
     for (const f of ['manifest.json', 'known_hosts']) await copyFile(path.join(tmp, 'out/pistack', f), path.join(out2, 'pistack', f));
     await writeFile(config, edited);
     try {
-      await execa('node', [path.join(repo, 'bin/pibake.js'), 'build', '--config', config, '--base', base, '--node', 'web2',
-        '--out', out2, '--cache-dir', path.join(tmp, 'cache')], { timeout: 120_000 });
+      await execa('node', [path.join(repo, 'bin/pibake.js'), 'build', '--config', config, '--base', path.join(tmp, 'base.img'), '--node', 'web2',
+        '--out', out2, '--cache-dir', path.join(tmp, 'cache'), '--packages', 'online'], { timeout: 180_000 });
       const r = await status('web2 stale', [], out2);
       expect(r.exitCode).toBe(1);
       expect(r.findings).toEqual(['stale card: reflash web2']);
-      expect(r.lines.get('web2')).toMatch(/^web2 +replica +\S+( \S+)? +stale +done /);
-      const web2 = r.report.nodes.find((n) => n.name === 'web2');
-      expect(web2?.card.digest).not.toBe(web2?.card.expected);
+      expect(r.lines.get('web2')).toMatch(/^web2 +db +\S+( \S+)? +stale +done /);
     } finally {
       await writeFile(config, original);
     }
@@ -399,59 +302,91 @@ describe('pibake status against the cluster in network namespaces', () => {
     for (const round of rounds) {
       expect(validate(round), JSON.stringify(validate.errors)).toBe(true);
       expect(round.verdict.findings).toEqual([]);
-      // Asked in the first round only; carried while the boot is the same.
       expect(round.nodes.map((n) => n.cloudInit)).toEqual(rounds[0]?.nodes.map((n) => n.cloudInit));
     }
-    figures.push(['--watch', `rounds of 4 nodes: ${rounds.map((x) => `${x.seconds.toFixed(2)} s`).join(', ')} (the first logs in, the others ride on the kept connection)`]);
-    // Its ssh masters are gone with it (each was its child).
+    figures.push(['--watch', `rounds of 5 nodes: ${rounds.map((x) => seconds(x.seconds * 1000)).join(', ')} (the first logs in, the others ride on the kept connection)`]);
     const left = await execa('pgrep', ['-f', 'pibake-ssh-'], { reject: false });
     expect(left.stdout).toBe('');
 
-    const partial = await status('--node web2', ['--node', 'web2']);
+    const leader = await cluster.waitLeader(30_000);
+    const standby = others(leader, cluster.dbs)[0] as ClusterNode;
+    const partial = await status(`--node ${standby.name}`, ['--node', standby.name]);
     expect(partial.exitCode).toBe(0);
     expect(partial.report.partial).toBe(true);
-    expect(partial.report.nodes.map((n) => n.name)).toEqual(['web2']);
-    expect(partial.lines.get('web2')).toMatch(/standby of web1, timeline 1, streaming, lag \d+(\.\d)? (B|KiB) \/ \d+\.\d s$/);
-    expect(partial.report.nodes[0]?.replication?.source).toBe('standby');
+    expect(partial.report.nodes.map((n) => n.name)).toEqual([standby.name]);
+    expect(partial.lines.get(standby.name)).toMatch(new RegExp(`standby of ${leader.name}, timeline \\d+, streaming, lag .*; Patroni running \\(replica\\); etcd healthy$`));
   });
 
-  it('a node unreachable (web3 powered off): degraded, and the check costs at most its timeout', async () => {
-    const web3 = node('web3');
-    for (const d of Object.values(web3.daemons)) await daemons.stop(d, 'SIGKILL');
-    await daemons.stop(web3.login?.sshd as Daemon, 'SIGKILL');
-    await lab.run('web3', 'ip', ['link', 'set', 'eth0', 'down']);
-    await waitServer('web', 'web3', 'DOWN');
-    await waitServer('postgresql-read', 'web3', 'DOWN');
-    const r = await status('web3 powered off');
+  it('the primary failed over (its Patroni and PostgreSQL killed), then back as a standby', async () => {
+    const old = await cluster.waitLeader(30_000);
+    const before = (await status('before the failover')).report.nodes.find((n) => n.name === old.name)?.postgresql?.timeline ?? 0;
+    const t0 = Date.now();
+    await cluster.killDatabase(old);
+    await syncUnits(old);
+    const leader = await cluster.waitLeader(90_000, old);
+    for (const lb of cluster.lbs) await cluster.waitStatus(lb, 'postgresql-write', leader.name, 'UP', 60_000);
+    figures.push(['failover', `kill → ${leader.name} primary behind both load balancers: ${seconds(Date.now() - t0)}`]);
+    const standby = others(leader, others(old, cluster.dbs))[0] as ClusterNode;
+    await cluster.waitStreaming(leader, 60_000, [standby]);
+    for (const lb of cluster.lbs) await cluster.waitStatus(lb, 'postgresql-read', old.name, 'DOWN', 30_000);
+    const r = await status('primary failed over');
     expect(r.exitCode).toBe(1);
-    expect(r.findings).toHaveLength(3);
-    expect(r.findings[0]).toBe('lb1: HAProxy marks web3 DOWN (web, postgresql-read)');
-    expect(r.findings[1]).toMatch(/^web1 keeps \d+(\.\d)? (B|KiB|MiB) of WAL for the inactive replication slot web3$/);
-    expect(r.findings[2]).toMatch(/^web3 is unreachable: (no answer within \d s|no route to host)$/);
-    expect(r.lines.get('web3')).toMatch(/^web3 +replica +down +- +- +- +(no answer within \d s|no route to host)$/);
-    // A node that does not answer costs the connect timeout (5 s), never the whole --timeout.
-    const web3Record = r.report.nodes.find((n) => n.name === 'web3');
-    expect(web3Record?.seconds).toBeLessThanOrEqual(6);
-    expect(r.seconds).toBeLessThan(TIMEOUT + 15);
+    const primary = r.report.nodes.find((n) => n.name === leader.name);
+    expect(primary?.postgresql).toMatchObject({ role: 'primary', timeline: before + 1 });
+    expect(primary?.patroni).toMatchObject({ role: 'primary', timeline: before + 1 });
+    expect(r.lines.get(leader.name)).toMatch(new RegExp(`primary, timeline ${before + 1}, standbys ${standby.name}; Patroni running \\(primary\\); etcd healthy$`));
+    expect(r.lines.get(standby.name)).toMatch(new RegExp(`standby of ${leader.name}, timeline ${before + 1}, streaming`));
+    expect(r.findings).toEqual([
+      // Its web server still serves: the app reads and writes through the floating address.
+      `lb1: HAProxy marks ${old.name} DOWN (postgresql-write, postgresql-read)`,
+      `lb2: HAProxy marks ${old.name} DOWN (postgresql-write, postgresql-read)`,
+      `${old.name}: patroni.service failed`,
+      expect.stringMatching(new RegExp(`^${old.name}: PostgreSQL does not answer \\(`)),
+      expect.stringMatching(new RegExp(`^${old.name}: Patroni does not answer \\(`)),
+    ]);
+
+    // systemd's Restart=: the old primary comes back and Patroni makes it a standby of the new one.
+    cluster.startPatroni(old);
+    await syncUnits(old);
+    await cluster.waitStreaming(leader, 120_000);
+    await healthyAgain('old primary back as a standby');
+    const back = await status('old primary back as a standby');
+    expect(back.findings).toEqual([]);
+    expect(back.lines.get(old.name)).toMatch(new RegExp(`standby of ${leader.name}, timeline ${before + 1}, streaming`));
   });
 
-  it('the load balancer down (lb1\'s HAProxy killed): down, exit 2', async () => {
-    const lb1 = node('lb1');
-    await daemons.stop(lb1.daemons.haproxy as Daemon, 'SIGKILL');
-    const r = await status('lb1 HAProxy killed');
+  it('the load balancer holding the address powered off: degraded, the other holds it', async () => {
+    const [holderName] = await cluster.vipHolders();
+    const holder = cluster.node(holderName ?? '');
+    for (const d of Object.values(holder.daemons)) await daemons.stop(d, 'SIGKILL');
+    await daemons.stop(logins.get(holder.name)?.sshd as Daemon, 'SIGKILL');
+    // Powered off: nothing answers, and its addresses (the floating one too) are gone with it.
+    await lab.run(holder.name, 'ip', ['link', 'set', 'eth0', 'down']);
+    await lab.run(holder.name, 'ip', ['addr', 'flush', 'dev', 'eth0']);
+    const { to } = await cluster.waitVipMoved(holder, 30_000);
+    const r = await status(`${holder.name} powered off`);
+    expect(r.exitCode).toBe(1);
+    expect(r.findings).toEqual([expect.stringMatching(new RegExp(`^${holder.name} is unreachable: (no answer within \\d s|no route to host)$`))]);
+    expect(r.lines.get(to.name)).toMatch(/; holds 10\.0\.0\.9$/);
+    expect(r.lines.get(holder.name)).toMatch(new RegExp(`^${holder.name} +lb +down +- +- +- +(no answer within \\d s|no route to host)$`));
+    // A node that does not answer costs the connect timeout (5 s), never the whole --timeout.
+    expect(r.report.nodes.find((n) => n.name === holder.name)?.seconds).toBeLessThanOrEqual(6);
+  });
+
+  it('both load balancers down (the other one\'s HAProxy killed too): down, exit 2', async () => {
+    const [holderName] = await cluster.vipHolders();
+    const lb = cluster.node(holderName ?? '');
+    await daemons.stop(lb.daemons.haproxy as Daemon, 'SIGKILL');
+    await syncUnits(lb);
+    // keepalived's check fails: the address leaves (FAULT state).
+    await waitFor('the address on no load balancer', 30_000, async () => ((await cluster.vipHolders()).length === 0 ? true : undefined), 100);
+    const r = await status('both load balancers down');
     expect(r.exitCode).toBe(2);
     expect(r.report.verdict.state).toBe('down');
-    // Down first; web3 is still powered off from the scenario before.
-    expect(r.findings).toEqual([
-      'no load balancer answers (lb1)',
-      'lb1: haproxy.service failed',
-      expect.stringMatching(/^lb1: HAProxy does not answer on its stats socket \(\/run\/haproxy\/admin\.sock: \[Errno 111\] Connection refused\)$/),
-      expect.stringMatching(/^web1 keeps .* of WAL for the inactive replication slot web3$/),
-      expect.stringMatching(/^web3 is unreachable: /),
+    expect(r.report.verdict.findings.filter((f) => f.level === 'down').map((f) => f.message)).toEqual([
+      'no node that answers holds the floating address 10.0.0.9',
     ]);
-    expect(r.report.verdict.findings.filter((f) => f.level === 'down').map((f) => f.message)).toEqual(['no load balancer answers (lb1)']);
-    expect(r.lines.get('lb1')).toMatch(/ haproxy failed +HAProxy not answering$/);
-    expect(r.text).toMatch(/^down: 5 findings \(exit 2\)$/m);
-    expect(r.text).toMatch(/^ {2}DOWN no load balancer answers \(lb1\)$/m);
+    expect(r.text).toMatch(/^ {2}DOWN no node that answers holds the floating address 10\.0\.0\.9$/m);
+    expect(r.lines.get(lb.name)).toMatch(/ haproxy failed +HAProxy not answering$/);
   });
 });

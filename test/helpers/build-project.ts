@@ -1,11 +1,11 @@
-/** A two-node cluster project (load balancer + PostgreSQL primary/web) for tests that run whole builds. */
+/** A two-node cluster project (load balancer + database/web node) for tests that run whole builds. */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildCluster, type BuildOptions } from '../../builder/bake/build.ts';
 import { lineReporter } from '../../builder/bake/report.ts';
 import { formatError } from '../../builder/common/errors.ts';
 
-export const SMALL_CLUSTER_NODES = ['  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: primary, ip: 10.0.0.11 }'];
+export const SMALL_CLUSTER_NODES = ['  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: db, ip: 10.0.0.11 }'];
 
 /** `dir/cluster.yaml` for cluster `small` (admin key generated on first build); returns its path. */
 export async function smallProject(dir: string, nodes = SMALL_CLUSTER_NODES, extra: string[] = []): Promise<string> {
@@ -30,6 +30,8 @@ export function buildOptions(config: string, base: string, cacheDir: string, ext
     config, base, cacheDir,
     out: path.join(path.dirname(config), 'output'),
     jobs: 2, bmap: false, force: false, progress: false,
+    // The synthesized bases have no reachable apt sources: their cards install role packages online.
+    packages: 'online',
     reporter: lineReporter(() => {}),
     ...extra,
   };

@@ -1,6 +1,6 @@
 /**
  * A private Ethernet segment for tests: a "switch" network namespace holding a bridge, and one
- * network namespace per node joined to it by a veth pair. Nothing touches the host's root
+ * network namespace per node joined to it by a veth pair, or a tap device for a VM. Nothing touches the host's root
  * namespace (the veth pairs are created inside the switch namespace and one end is moved straight
  * into the node's), and nothing is routed anywhere: the node namespaces have their address on
  * eth0, lo up, and no default route. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2.
@@ -34,6 +34,8 @@ export interface NetnsNode {
   ns: string;
   /** Address without prefix length, e.g. 10.0.0.11. */
   ip: string;
+  /** The switch-side end of its veth pair (its port on the bridge). */
+  port: string;
 }
 
 /**
@@ -105,6 +107,7 @@ export class NetnsLab {
   readonly nodes = new Map<string, NetnsNode>();
   private readonly created: string[] = [];
   private readonly prefixLength: number;
+  private taps = 0;
   private unregister: () => void = () => undefined;
 
   private constructor(readonly prefix: string, prefixLength: number) {
@@ -141,9 +144,21 @@ export class NetnsLab {
     await ip(['-n', this.switchNs, 'link', 'set', port, 'up']);
     await ip(['-n', ns, 'addr', 'add', `${address}/${this.prefixLength}`, 'dev', 'eth0']);
     await ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
-    const node = { name, ns, ip: address };
+    const node = { name, ns, ip: address, port };
     this.nodes.set(name, node);
     return node;
+  }
+
+  /**
+   * A tap device `t<n>` on the bridge, up, for a VM: qemu opens it by name, so it must run inside
+   * the switch namespace (QemuVm's TapNetwork). Deleted with that namespace.
+   */
+  async addTap(): Promise<string> {
+    const tap = `t${this.taps++}`;
+    await ip(['-n', this.switchNs, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    await ip(['-n', this.switchNs, 'link', 'set', tap, 'master', 'br0']);
+    await ip(['-n', this.switchNs, 'link', 'set', tap, 'up']);
+    return tap;
   }
 
   node(name: string): NetnsNode {
@@ -164,6 +179,14 @@ export class NetnsLab {
       env: options.env, input: options.input, timeout: options.timeout ?? 60_000, reject: options.reject ?? true, all: true,
     });
     return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr, all: result.all ?? '' };
+  }
+
+  /**
+   * Pull (down) or plug back (up) the node's cable: its switch port goes down, so the node sees
+   * its eth0 lose carrier and nothing reaches it, while everything on the node keeps running.
+   */
+  async setCable(name: string, state: 'up' | 'down'): Promise<void> {
+    await ip(['-n', this.switchNs, 'link', 'set', this.node(name).port, state]);
   }
 
   /** The routes of a node's namespace (for the "nothing is routed anywhere" check). */

@@ -2,6 +2,7 @@
  * The qemu harness's fast parts, on a small image made here (MBR + FAT at sector 16384, as in
  * Raspberry Pi OS). The full boot is test/boot/boot.test.ts (npm run test:boot).
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -10,7 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runTool } from '../../builder/common/exec.ts';
-import { QemuVm, freePort, readBootPartition } from './qemu.ts';
+import { NetnsLab } from './netns.ts';
+import { QemuVm, freePort, macForAddress, readBootPartition } from './qemu.ts';
+import { waitFor } from './wait.ts';
+
+const isRoot = process.getuid?.() === 0;
 
 let dir: string;
 beforeAll(async () => {
@@ -75,6 +80,89 @@ describe('QemuVm', () => {
       await vm.stop();
     }
     expect(createHash('sha256').update(await readFile(image)).digest('hex')).toBe(before);
+  });
+});
+
+/**
+ * The smallest x86 kernel qemu boots: a multiboot header (a.out kludge: load at 1 MiB, enter right
+ * after the header) followed by `jmp $`. The guest spins forever, so qemu keeps running.
+ */
+function spinningKernel(): Buffer {
+  const magic = 0x1badb002;
+  const flags = 0x00010000;
+  const header = [magic, flags, (-(magic + flags)) >>> 0, 0x100000, 0x100000, 0, 0, 0x100000 + 32];
+  const code = Buffer.from([0xeb, 0xfe]);
+  const buffer = Buffer.alloc(header.length * 4 + code.length);
+  header.forEach((word, i) => buffer.writeUInt32LE(word, i * 4));
+  code.copy(buffer, header.length * 4);
+  return buffer;
+}
+
+describe.runIf(isRoot)('QemuVm on a tap device of a test network namespace', () => {
+  it('runs qemu inside the namespace, holding the tap on the bridge, with its own MAC, until stopped', async () => {
+    const lab = await NetnsLab.create('pibakeqt');
+    try {
+      const tap = await lab.addTap();
+      const image = await smallImage('spin.img', { 'cmdline.txt': 'console=ttyS0\n', vmlinuz: spinningKernel() });
+      const vm = await QemuVm.boot({
+        image, memoryMiB: 64, cpus: 1, hardTimeoutMs: 60_000,
+        network: { netns: lab.switchNs, tap, mac: macForAddress('10.0.0.11') },
+      });
+      const pid = vm.pid as number;
+      try {
+        // The tap has carrier only while a process holds it open: qemu, from inside the namespace.
+        const link = await waitFor('carrier on the tap', 30_000, async () => {
+          const { stdout } = await runTool('ip', ['-n', lab.switchNs, '-o', 'link', 'show', 'dev', tap]);
+          return stdout.includes('LOWER_UP') ? stdout : undefined;
+        }, 200);
+        expect(link).toContain('master br0');
+        expect((await runTool('ip', ['netns', 'identify', String(pid)])).stdout.trim()).toBe(lab.switchNs);
+        expect(vm.commandLine.join(' ')).toContain('mac=52:54:00:00:00:0b');
+        expect(await vm.problem()).toBeUndefined();
+      } finally {
+        await vm.stop();
+      }
+      expect(() => process.kill(pid, 0)).toThrow();
+    } finally {
+      await lab.destroy();
+    }
+  });
+});
+
+describe('QemuVm when the test process dies', () => {
+  it('takes its qemu with it, even on SIGKILL (no hook runs then; the kernel sends qemu its parent-death signal)', async () => {
+    const image = await smallImage('orphan.img', { 'cmdline.txt': 'console=ttyS0\n', vmlinuz: spinningKernel() });
+    const script = join(dir, 'boot-one.mts');
+    await writeFile(script, [
+      `import { QemuVm } from ${JSON.stringify(new URL('./qemu.ts', import.meta.url).pathname)};`,
+      `const vm = await QemuVm.boot({ image: ${JSON.stringify(image)}, memoryMiB: 64, cpus: 1,`,
+      `  network: { cidr: '10.0.0.0/24', gateway: '10.0.0.1', guestIp: '10.0.0.10' } });`,
+      'console.log(vm.pid);',
+      'setInterval(() => undefined, 1000);',
+    ].join('\n'));
+    // The child's VM folder goes under ours (TMPDIR): nothing removes it when the child is killed.
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: dir } });
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    const qemu = Number(line.toString().trim());
+    expect(qemu).toBeGreaterThan(0);
+    expect(() => process.kill(qemu, 0)).not.toThrow();
+    child.kill('SIGKILL');
+    await waitFor('qemu gone after its parent was killed', 10_000, async () => {
+      try {
+        process.kill(qemu, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    }, 100);
+  });
+});
+
+describe('macForAddress', () => {
+  it('makes one locally administered MAC per address, in qemu\'s prefix', () => {
+    expect(macForAddress('10.0.0.11')).toBe('52:54:00:00:00:0b');
+    expect(macForAddress('192.168.17.254')).toBe('52:54:00:a8:11:fe');
+    expect(() => macForAddress('10.0.0')).toThrow(/not an IPv4 address/);
   });
 });
 

@@ -8,6 +8,7 @@ import { chmod, chown, mkdir, readdir, symlink, writeFile } from 'node:fs/promis
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultEtcdMembers } from '../../builder/inventory/checks-ha.ts';
 import type { Generation, Inventory } from '../../builder/inventory/types.ts';
 import { renderNode } from '../../builder/render/render.ts';
 import { loadRoles, type RoleCatalog } from '../../builder/render/roles.ts';
@@ -29,21 +30,28 @@ export async function installedPostgresqlVersions(): Promise<number[]> {
 }
 
 /**
- * lb, one primary and `nodeCount - 2` replicas. Addresses are `${prefix}.10` onwards: with the
- * default 127.0.0 prefix and a 127.0.0.0/8 cluster network every node address is a loopback
- * address, so rendered files work unchanged against servers started by the tests.
+ * `loadBalancers` lb nodes (default 1: `lb`; more: `lb1`, `lb2`, ... and the floating address
+ * `${prefix}.9`), then database nodes db1.. up to `nodeCount` nodes in all. Addresses are
+ * `${prefix}.10` onwards: with the default 127.0.0 prefix and a 127.0.0.0/8 cluster network every
+ * node address is a loopback address, so rendered files work unchanged against servers started by
+ * the tests. etcd runs on the first three database nodes (or the first), as loadInventory decides.
  */
 export function clusterInventory(dir: string, opts: {
-  nodeCount: number; postgresqlPort?: number; appPort?: number; postgresqlVersion?: number;
+  nodeCount: number; loadBalancers?: number; postgresqlPort?: number; appPort?: number; postgresqlVersion?: number;
+  patroniRestPort?: number; etcdClientPort?: number;
   network?: { cidr: string; prefixLength: number; gateway: string; prefix: string };
 }): Inventory {
   const net = opts.network ?? { cidr: '127.0.0.0/8', prefixLength: 8, gateway: '127.0.0.1', prefix: '127.0.0' };
-  const nodes = [{ name: 'lb', role: 'lb' }, { name: 'db1', role: 'primary' }];
-  for (let i = 2; i < opts.nodeCount; i++) nodes.push({ name: `db${i}`, role: 'replica' });
+  const lbCount = opts.loadBalancers ?? 1;
+  const nodes = Array.from({ length: lbCount }, (_, i) => ({ name: lbCount === 1 ? 'lb' : `lb${i + 1}`, role: 'lb' }));
+  for (let i = 1; nodes.length < opts.nodeCount; i++) nodes.push({ name: `db${i}`, role: 'db' });
+  const databases = nodes.filter((n) => n.role === 'db').map((n) => n.name);
   return {
     file: path.join(dir, 'cluster.yaml'),
     cluster: { name: 'pitest', domain: 'pitest.lan' },
-    network: { cidr: net.cidr, prefixLength: net.prefixLength, gateway: net.gateway, dns: [net.gateway] },
+    network: {
+      cidr: net.cidr, prefixLength: net.prefixLength, gateway: net.gateway, dns: [net.gateway], ...(lbCount > 1 ? { vip: `${net.prefix}.9` } : {}),
+    },
     base: { path: path.join(dir, 'base.img') },
     admin: { user: 'admin', sshKeys: [OPERATOR_KEY], generateSshKey: false, password: 'none' },
     locale: { timezone: 'UTC', locale: 'en_GB.UTF-8', keyboard: 'gb' },
@@ -51,8 +59,12 @@ export function clusterInventory(dir: string, opts: {
     roles: {
       postgresql: { version: opts.postgresqlVersion, port: opts.postgresqlPort ?? 5432, database: 'pibake', maxSlotWalKeepSize: '256MB' },
       web: { port: 80, appPort: opts.appPort ?? 8080 },
-      lb: { statsPort: 8404, statsUser: 'stats', pgWritePort: 5000, pgReadPort: 5001 },
+      lb: { statsPort: 8404, statsUser: 'stats', pgWritePort: 5000, pgReadPort: 5001, vrrpRouterId: 51, monitorPort: 8405 },
+      patroni: { loopWait: 2, retryTimeout: 4, synchronousMode: true, failsafeMode: true, restPort: opts.patroniRestPort ?? 8008 },
+      etcd: { members: defaultEtcdMembers(databases), clientPort: opts.etcdClientPort ?? 2379, peerPort: 2380 },
     },
+    packages: { mirrors: [] },
+    warnings: [],
     locations: new Map(),
   };
 }

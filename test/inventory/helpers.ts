@@ -1,5 +1,6 @@
 /** Shared inputs for the inventory tests: a valid inventory, the shipped roles' tags, locating text. */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { expect } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PibakeError, formatProblem } from '../../builder/common/errors.ts';
@@ -7,11 +8,13 @@ import type { Problem } from '../../builder/common/errors.ts';
 import { loadInventory } from '../../builder/inventory/load.ts';
 import type { Inventory } from '../../builder/inventory/types.ts';
 
-/** The shipped roles and their tags (ROLES-CONTRACT.md); render's loadRoles provides the real map. */
-export const ROLES = new Map([
+/** The shipped roles and their tags (roles/*.yaml); render's loadRoles provides the real map. */
+export const ROLES: ReadonlyMap<string, { tags: string[]; replacedBy?: string }> = new Map([
   ['lb', { tags: ['load-balancer'] }],
-  ['primary', { tags: ['web', 'postgresql', 'postgresql-primary'] }],
-  ['replica', { tags: ['web', 'postgresql', 'postgresql-replica'] }],
+  ['db', { tags: ['web', 'postgresql'] }],
+  ['allinone', { tags: ['load-balancer', 'web', 'postgresql'] }],
+  ['primary', { tags: ['web', 'postgresql'], replacedBy: 'db' }],
+  ['replica', { tags: ['web', 'postgresql'], replacedBy: 'db' }],
 ]);
 
 export const SHA = '483db18a48da399b5b7022ffae9a07bc6d99daab30e593aedac09b69ff422843';
@@ -37,6 +40,16 @@ nodes:
   - { name: web2, role: replica, ip: 10.0.0.12 }
   - { name: web3, role: replica, ip: 10.0.0.13, mac: "dc:a6:32:00:00:13" }
 `;
+
+/** The one problem `yaml` has; it must be reported at the `^` of `marker`. */
+export async function expectSingle(ws: Workspace, yaml: string, marker: string, message: RegExp): Promise<string> {
+  const problems = await ws.problems(yaml);
+  expect(problems, problems.join('\n')).toHaveLength(1);
+  const [problem = ''] = problems;
+  expect(problem.startsWith(`${locate(yaml, marker)}: `), problem).toBe(true);
+  expect(problem).toMatch(message);
+  return problem;
+}
 
 /** `VALID` with `from` replaced by `to` (which must change something). */
 export function edit(yaml: string, from: string, to: string): string {
@@ -65,6 +78,8 @@ export interface Workspace {
   load(yaml: string, roles?: ReadonlyMap<string, { tags: string[] }>): Promise<Inventory>;
   /** The problems loading yaml reports, as "line:column message (hint: …)"; fails if it loads. */
   problems(yaml: string, roles?: ReadonlyMap<string, { tags: string[] }>): Promise<string[]>;
+  /** The warnings of a valid yaml, as "line:column message (hint: …)". */
+  warnings(yaml: string, roles?: ReadonlyMap<string, { tags: string[] }>): Promise<string[]>;
   cleanup(): Promise<void>;
 }
 
@@ -94,6 +109,9 @@ export async function workspace(): Promise<Workspace> {
         });
       }
       throw new Error('the inventory loaded without problems');
+    },
+    async warnings(yaml, roles = ROLES) {
+      return (await ws.load(yaml, roles)).warnings.map((problem) => formatProblem(problem).slice(file.length + 1));
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
 import { loadInventory } from '../../builder/inventory/load.ts';
-import { ROLES, SHA, VALID, edit, locate, workspace } from './helpers.ts';
+import { ROLES, SHA, VALID, edit, expectSingle, locate, workspace } from './helpers.ts';
 import type { Workspace } from './helpers.ts';
 
 let ws: Workspace;
@@ -13,15 +13,7 @@ beforeAll(async () => {
 });
 afterAll(() => ws.cleanup());
 
-/** The one problem `yaml` has; it must be reported at the `^` of `marker`. */
-async function single(yaml: string, marker: string, message: RegExp): Promise<string> {
-  const problems = await ws.problems(yaml);
-  expect(problems, problems.join("\n")).toHaveLength(1);
-  const [problem = ''] = problems;
-  expect(problem.startsWith(`${locate(yaml, marker)}: `), problem).toBe(true);
-  expect(problem).toMatch(message);
-  return problem;
-}
+const single = (yaml: string, marker: string, message: RegExp): Promise<string> => expectSingle(ws, yaml, marker, message);
 
 /** Among the problems of `yaml`, one at the `^` of `marker` matching `message`. */
 async function among(yaml: string, marker: string, message: RegExp): Promise<string[]> {
@@ -50,7 +42,9 @@ describe('a valid inventory', () => {
     expect(inventory.roles).toEqual({
       postgresql: { port: 5432, database: 'pibake', maxSlotWalKeepSize: '1GB' },
       web: { port: 80, appPort: 8000 },
-      lb: { statsPort: 8404, statsUser: 'admin', pgWritePort: 5000, pgReadPort: 5001 },
+      lb: { statsPort: 8404, statsUser: 'admin', pgWritePort: 5000, pgReadPort: 5001, vrrpRouterId: 51, monitorPort: 8405 },
+      patroni: { loopWait: 2, retryTimeout: 4, synchronousMode: true, failsafeMode: true, restPort: 8008 },
+      etcd: { members: ['web1', 'web2', 'web3'], clientPort: 2379, peerPort: 2380 },
     });
     const ip = inventory.locations.get('nodes.2.ip');
     expect(`${ip?.line}:${ip?.column}`).toBe(locate(VALID, 'web2, role: replica, ip: ^10.0.0.12'));
@@ -205,18 +199,21 @@ describe('one problem per rule, at its line:column', () => {
   });
 
   it('unknown roles, listing the known ones', async () => {
-    await single(edit(VALID, 'role: replica, ip: 10.0.0.13', 'role: replicas, ip: 10.0.0.13'), '^replicas', /unknown role "replicas" \(hint: known roles: lb, primary, replica; did you mean "replica"\?/);
+    await single(edit(VALID, 'role: replica, ip: 10.0.0.13', 'role: dbs, ip: 10.0.0.13'), '^dbs', /unknown role "dbs" \(hint: known roles: allinone, db, lb; did you mean "db"\?/);
   });
 
-  it('exactly one PostgreSQL primary, at least one load balancer and one web node', async () => {
-    await single(edit(VALID, 'role: primary', 'role: replica'), '^nodes:', /no node runs the PostgreSQL primary .*hint: give exactly one node the role primary/);
-    await single(edit(VALID, 'web2, role: replica', 'web2, role: primary'), 'web2, role: ^primary', /more than one PostgreSQL primary: node web2 is the second \(first: web1\)/);
-    await single(edit(VALID, 'lb1, role: lb', 'lb1, role: replica'), '^nodes:', /no load balancer.*hint: give at least one node the role lb/);
-    // With a database-only primary role, a cluster without web nodes is possible to write down.
-    const roles = new Map([...ROLES, ['db', { tags: ['postgresql', 'postgresql-primary'] }]]);
-    const yaml = `${VALID.slice(0, VALID.indexOf('nodes:'))}nodes:\n  - { name: lb1, role: lb, ip: 10.0.0.10 }\n  - { name: db1, role: db, ip: 10.0.0.11 }\n`;
-    const problems = await ws.problems(yaml, roles);
-    expect(problems).toEqual([`${locate(yaml, '^nodes:')}: no web node: no node has a role tagged web (hint: give at least one node the role primary or replica)`]);
+  it('at least one database node, one load balancer and one web node', async () => {
+    const onlyLbs = `${VALID.slice(0, VALID.indexOf('nodes:'))}nodes:\n  - { name: lb1, role: lb, ip: 10.0.0.10 }\n`;
+    const problems = await ws.problems(onlyLbs);
+    expect(problems).toEqual([
+      `${locate(onlyLbs, '^nodes:')}: no database node: no node has a role tagged postgresql (hint: give at least one (three for failover) node the role allinone or db)`,
+      `${locate(onlyLbs, '^nodes:')}: no web node: no node has a role tagged web (hint: give at least one node the role allinone or db)`,
+    ]);
+    await single(edit(VALID, 'lb1, role: lb', 'lb1, role: db'), '^nodes:', /no load balancer.*hint: give at least one node the role allinone or lb/);
+    // With a database-only role, a cluster without web nodes is possible to write down.
+    const roles = new Map([...ROLES, ['store', { tags: ['postgresql'] }]]);
+    const yaml = `${VALID.slice(0, VALID.indexOf('nodes:'))}nodes:\n  - { name: lb1, role: lb, ip: 10.0.0.10 }\n  - { name: db1, role: store, ip: 10.0.0.11 }\n`;
+    expect(await ws.problems(yaml, roles)).toEqual([`${locate(yaml, '^nodes:')}: no web node: no node has a role tagged web (hint: give at least one node the role allinone or db)`]);
   });
 
   it('base: url needs sha256 and https, sha256 is 64 hex digits, not both url and path', async () => {
@@ -311,11 +308,10 @@ roles:
       ['^"Europe/ London"', /not a valid time zone/],
       ['^keybaord', /did you mean "keyboard"/],
       ['country: ^gb', /not a valid Wi-Fi country/],
-      ['^balancer', /unknown role "balancer" \(hint: known roles: lb, primary, replica/],
+      ['^balancer', /unknown role "balancer" \(hint: known roles: allinone, db, lb/],
       ['^"dc:a6:32:00:00"', /not a valid MAC address/],
       ['^nodes:', /no load balancer/],
       ['{ name: ^web1, role: primary, ip: 10.0.0.11 }\n  - { name: web3', /duplicate node name "web1"/],
-      ['{ name: web1, role: ^primary, ip: 10.0.0.11 }\n  - { name: web3', /more than one PostgreSQL primary/],
       ['{ name: web1, role: primary, ip: ^10.0.0.11 }\n  - { name: web3', /duplicate IP address "10.0.0.11"/],
       ['^192.168.1.13', /node web3 address 192.168.1.13 is outside the network/],
       ['port: ^5432', /roles.web.port 5432 is already used by roles.postgresql.port/],

@@ -32,17 +32,21 @@ afterAll(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-/** The shipped file with three more replicas: a 7-node cluster. */
+/** The shipped file with two more database nodes: a 7-node cluster. */
 function sevenNodes(text: string): string {
-  const last = '  - { name: web3, role: replica, ip: 10.0.0.13 }\n';
-  const more = [4, 5, 6].map((n) => `  - { name: web${n}, role: replica, ip: 10.0.0.${10 + n}, mac: "dc:a6:32:00:00:${10 + n}" }\n`).join('');
+  const last = '  - { name: web3, role: db, ip: 10.0.0.13 }\n';
+  const more = [4, 6].map((n) => `  - { name: web${n}, role: db, ip: 10.0.0.${10 + n}, mac: "dc:a6:32:00:00:${10 + n}" }\n`).join('');
   return edit(text, last, last + more);
 }
 
 describe('the shipped cluster.yaml', () => {
   it('validates on a machine without ~/.ssh and pins a Raspberry Pi OS Lite arm64 trixie image', async () => {
     const inventory = await loadInventory(shippedPath, ROLES);
-    expect(inventory.nodes.map((n) => `${n.name}:${n.role}`)).toEqual(['lb1:lb', 'web1:primary', 'web2:replica', 'web3:replica']);
+    expect(inventory.nodes.map((n) => `${n.name}:${n.role}`)).toEqual(['lb1:lb', 'lb2:lb', 'web1:db', 'web2:db', 'web3:db']);
+    // Two load balancers on one floating address, three database nodes that are all etcd members.
+    expect(inventory.network.vip).toBe('10.0.0.9');
+    expect(inventory.roles.etcd.members).toEqual(['web1', 'web2', 'web3']);
+    expect(inventory.warnings).toEqual([]);
     expect(inventory.admin).toEqual({ user: 'pi', sshKeys: [], generateSshKey: true, password: 'none' });
     expect(inventory.base.url).toMatch(
       /^https:\/\/downloads\.raspberrypi\.com\/raspios_lite_arm64\/images\/raspios_lite_arm64-\d{4}-\d\d-\d\d\/\d{4}-\d\d-\d\d-raspios-trixie-arm64-lite\.img\.xz$/,
@@ -58,7 +62,8 @@ describe('the shipped cluster.yaml', () => {
       await writeFile(file, sevenNodes(shipped));
       const inventory = await loadInventory(file, ROLES);
       expect(inventory.nodes).toHaveLength(7);
-      expect(inventory.nodes[6]).toEqual({ name: 'web6', role: 'replica', ip: '10.0.0.16', mac: 'dc:a6:32:00:00:16' });
+      expect(inventory.nodes[6]).toEqual({ name: 'web6', role: 'db', ip: '10.0.0.16', mac: 'dc:a6:32:00:00:16' });
+      expect(inventory.roles.etcd.members).toEqual(['web1', 'web2', 'web3']); // the new nodes run Patroni only
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -67,8 +72,8 @@ describe('the shipped cluster.yaml', () => {
   it('maps every declared key to the Inventory and nothing else', async () => {
     const inventory = await loadInventory(shippedPath, ROLES);
     // Keys the loader adds beyond the declaration: where the file is, derived values, locations.
-    const derived: Record<string, string[]> = { '': ['file', 'locations'], network: ['prefixLength'] };
-    const optionalUnset = new Set(['wifi', 'base.path', 'roles.postgresql.version']);
+    const derived: Record<string, string[]> = { '': ['file', 'locations', 'warnings'], network: ['prefixLength'] };
+    const optionalUnset = new Set(['wifi', 'base.path', 'roles.postgresql.version', 'roles.patroni.ttl', 'packages.proxy', 'packages.maxImageSize']);
     const walk = (fields: readonly Field[], value: Record<string, unknown>, path: string): void => {
       const declared = fields.map(propOf).filter((prop) => !optionalUnset.has(path ? `${path}.${prop}` : prop));
       expect(Object.keys(value).sort(), path || 'top level').toEqual([...declared, ...(derived[path] ?? [])].sort());

@@ -64,7 +64,9 @@ describe('pibake render (command line, real inventory loader)', () => {
   it('renders the shipped cluster.yaml with the fixture roles, and prints errors as single lines', async () => {
     await withTempDir(async (dir) => {
       const config = path.join(dir, 'cluster.yaml');
-      await writeFile(config, await readFile(path.join(repo, 'cluster.yaml'), 'utf8'));
+      // The fixture roles still have a fixed primary: give it web1, and the other db nodes the replica role.
+      const shipped = await readFile(path.join(repo, 'cluster.yaml'), 'utf8');
+      await writeFile(config, shipped.replace('web1, role: db', 'web1, role: primary').replace(/(web\d), role: db/g, '$1, role: replica'));
       const out = path.join(dir, 'out');
       const args = [path.join(repo, 'bin/pibake.js'), 'render', '--config', config, '--out', out, '--roles', FIXTURE_ROLES, '--overlays', FIXTURE_OVERLAYS];
       const { stdout } = await runTool('node', args);

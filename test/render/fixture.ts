@@ -32,8 +32,12 @@ export function sevenNodeInventory(dir: string, overrides: Partial<Inventory> = 
     roles: {
       postgresql: { port: 5432, database: 'app', maxSlotWalKeepSize: '1GB' },
       web: { port: 80, appPort: 8080 },
-      lb: { statsPort: 8404, statsUser: 'stats', pgWritePort: 5000, pgReadPort: 5001 },
+      lb: { statsPort: 8404, statsUser: 'stats', pgWritePort: 5000, pgReadPort: 5001, vrrpRouterId: 51, monitorPort: 8405 },
+      patroni: { loopWait: 2, retryTimeout: 4, synchronousMode: true, failsafeMode: true, restPort: 8008 },
+      etcd: { members: ['db1', 'db2', 'db3'], clientPort: 2379, peerPort: 2380 },
     },
+    packages: { mirrors: [] },
+    warnings: [],
     locations: new Map(),
     ...overrides,
   };

@@ -105,6 +105,7 @@ export function haLayout(): Layout {
     n.holdsVip = false;
     n.patroni = { answering: true, state: primary ? 'running' : 'streaming', role: primary ? 'primary' : 'replica', timeline: 3, scope: 'pistack', version: '4.0.7' };
     n.patroni.state = 'running';
+    n.etcd = { answering: true, healthy: true };
     n.postgresql = primary
       ? {
         answering: true, role: 'primary', timeline: 3, version: 170002,
@@ -125,6 +126,7 @@ export function haLayout(): Layout {
     firstboot: n.units.filter((u) => u.kind === 'firstboot').map((u) => u.unit),
     postgresqlPort: n.role === 'db' ? 5432 : undefined,
     patroniUrl: n.role === 'db' ? `http://${n.ip}:8008/patroni` : undefined,
+    etcdUrl: n.role === 'db' ? `http://${n.ip}:2379/health` : undefined,
     haproxy: n.role === 'lb',
   }));
   return { nodes, targets, vip };

@@ -26,7 +26,7 @@ describe('formatReport', () => {
   it('HA: standbys kept out of a port by their role are named by role, not as faults; the address holder is named', () => {
     const lines = formatReport(reportOf(haLayout()), { color: false });
     expect(lines[2]).toBe('lb1   lb    3h 5m  current  done  2/2 active  web 3/3; postgresql-write 1/3 (web2 replica, web3 replica); postgresql-read 2/3 (web1 primary); holds 10.0.0.9');
-    expect(lines[4]).toBe('web1  db    3h 5m  current  done  4/4 active  primary, timeline 3, standbys web2 web3; Patroni running (primary)');
+    expect(lines[4]).toBe('web1  db    3h 5m  current  done  4/4 active  primary, timeline 3, standbys web2 web3; Patroni running (primary); etcd healthy');
     expect(lines[lines.length - 1]).toBe('healthy: every node answers, runs its card and its services (exit 0)');
   });
 

@@ -4,20 +4,43 @@
  * reads whatever this machine's programs answered.
  */
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import {
-  judgeCard, parseAddresses, parseCloudInit, parseFailedUnits, parseFirstboot, parseHaproxy, parseHost, parsePatroni, parsePostgres,
+  judgeCard, parseAddresses, parseCloudInit, parseEtcd, parseFailedUnits, parseFirstboot, parseHaproxy, parseHost, parsePatroni, parsePostgres,
   parseUnits, readNode, splitSections, systemState, type Section,
 } from '../../builder/status/parse.ts';
 import { probeScript, type ProbeTarget } from '../../builder/status/probe.ts';
+import { freePort } from '../helpers/qemu.ts';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const fixture = (name: string) => readFileSync(path.join(fixtures, name), 'utf8');
 const ok = (name: string, text: string): Section => ({ name, text, exitCode: 0 });
+
+/** etcd (Debian's etcd-server) as a one-member cluster on free loopback ports, until its /health answers. */
+async function startEtcd(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pibake-status-etcd-'));
+  const [client, peer] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${client}`;
+  const child = execa('etcd', ['--name', 'here', '--data-dir', path.join(dir, 'data'), '--listen-client-urls', url, '--advertise-client-urls', url,
+    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+    '--initial-cluster', `here=http://127.0.0.1:${peer}`], { reject: false, all: true });
+  const stop = async () => {
+    child.kill('SIGTERM');
+    await child;
+    await rm(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) return { url, stop };
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  await stop();
+  throw new Error(`etcd did not answer on ${url} within 20 s:\n${String((await child).all)}`);
+}
 
 describe('splitSections', () => {
   it('reads each section with its exit code, a step without a final newline, and one cut off', () => {
@@ -162,6 +185,17 @@ describe('parsePatroni: GET /patroni', () => {
   });
 });
 
+describe('parseEtcd: GET /health of etcd 3.4 (captured)', () => {
+  it('healthy; without a leader (503) not healthy; 3.5\'s reason kept; no answer says why', () => {
+    const [healthy, noLeader] = fixture('etcd-3.4-health.jsonl').trim().split('\n');
+    expect(parseEtcd(ok('etcd', healthy ?? ''))).toEqual({ answering: true, healthy: true });
+    expect(parseEtcd(ok('etcd', noLeader ?? ''))).toEqual({ answering: true, healthy: false });
+    expect(parseEtcd(ok('etcd', '{"health":"false","reason":"RAFT NO LEADER"}'))).toEqual({ answering: true, healthy: false, reason: 'RAFT NO LEADER' });
+    expect(parseEtcd({ name: 'etcd', text: 'http://10.0.0.13:2379/health: timed out', exitCode: 1 }))
+      .toEqual({ answering: false, error: 'http://10.0.0.13:2379/health: timed out' });
+  });
+});
+
 describe('parseHaproxy: show stat of HAProxy 2.6 (captured)', () => {
   it('backends with servers; FRONTEND rows and server-less proxies left out; backup marked', () => {
     expect(parseHaproxy(ok('haproxy', fixture('haproxy-2.6-show-stat.csv')))).toEqual({
@@ -198,18 +232,21 @@ describe('parseHaproxy: show stat of HAProxy 2.6 (captured)', () => {
 
 describe('the real probe script, run here with sh', () => {
   it('prints every section it was asked for, and readNode reads what this machine answered', async () => {
+    // A real one-member etcd on loopback answers the etcd step; nothing listens for the others.
+    const etcd = await startEtcd();
     const target: ProbeTarget = {
       name: 'here', role: 'test', ip: '127.0.0.1', tags: ['postgresql'], services: ['pibake-no-such.service'], firstboot: [],
-      postgresqlPort: 1, patroniUrl: 'http://127.0.0.1:1/patroni', haproxy: true,
+      postgresqlPort: 1, patroniUrl: 'http://127.0.0.1:1/patroni', etcdUrl: `${etcd.url}/health`, haproxy: true,
     };
-    const run = await execa('sh', ['-s'], { input: probeScript(target), reject: false, timeout: 60_000 });
+    const run = await execa('sh', ['-s'], { input: probeScript(target), reject: false, timeout: 60_000 }).finally(() => etcd.stop());
     const sections = splitSections(run.stdout);
-    expect([...sections.keys()]).toEqual(['host', 'manifest', 'firstboot', 'cloud-init', 'units', 'failed', 'system', 'addresses', 'postgresql', 'patroni', 'haproxy']);
+    expect([...sections.keys()]).toEqual(['host', 'manifest', 'firstboot', 'cloud-init', 'units', 'failed', 'system', 'addresses', 'postgresql', 'patroni', 'etcd', 'haproxy']);
     for (const s of sections.values()) expect(s.exitCode, s.name).toBeTypeOf('number');
     const node = readNode(target, run.stdout, { cluster: 'pistack', digest: 'a'.repeat(64) });
     expect(node.uptimeSeconds).toBeGreaterThan(0);
     expect(node.postgresql?.answering).toBe(false);
     expect(node.patroni).toMatchObject({ answering: false, error: expect.stringContaining('http://127.0.0.1:1/patroni: ') });
+    expect(node.etcd).toEqual({ answering: true, healthy: true });
     expect(node.haproxy?.answering).toBe(false);
     expect(node.bootId).toBe((await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim());
     // --watch, once cloud-init was done in this boot: the script does not start it again.

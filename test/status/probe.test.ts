@@ -15,13 +15,16 @@ import { planStatus } from '../../builder/status/status.ts';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let dir: string;
 
-/** A project: the shipped cluster.yaml plus a node of the user's own role `cache`, the shipped roles plus cache.yaml. */
+/**
+ * A project: the shipped cluster.yaml plus a fourth db node (not an etcd member: the default
+ * members are the first three) and a node of the user's own role `cache`; the shipped roles plus cache.yaml.
+ */
 async function project(): Promise<string> {
   const config = path.join(dir, 'cluster.yaml');
   const shipped = await readFile(path.join(repo, 'cluster.yaml'), 'utf8');
-  await writeFile(config, shipped.replace(/( {2}- \{ name: web3, [^\n]*\n)/, '$1  - { name: cache1, role: cache, ip: 10.0.0.20 }\n'));
+  await writeFile(config, shipped.replace(/( {2}- \{ name: web3, [^\n]*\n)/, '$1  - { name: web4, role: db, ip: 10.0.0.14 }\n  - { name: cache1, role: cache, ip: 10.0.0.20 }\n'));
   await mkdir(path.join(dir, 'roles'), { recursive: true });
-  for (const role of ['lb', 'primary', 'replica']) await copyFile(path.join(repo, 'roles', `${role}.yaml`), path.join(dir, 'roles', `${role}.yaml`));
+  for (const role of ['lb', 'db']) await copyFile(path.join(repo, 'roles', `${role}.yaml`), path.join(dir, 'roles', `${role}.yaml`));
   await writeFile(path.join(dir, 'roles', 'cache.yaml'), [
     'description: a user\'s own role, its own PostgreSQL under Patroni and an HAProxy in front of it',
     'tags: [postgresql]', 'overlays: [common]', 'packages: [haproxy, patroni]',
@@ -49,20 +52,25 @@ afterAll(async () => {
 });
 
 describe('planStatus: what to ask each node comes from its role file', () => {
-  it('units, PostgreSQL by tag, Patroni and HAProxy by the services a role runs; settings from the inventory', async () => {
+  it('units, PostgreSQL by tag, Patroni, etcd and HAProxy by the services a role runs; settings from the inventory', async () => {
     const config = await project();
-    const out = await output(['lb1', 'web1', 'web2', 'web3']);
+    const out = await output(['lb1', 'lb2', 'web1', 'web2', 'web3', 'web4']);
     await writeFile(path.join(dir, 'pistack-admin'), 'not a real key\n', { mode: 0o600 });
     const plan = await planStatus({ config, out, timeout: 7 });
-    const brief = plan.targets.map((t) => ({ name: t.name, units: [...t.services, ...t.firstboot].length, pg: t.postgresqlPort, patroni: t.patroniUrl, haproxy: t.haproxy }));
+    const brief = plan.targets.map((t) => ({ name: t.name, units: [...t.services, ...t.firstboot].length, pg: t.postgresqlPort, patroni: t.patroniUrl, etcd: t.etcdUrl, haproxy: t.haproxy }));
+    const db = (name: string, ip: string, member: boolean) => ({
+      name, units: member ? 7 : 6, pg: 5432, patroni: `http://${ip}:8008/patroni`, etcd: member ? `http://${ip}:2379/health` : undefined, haproxy: false,
+    });
     expect(brief).toEqual([
-      { name: 'lb1', units: 2, pg: undefined, patroni: undefined, haproxy: true },
-      { name: 'web1', units: 7, pg: 5432, patroni: undefined, haproxy: false },
-      { name: 'web2', units: 7, pg: 5432, patroni: undefined, haproxy: false },
-      { name: 'web3', units: 7, pg: 5432, patroni: undefined, haproxy: false },
-      { name: 'cache1', units: 4, pg: 5432, patroni: 'http://10.0.0.20:8008/patroni', haproxy: true },
+      { name: 'lb1', units: 3, pg: undefined, patroni: undefined, etcd: undefined, haproxy: true },
+      { name: 'lb2', units: 3, pg: undefined, patroni: undefined, etcd: undefined, haproxy: true },
+      db('web1', '10.0.0.11', true), db('web2', '10.0.0.12', true), db('web3', '10.0.0.13', true),
+      db('web4', '10.0.0.14', false), // etcd stays off there by design: its unit is not expected to run
+      { name: 'cache1', units: 4, pg: 5432, patroni: 'http://10.0.0.20:8008/patroni', etcd: undefined, haproxy: true },
     ]);
-    expect(plan.digests.get('web2')).toBe('2'.repeat(64));
+    expect(plan.targets.find((t) => t.name === 'web4')?.services).toEqual(['nginx.service', 'pibake-webapp.service', 'patroni.service']);
+    expect(plan.vip).toBe('10.0.0.9');
+    expect(plan.digests.get('web2')).toBe('3'.repeat(64));
     expect(plan.digests.get('cache1')).toBeUndefined(); // never built: its card will say so
     expect(plan.ssh).toEqual({
       user: 'pi', identity: path.join(dir, 'pistack-admin'), knownHosts: path.join(out, 'pistack', 'known_hosts'), connectTimeout: 5, deadline: 7, sshConfig: undefined,
@@ -70,16 +78,18 @@ describe('planStatus: what to ask each node comes from its role file', () => {
     expect(plan.partial).toBe(false);
     const scripts = new Map(plan.targets.map((t) => [t.name, probeScript(t)]));
     const script = scripts.get('cache1') ?? '';
-    expect(script.split('\n').slice(0, 7)).toEqual([
+    expect(script.split('\n').slice(0, 8)).toEqual([
       '# pibake status: probe of cache1 (role cache)',
       "UNITS='haproxy.service patroni.service pgbouncer@main.service pibake-ownership.service'",
       "PG_PORT='5432'",
       "PATRONI_URL='http://10.0.0.20:8008/patroni'",
+      "ETCD_URL=''",
       "HAPROXY='yes'",
       "CLOUD_INIT_DONE_IN=''",
       '# The probe `pibake status` runs on each node: one ssh session (`sh -s` as the cluster\'s admin',
     ]);
-    expect(scripts.get('lb1')).toContain("PG_PORT=''\nPATRONI_URL=''\nHAPROXY='yes'\n");
+    expect(scripts.get('lb1')).toContain("PG_PORT=''\nPATRONI_URL=''\nETCD_URL=''\nHAPROXY='yes'\n");
+    expect(scripts.get('web1')).toContain("\nETCD_URL='http://10.0.0.11:2379/health'\n");
     // --watch: a boot id where cloud-init was done already; anything else is not passed on.
     const bootId = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
     expect(probeScript(plan.targets[0] as never, { cloudInitDoneIn: bootId })).toContain(`\nCLOUD_INIT_DONE_IN='${bootId}'\n`);
@@ -87,7 +97,7 @@ describe('planStatus: what to ask each node comes from its role file', () => {
     // The settings, then probe.sh as shipped: nothing else (no secret) travels to a node.
     const body = await readFile(path.join(repo, 'builder/status/probe.sh'), 'utf8');
     for (const s of scripts.values()) {
-      expect(s.split('\n').slice(6).join('\n')).toBe(body);
+      expect(s.split('\n').slice(7).join('\n')).toBe(body);
       await execa('sh', ['-n'], { input: s });
     }
     const partial = await planStatus({ config, out, timeout: 7, nodes: ['web2'] });
@@ -109,13 +119,13 @@ describe('pibake status: errors exit 3 with one line and a hint', () => {
       + '(hint: status compares each card with the build\'s records: run pibake build first, or pass its folder with --out)');
     expect(noBuild.stdout).toBe('');
 
-    const out = await output(['lb1']);
+    const out = await output(['lb1', 'lb2']);
     await rm(path.join(out, 'pistack', 'known_hosts'));
     const noKnownHosts = await pibake(['--config', config]);
     expect(noKnownHosts.exitCode).toBe(3);
     expect(noKnownHosts.stderr).toMatch(/^error: \S+\/known_hosts is missing \(hint: pibake build writes it; status checks every node's host key against it\)$/);
 
-    await output(['lb1']);
+    await output(['lb1', 'lb2']);
     const noKey = await pibake(['--config', config]);
     expect(noKey.exitCode).toBe(3);
     expect(noKey.stderr).toMatch(/^error: the cluster's admin key \S+\/pistack-admin is missing \(hint: /);
@@ -123,7 +133,7 @@ describe('pibake status: errors exit 3 with one line and a hint', () => {
     await writeFile(path.join(dir, 'pistack-admin'), 'x\n', { mode: 0o600 });
     const ghost = await pibake(['--config', config, '--node', 'web9']);
     expect(ghost.exitCode).toBe(3);
-    expect(ghost.stderr).toMatch(/^error: no node named web9 in \S+cluster\.yaml \(hint: known nodes: lb1, web1, web2, web3, cache1\)$/);
+    expect(ghost.stderr).toMatch(/^error: no node named web9 in \S+cluster\.yaml \(hint: known nodes: lb1, lb2, web1, web2, web3, web4, cache1\)$/);
 
     const bad = await pibake(['--config', config, '--timeout', '0']);
     expect(bad.exitCode).toBe(3);

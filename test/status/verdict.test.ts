@@ -174,6 +174,28 @@ describe('load balancers', () => {
       'degraded: web1 is unreachable: no answer within 5 s',
     ]);
   });
+  it('one database node: the primary refused by the read port serves it as the tracked backup, no fault', () => {
+    const layout = haLayout();
+    layout.nodes = layout.nodes.filter((n) => n.name !== 'web2' && n.name !== 'web3');
+    layout.targets = layout.targets.filter((n) => n.name !== 'web2' && n.name !== 'web3');
+    Object.assign(nodeOf(layout, 'web1').postgresql ?? {}, { replicas: [], slots: [] });
+    for (const lb of ['lb1', 'lb2']) {
+      for (const backend of nodeOf(layout, lb).haproxy?.backends ?? []) backend.servers = backend.servers.filter((s) => s.name.startsWith('web1'));
+    }
+    expect(verdictOf(layout)).toEqual({ state: 'healthy', exitCode: 0, findings: [] });
+    // The same refusal without the tracked backup UP is a fault: nothing of web1 serves the port.
+    for (const lb of ['lb1', 'lb2']) {
+      const read = nodeOf(layout, lb).haproxy?.backends[2];
+      Object.assign(read?.servers[1] ?? {}, { status: 'DOWN' });
+      Object.assign(read ?? {}, { status: 'DOWN' });
+    }
+    expect(messages(layout)).toEqual([
+      'down: lb1: HAProxy backend postgresql-read has no server UP',
+      'degraded: lb1: HAProxy marks web1 DOWN (postgresql-read)',
+      'degraded: lb2: HAProxy marks web1 DOWN (postgresql-read)',
+      'degraded: lb2: HAProxy backend postgresql-read has no server UP',
+    ]);
+  });
   it('Patroni not running', () => {
     const layout = haLayout();
     Object.assign(nodeOf(layout, 'web3').patroni ?? {}, { state: 'starting' });
@@ -181,6 +203,18 @@ describe('load balancers', () => {
     expect(messages(layout)).toEqual([
       'degraded: web2: Patroni does not answer (http://10.0.0.12:8008/patroni: <urlopen error [Errno 111] Connection refused>)',
       'degraded: web3: Patroni is starting',
+    ]);
+  });
+  it('etcd: a member that does not answer, then no quorum (a member without a leader is not healthy)', () => {
+    const layout = haLayout();
+    nodeOf(layout, 'web3').etcd = { answering: false, error: 'http://10.0.0.13:2379/health: <urlopen error [Errno 111] Connection refused>' };
+    expect(messages(layout)).toEqual(['degraded: web3: etcd does not answer (http://10.0.0.13:2379/health: <urlopen error [Errno 111] Connection refused>)']);
+    nodeOf(layout, 'web2').etcd = { answering: true, healthy: false };
+    expect(verdictOf(layout)).toMatchObject({ state: 'degraded', exitCode: 1 });
+    expect(messages(layout)).toEqual([
+      'degraded: web2: etcd member not healthy',
+      'degraded: web3: etcd does not answer (http://10.0.0.13:2379/health: <urlopen error [Errno 111] Connection refused>)',
+      'degraded: etcd has no quorum (1 of 3 members healthy): Patroni cannot change the primary',
     ]);
   });
 });

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// `npm run test:vm-cluster` (root): lb1, web1 and web2 booted together under qemu on a bridge in a
+// network namespace (docs/testing.md). Minutes to tens of minutes under software emulation.
+export default defineConfig({
+  test: {
+    include: ['test/vm-cluster/**/*.test.ts'],
+    testTimeout: 5 * 60_000,
+    hookTimeout: 75 * 60_000,
+    teardownTimeout: 60_000,
+    pool: 'forks',
+    fileParallelism: false,
+  },
+});
