@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/boot/**/*.test.ts'],
+    // The CLI the tests run is the compiled one: build it first when the sources changed.
+    globalSetup: ['test/helpers/compiled-cli.ts'],
     testTimeout: 50 * 60_000,
     hookTimeout: 45 * 60_000,
     pool: 'forks',

@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     include: ['test/cluster/**/*.test.ts'],
     exclude: ['test/cluster/status.test.ts'], // npm run test:status
+    // The CLI the tests run is the compiled one: build it first when the sources changed.
+    globalSetup: ['test/helpers/compiled-cli.ts'],
     testTimeout: 150_000,
     hookTimeout: 300_000,
     teardownTimeout: 60_000,

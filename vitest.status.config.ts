@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/cluster/status.test.ts'],
+    // The CLI the tests run is the compiled one: build it first when the sources changed.
+    globalSetup: ['test/helpers/compiled-cli.ts'],
     testTimeout: 120_000,
     hookTimeout: 300_000,
     teardownTimeout: 60_000,

@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/vm-cluster/**/*.test.ts'],
+    // The CLI the tests run is the compiled one: build it first when the sources changed.
+    globalSetup: ['test/helpers/compiled-cli.ts'],
     testTimeout: 5 * 60_000,
     hookTimeout: 75 * 60_000,
     teardownTimeout: 60_000,

@@ -26,6 +26,7 @@ import { sha256File } from '../builder/package/checksums.ts';
 import { compressArgs, compressImage } from '../builder/package/compress.ts';
 import { buildSections } from './bench-build.ts';
 import { checkSections } from './bench-checks.ts';
+import { cliSections } from './bench-cli.ts';
 
 const MiB = 1 << 20;
 
@@ -354,6 +355,7 @@ export const SECTIONS: BenchSection[] = [
   },
   ...checkSections(fixture),
   ...buildSections(fixture),
+  ...cliSections(),
 ];
 
 // ---- entry ----------------------------------------------------------------------------------

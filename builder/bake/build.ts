@@ -11,7 +11,7 @@ import { readStatus } from '../carry/facts.ts';
 import { PibakeError, formatProblem } from '../common/errors.ts';
 import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../common/lock.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
-import { projectDir, toolVersion } from '../common/paths.ts';
+import { roleFolders, toolVersion } from '../common/paths.ts';
 import { parseDpkgStatus } from '../image/ext4.ts';
 import { obtainBase } from '../image/intake.ts';
 import { humanBytes } from '../image/intake/progress.ts';
@@ -78,8 +78,9 @@ const PENDING_BUILD_ID = '0'.repeat(64);
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const overlaysDir = projectDir(options.config, 'overlays');
-  const roles = await loadRoles(projectDir(options.config, 'roles'), overlaysDir);
+  const folders = roleFolders(options.config);
+  const overlaysDir = folders.overlays;
+  const roles = await loadRoles(folders.roles, overlaysDir);
   const inventory = await loadInventory(options.config, roles);
   for (const warning of inventory.warnings) options.reporter.event({ type: 'warning', message: formatProblem(warning) });
   const selected = selectNodes(inventory, options.nodes);

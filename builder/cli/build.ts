@@ -23,6 +23,12 @@ interface BuildArgs {
   'cache-dir'?: string;
 }
 
+/** `--packages`, shared with `pibake render` so a render shows what a build with it bakes. */
+export const packagesOption = {
+  type: 'string', choices: ['card', 'online'] as const, default: 'card' as const,
+  describe: 'card: fetch the role packages now and carry them on each card (first boot needs no network); online: each card installs them from its apt sources at first boot',
+} as const;
+
 export const buildCommand: CommandModule<object, BuildArgs> = {
   command: 'build',
   describe: 'Bake output/<cluster>/<node>.img for every node of the inventory (only what changed)',
@@ -38,10 +44,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('bmap', { type: 'boolean', default: false, describe: 'also write <node>.img.bmap (bmaptool format)' })
       .option('force', { type: 'boolean', default: false, describe: 'bake every selected node even if up to date' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON event per line on stdout (for CI)' })
-      .option('packages', {
-        type: 'string', choices: ['card', 'online'] as const, default: 'card',
-        describe: 'card: fetch the role packages now and carry them on each card (first boot needs no network); online: each card installs them from its apt sources at first boot',
-      })
+      .option('packages', packagesOption)
       .option('cache-dir', { type: 'string', describe: 'where base images, package lists and .debs are cached (default: XDG cache)' }) as never,
   handler: async (args) => {
     const reporter = args.json ? jsonReporter() : process.stderr.isTTY ? ttyReporter() : lineReporter();

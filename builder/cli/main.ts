@@ -1,6 +1,7 @@
 /** The pibake command line: parses arguments, runs one command, prints errors as single lines. */
 import yargs, { type CommandModule } from 'yargs';
 import { formatError } from '../common/errors.ts';
+import { toolVersion } from '../common/paths.ts';
 import { commands } from './commands.ts';
 import { takeExitCode } from './exit-code.ts';
 
@@ -21,7 +22,8 @@ export async function main(argv: string[]): Promise<number> {
     .strict()
     .help()
     .alias('h', 'help')
-    .version()
+    // pibake's own version: yargs alone would look for a package.json from the current folder.
+    .version(toolVersion)
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((message, error) => {
       throw error ?? new UsageError(message);

@@ -5,19 +5,19 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { PibakeError, formatProblem } from '../common/errors.ts';
+import { roleFolders } from '../common/paths.ts';
+import { packagesOption } from './build.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { Generation, Inventory } from '../inventory/types.ts';
 import { renderNode } from '../render/render.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
+import type { PackageSource } from '../render/firstboot.ts';
 import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
 import type { RenderedNode } from '../render/types.ts';
 import { writeRenderedNode } from '../render/write-tree.ts';
-
-const PIBAKE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
  * Packages of a typical Raspberry Pi OS Lite image (what `render` assumes when no base image is
@@ -35,9 +35,12 @@ export interface RenderCommandOptions {
   node?: string;
   out: string;
   generation: Generation;
-  roles: string;
-  overlays: string;
+  /** Folders of role files and overlays; default: the ones `pibake build` uses for this inventory. */
+  roles?: string;
+  overlays?: string;
   cmdline?: string;
+  /** As `pibake build --packages`: where first boot takes the role packages from (default: card). */
+  packages?: PackageSource;
 }
 
 /** A node's build id when no build supplies one: a digest of what the node renders to. */
@@ -57,7 +60,8 @@ export function contentBuildId(node: RenderedNode, generation: Generation): stri
 type InventoryLoader = (file: string, roles: ReadonlyMap<string, { tags: string[] }>) => Promise<Inventory>;
 
 export async function renderCommand(options: RenderCommandOptions, load: InventoryLoader = loadInventory): Promise<string[]> {
-  const roles: RoleCatalog = await loadRoles(options.roles, options.overlays);
+  const folders = roleFolders(options.config, options);
+  const roles: RoleCatalog = await loadRoles(folders.roles, folders.overlays);
   const inventory = await load(options.config, roles);
   for (const warning of inventory.warnings) process.stderr.write(`warning: ${formatProblem(warning)}\n`);
   const names = options.node ? [options.node] : inventory.nodes.map((n) => n.name);
@@ -69,8 +73,8 @@ export async function renderCommand(options: RenderCommandOptions, load: Invento
   const written: string[] = [];
   for (const nodeName of names) {
     const input = {
-      inventory, nodeName, roles, secrets, overlaysDir: options.overlays,
-      base: { generation: options.generation, installedPackages: TYPICAL_LITE_PACKAGES },
+      inventory, nodeName, roles, secrets, overlaysDir: folders.overlays,
+      base: { generation: options.generation, installedPackages: TYPICAL_LITE_PACKAGES }, packages: options.packages,
     };
     // Render once with a neutral id to learn the content, then with the content's digest as id.
     const draft = await renderNode({ ...input, buildId: '0'.repeat(64) });
@@ -90,8 +94,9 @@ export const renderCommandModule: CommandModule<object, RenderCommandOptions> = 
       .option('node', { alias: 'n', type: 'string', describe: 'render only this node' })
       .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'output folder (DIR/<node>/rootfs, bootfs, modes.txt)' })
       .option('generation', { choices: ['trixie', 'bookworm'] as const, default: 'trixie' as Generation, describe: 'Raspberry Pi OS generation of the base' })
-      .option('roles', { type: 'string', default: path.join(PIBAKE_ROOT, 'roles'), describe: 'folder of role files' })
-      .option('overlays', { type: 'string', default: path.join(PIBAKE_ROOT, 'overlays'), describe: 'folder of overlays' })
+      .option('roles', { type: 'string', describe: 'folder of role files (default: as build, roles/ beside the inventory, else pibake\'s own)' })
+      .option('overlays', { type: 'string', describe: 'folder of overlays (default: as build, overlays/ beside the inventory, else pibake\'s own)' })
+      .option('packages', packagesOption)
       .option('cmdline', { type: 'string', describe: 'a base cmdline.txt to apply the boot edits to (writes bootfs/cmdline.txt)' }) as unknown as Argv<RenderCommandOptions>,
   handler: async (argv) => {
     const written = await renderCommand(argv);

@@ -10,7 +10,7 @@
  *     a PostgreSQL or etcd that starts at install time forms state before the role configures it);
  *     a failure is retried with backoff until it succeeds;
  *  3. only then sets the role up: daemon-reload, enable the role's services, start its first-boot
- *     units in order, restart its services;
+ *     units in order, then queue a restart of its services (each retries by its own Restart=);
  *  4. records where it is in /var/lib/pibake/firstboot.status and the journal (and the console).
  * Every step is idempotent, so a power cut anywhere only means it runs again on the next boot.
  * Type=exec: boot (and cloud-init's final stage) never waits for it, and a unit it starts may
@@ -159,7 +159,10 @@ setup_role() {
     status setting-up "starting $unit"
     systemctl start "$unit" || { status failed "$unit failed (journalctl -u $unit); systemd runs the setup again" 3; return 1; }
   done
-  if [ \${#SERVICES[@]} -gt 0 ] && ! systemctl restart "\${SERVICES[@]}"; then
+  # Queued, not waited for: a role's services may need other nodes before they can run (the web
+  # app its database through the load balancers, Patroni etcd's quorum), and each retries by its
+  # own Restart= policy. A unit that cannot even be queued (missing, masked) fails the setup.
+  if [ \${#SERVICES[@]} -gt 0 ] && ! systemctl restart --no-block "\${SERVICES[@]}"; then
     status failed "systemctl restart \${SERVICES[*]} failed; systemd runs the setup again" 3; return 1
   fi
 }
@@ -184,7 +187,7 @@ ${plan.source === 'card' ? `  # Installed: the carried .debs have done their job
 status setting-up "\${SERVICES[*]:-no services}"
 setup_role || exit 1
 mkdir -p "\${DONE%/*}" && touch "$DONE"
-status done "role ready: \${SERVICES[*]:-no services}"
+status done "role set up, starting: \${SERVICES[*]:-no services}"
 `;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Reading what the probe (probe.sh) printed on a node: the sections, and each program's output
+ * Reading what the probe (probe-script.ts) printed on a node: the sections, and each program's output
  * in the format that program really prints (cloud-init 22.4 and 25, systemd, iproute2, psql's
  * JSON line, Patroni's REST API, etcd's /health, HAProxy's `show stat` CSV). Pure: text in, records out.
  */
@@ -31,7 +31,7 @@ export function splitSections(output: string): Map<string, Section> {
     }
     const end = END.exec(line);
     if (end && current && end[1] === current.name) {
-      // probe.sh prints a newline before the end marker; drop it.
+      // The probe prints a newline before the end marker; drop it.
       sections.set(current.name, { name: current.name, text: current.lines.join('\n').replace(/\n$/, ''), exitCode: Number(end[2]) });
       current = undefined;
       continue;
@@ -85,7 +85,7 @@ export function parseHost(text: string): { hostname?: string; uptimeSeconds?: nu
   };
 }
 
-/** What probe.sh says instead of asking cloud-init again in a boot where it was done already. */
+/** What the probe says instead of asking cloud-init again in a boot where it was done already. */
 export const CLOUD_INIT_SETTLED = 'done earlier in this boot';
 
 // ------------------------------------------------------------------------------------ card

@@ -11,9 +11,9 @@
  * |                              | one of `roles.etcd.members`            |
  * | HAProxy's stats socket       | lists `haproxy.service` in services    |
  */
-import { readFileSync } from 'node:fs';
 import type { Inventory, NodeSpec } from '../inventory/types.ts';
 import type { RoleCatalog } from '../render/roles.ts';
+import { PROBE_SCRIPT } from './probe-script.ts';
 
 export interface ProbeTarget {
   name: string;
@@ -58,14 +58,8 @@ export function probeTarget(inventory: Inventory, roles: RoleCatalog, node: Node
 /** The kernel's boot id (/proc/sys/kernel/random/boot_id). */
 const BOOT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-let body: string | undefined;
-function probeBody(): string {
-  body ??= readFileSync(new URL('./probe.sh', import.meta.url), 'utf8');
-  return body;
-}
-
 /**
- * The script for one node: its settings, then probe.sh. Every value is a unit name, a port, a
+ * The script for one node: its settings, then the probe (probe-script.ts). Every value is a unit name, a port, a
  * URL built from validated inventory values or a boot id; they are single-quoted all the same.
  * `settled.cloudInitDoneIn`: the boot in which an earlier round saw cloud-init done (--watch).
  */
@@ -81,5 +75,5 @@ export function probeScript(target: ProbeTarget, settled: { cloudInitDoneIn?: st
     `HAPROXY=${quote(target.haproxy ? 'yes' : '')}`,
     `CLOUD_INIT_DONE_IN=${quote(bootId)}`,
   ];
-  return `${settings.join('\n')}\n${probeBody()}`;
+  return `${settings.join('\n')}\n${PROBE_SCRIPT}`;
 }

@@ -6,7 +6,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError } from '../common/errors.ts';
-import { projectDir } from '../common/paths.ts';
+import { roleFolders } from '../common/paths.ts';
 import { inParallel, selectNodes } from '../bake/build.ts';
 import { readManifest } from '../bake/output.ts';
 import { loadInventory } from '../inventory/load.ts';
@@ -49,7 +49,9 @@ const CONNECT_SECONDS = 5;
 const PARALLEL = 32;
 
 export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
-  const roles = await loadRoles(projectDir(options.config, 'roles'), projectDir(options.config, 'overlays'));
+  // The same roles pibake build baked the cards from.
+  const folders = roleFolders(options.config);
+  const roles = await loadRoles(folders.roles, folders.overlays);
   const inventory = await loadInventory(options.config, roles);
   const selected = selectNodes(inventory, options.nodes);
   const dir = path.join(path.resolve(options.out), inventory.cluster.name);

@@ -120,7 +120,7 @@ describe('pibake-firstboot with --packages online and an archive that answers la
     }
     expect(archive.forwarded()).toBeGreaterThan(0);
     const console_ = await readFile(consoleLog, 'utf8');
-    expect(console_).toMatch(/pibake-firstboot: done: role ready: haproxy.service/);
+    expect(console_).toMatch(/pibake-firstboot: done: role set up, starting: haproxy.service/);
     if (FAILURES > 0) {
       expect(archive.refused()).toBeGreaterThan(0);
       // The backoff: 15 s after the first failure, 30 s after the second.

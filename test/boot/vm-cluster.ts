@@ -331,7 +331,9 @@ export class VmCluster {
     const results = await Promise.all([...this.nodes.values()].map(async (node) => {
       const spec = this.built.inventory.nodes.find((n) => n.name === node.name);
       const role = this.built.roles.get(spec?.role ?? '');
-      const services = (role?.services ?? []).map((s) => s.replace(/\.service$/, ''));
+      // etcd runs on the members only (roles.etcd.members); another database node uses theirs.
+      const etcdMember = this.built.inventory.roles.etcd.members.includes(node.name);
+      const services = (role?.services ?? []).map((s) => s.replace(/\.service$/, '')).filter((s) => s !== 'etcd' || etcdMember);
       const expected = expectationsFor(this.built.inventory, node.name, {
         keyFile: this.built.keyFile,
         services,

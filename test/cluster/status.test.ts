@@ -7,10 +7,11 @@
  * would on the operator's laptop, with the build's known_hosts and admin key.
  *
  * Scenarios: all healthy; a web node's web server down; a standby's Patroni stopped; an etcd
- * member stopped; a stale card (web2 rebuilt after a change); --watch and --node; the primary
+ * member killed; a stale card (web2 rebuilt after a change); --watch and --node; the primary
  * failed over (Patroni and PostgreSQL killed on the leader) and back as a standby; the load
- * balancer holding the address powered off; both load balancers down. Each time the exit code, the verdict's findings and the
- * node lines are checked, and the --json report is validated against schema/status.schema.json.
+ * balancer holding the address powered off; both load balancers down. Each time the exit code,
+ * the verdict's findings and the node lines are checked, and the --json report is validated
+ * against schema/status.schema.json.
  *
  * Run with `npm run test:status` as root (network and mount namespaces). Figures go to the console.
  */

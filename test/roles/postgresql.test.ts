@@ -14,6 +14,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { createWriteStream } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
 import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -295,13 +296,50 @@ describe.skipIf(!isRoot)('the db role\'s PostgreSQL and the demo app on it, from
 
   it('the app does not start, and says why, when its database refuses its password or it has none', async () => {
     const wrong = await credentialsFolder(path.join(tmp, 'wrong-credentials'), { pibake_web: 'not-the-password\n', pibake_app: 'nor-this\n' }, nobody, 'acl');
-    const refused = await runApp(primary, PRIMARY_IP, wrong, { PIBAKE_WEB_PORT: String(await freePort([PRIMARY_IP])) });
+    const refused = await runApp(primary, PRIMARY_IP, wrong, { PIBAKE_WEB_PORT: String(await freePort([PRIMARY_IP])), PIBAKE_WEB_LOGIN_GRACE_S: '3' });
     expect(refused.exitCode, refused.all).toBe(1);
     expect(refused.all).toMatch(/^pibake-webapp: cannot start: .*password authentication failed for user "pibake_web"/m);
     expect(refused.all).not.toContain('Traceback');
+    // Within the grace period it said it waits (the bootstrap hook may not have made the role yet).
+    expect(refused.all).toMatch(/^<4>pibake-webapp: waiting for the local endpoint .*password authentication failed/m);
     const none = await runApp(primary, PRIMARY_IP, path.join(tmp, 'no-such-folder'), {});
     expect(none.exitCode).toBe(1);
     expect(none.all).toMatch(/^pibake-webapp: no password for pibake_web: .*No such file/m);
+  });
+
+  it('the app waits while its database does not answer yet (a cluster forming), then starts by itself', async () => {
+    const credentials = await credentialsFolder(path.join(tmp, 'waiting-credentials'), {
+      pibake_web: fileText(primary.rendered, '/etc/pibake/web/pibake_web.password'),
+      pibake_app: fileText(primary.rendered, '/etc/pibake/web/pibake_app.password'),
+    }, nobody, 'acl');
+    // The read endpoint: a port where nothing listens yet, later a relay to the primary's PostgreSQL.
+    const readPort = await freePort(['127.0.0.1']);
+    const webPort = await freePort([PRIMARY_IP]);
+    const app = appProcess(primary, PRIMARY_IP, credentials, { PIBAKE_READ_HOST: '127.0.0.1', PIBAKE_READ_PORT: String(readPort), PIBAKE_WEB_PORT: String(webPort) }, { buffer: false });
+    children.push(app);
+    let output = '';
+    app.all?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    await waitFor('the app saying it waits', 20_000, async () => (output.includes('waiting for the read endpoint') ? true : undefined));
+    expect(output).toMatch(new RegExp(`^<4>pibake-webapp: waiting for the read endpoint 127\\.0\\.0\\.1:${readPort}: .*; trying again every 30 s at most$`, 'm'));
+    expect(app.exitCode).toBeNull();
+    const relay = createServer((client) => {
+      const server = createConnection({ host: PRIMARY_IP, port });
+      client.pipe(server).pipe(client);
+      client.on('error', () => server.destroy());
+      server.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(readPort, '127.0.0.1', resolve));
+    try {
+      await waitFor('the app serving once its database answers', 40_000, async () => {
+        if (app.exitCode !== null) throw new Error(`the app exited: ${output}`);
+        return (await fetchText(`http://${PRIMARY_IP}:${webPort}/healthz`)).status === 200 ? true : undefined;
+      });
+      expect(output).not.toContain('Traceback');
+    } finally {
+      app.kill('SIGTERM');
+      await app;
+      relay.close();
+    }
   });
 
   it('reads go on while the write endpoint is down, and both apps reconnect once the primary is back', async () => {

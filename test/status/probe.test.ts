@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeScript } from '../../builder/status/probe.ts';
+import { PROBE_SCRIPT } from '../../builder/status/probe-script.ts';
 import { planStatus } from '../../builder/status/status.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -86,7 +87,7 @@ describe('planStatus: what to ask each node comes from its role file', () => {
       "ETCD_URL=''",
       "HAPROXY='yes'",
       "CLOUD_INIT_DONE_IN=''",
-      '# The probe `pibake status` runs on each node: one ssh session (`sh -s` as the cluster\'s admin',
+      "# The probe 'pibake status' runs on each node: one ssh session ('sh -s' as the cluster's admin",
     ]);
     expect(scripts.get('lb1')).toContain("PG_PORT=''\nPATRONI_URL=''\nETCD_URL=''\nHAPROXY='yes'\n");
     expect(scripts.get('web1')).toContain("\nETCD_URL='http://10.0.0.11:2379/health'\n");
@@ -94,10 +95,9 @@ describe('planStatus: what to ask each node comes from its role file', () => {
     const bootId = '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
     expect(probeScript(plan.targets[0] as never, { cloudInitDoneIn: bootId })).toContain(`\nCLOUD_INIT_DONE_IN='${bootId}'\n`);
     expect(probeScript(plan.targets[0] as never, { cloudInitDoneIn: "x'; reboot; '" })).toContain("\nCLOUD_INIT_DONE_IN=''\n");
-    // The settings, then probe.sh as shipped: nothing else (no secret) travels to a node.
-    const body = await readFile(path.join(repo, 'builder/status/probe.sh'), 'utf8');
+    // The settings, then the probe as shipped: nothing else (no secret) travels to a node.
     for (const s of scripts.values()) {
-      expect(s.split('\n').slice(7).join('\n')).toBe(body);
+      expect(s.split('\n').slice(7).join('\n')).toBe(PROBE_SCRIPT);
       await execa('sh', ['-n'], { input: s });
     }
     const partial = await planStatus({ config, out, timeout: 7, nodes: ['web2'] });

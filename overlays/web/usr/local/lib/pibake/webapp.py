@@ -25,9 +25,14 @@ systemd 252, 0440 root plus an ACL on 257).
 Connections stay open between requests (a few per endpoint). One that broke with its server is
 replaced on the next request: that is the reconnect after a restart or a failover.
 
-Start: the app exits non-zero, with the cause on stderr (the journal), when it cannot log in to
-the local or the read endpoint; an unreachable write endpoint is only reported. Once it listens it
-tells systemd (Type=notify) and never exits on database errors: requests answer 503 instead.
+Start: the app exits non-zero, with the cause on stderr (the journal), when the local or the read
+endpoint still refuses its login after a grace period (wait_for_logins): a wrong password is a
+configuration error. While they do not answer
+at all (a cluster still forming: Patroni bootstrapping, a replica not cloned yet, the load balancers
+not up), it waits and tries again, saying so as a warning and in systemd's STATUS, since that is
+the normal course of a first boot and not a failure. An unreachable write endpoint is only
+reported. Once it listens it tells systemd (Type=notify) and never exits on database errors:
+requests answer 503 instead.
 """
 import html
 import json
@@ -317,6 +322,43 @@ def notify(state):
         sock.sendto(state.encode("utf-8"), "\0" + address[1:] if address.startswith("@") else address)
 
 
+def wait_for_logins(endpoints, first_delay=2.0, max_delay=30.0):
+    """
+    Logs in to the local and the read endpoint; waits while they do not answer, and while a login
+    is refused for less than PIBAKE_WEB_LOGIN_GRACE_S (default 120 s): on the node Patroni makes the
+    first primary, PostgreSQL accepts connections a moment before its bootstrap hook has made the
+    app's roles. A login still refused after that ends the app with the cause.
+    """
+    grace = float(os.environ.get("PIBAKE_WEB_LOGIN_GRACE_S", "120"))
+    delay = first_delay
+    said = None
+    refused_since = None
+    for name in ("local", "read"):
+        while True:
+            try:
+                endpoints[name].query(ROLE_SQL)
+                break
+            except Unavailable as error:
+                cause = one_line(error)
+                if "authentication failed" in cause:
+                    refused_since = refused_since or time.monotonic()
+                    if time.monotonic() - refused_since >= grace:
+                        hint = (f" (credential {endpoints[name].user} does not match the role's password in the database,"
+                                " or the role is not there yet: a replica gets it with its clone of the primary)")
+                        raise SystemExit(f"pibake-webapp: cannot start: {cause}{hint}") from error
+                else:
+                    refused_since = None
+                waiting = f"waiting for the {name} endpoint {endpoints[name].address}: {cause}"
+                if waiting != said:
+                    # <4>: journald files the line as a warning; nothing is wrong yet.
+                    sys.stderr.write(f"<4>pibake-webapp: {waiting}; trying again every {max_delay:.0f} s at most\n")
+                    sys.stderr.flush()
+                    said = waiting
+                notify(f"STATUS={waiting}")
+                time.sleep(delay)
+                delay = min(delay * 2, max_delay)
+
+
 def main():
     config = load_config()
     passwords = {}
@@ -326,15 +368,7 @@ def main():
         if user not in passwords:
             passwords[user] = password_of(user)
         endpoints[name] = Endpoint(name, config[name], config["database"], passwords[user])
-    for name in ("local", "read"):
-        try:
-            endpoints[name].query(ROLE_SQL)
-        except Unavailable as error:
-            hint = ""
-            if "authentication failed" in str(error):
-                hint = (f" (credential {endpoints[name].user} does not match the role's password in the database,"
-                        " or the role is not there yet: a replica gets it with its clone of the primary)")
-            raise SystemExit(f"pibake-webapp: cannot start: {one_line(error)}{hint}") from error
+    wait_for_logins(endpoints)
     try:
         endpoints["write"].query("SELECT 1")
     except Unavailable:

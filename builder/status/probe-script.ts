@@ -1,14 +1,19 @@
-# The probe `pibake status` runs on each node: one ssh session (`sh -s` as the cluster's admin
-# user), read-only, every slow step bounded by `timeout`. builder/status/probe.ts writes the
+/**
+ * The probe `pibake status` runs on each node, as text: a module rather than a .sh file beside
+ * probe.ts so that the compiled package (dist/, JavaScript only) carries it. probe.ts puts the
+ * node's settings in front; the tests run it with sh (and `sh -n`).
+ */
+export const PROBE_SCRIPT = String.raw`# The probe 'pibake status' runs on each node: one ssh session ('sh -s' as the cluster's admin
+# user), read-only, every slow step bounded by 'timeout'. builder/status/probe.ts writes the
 # node's settings in front of this text (UNITS, PG_PORT, PATRONI_URL, ETCD_URL, HAPROXY,
-# CLOUD_INIT_DONE_IN),
-# taken from what the node's role declares. builder/status/parse.ts reads the sections printed here:
+# CLOUD_INIT_DONE_IN), taken from what the node's role declares. builder/status/parse.ts reads
+# the sections printed here:
 #   @@pibake-status begin NAME
 #   ...what the step printed, stdout and stderr...
 #   @@pibake-status end NAME EXIT-CODE
 # Two reads need more than the admin user's own rights: PostgreSQL as its postgres user (peer
 # authentication on the local socket) and HAProxy's admin socket (group haproxy). They use
-# `sudo -n`, which the admin user of a pibake card has without a password; without it they
+# 'sudo -n', which the admin user of a pibake card has without a password; without it they
 # report sudo's refusal instead of waiting for a password. This runs on the node, never on the
 # operator's machine.
 set -f
@@ -90,7 +95,7 @@ except Exception as error:
 PY
 }
 
-# `show stat` on the admin socket haproxy.cfg names (readable by root and group haproxy only).
+# 'show stat' on the admin socket haproxy.cfg names (readable by root and group haproxy only).
 haproxy_stats() {
   timeout 8 sudo -n python3 - <<'PY'
 import re, socket, sys
@@ -136,3 +141,4 @@ section addresses ip -4 -br addr show
 [ -z "$PATRONI_URL" ] || section patroni http_get "$PATRONI_URL"
 [ -z "$ETCD_URL" ] || section etcd http_get "$ETCD_URL"
 [ -z "$HAPROXY" ] || section haproxy haproxy_stats
+`;
