@@ -13,8 +13,8 @@ export const PROBE_SCRIPT = String.raw`# The probe 'pibake status' runs on each 
 #   @@pibake-status end NAME EXIT-CODE
 # Two reads need more than the admin user's own rights: PostgreSQL as its postgres user (peer
 # authentication on the local socket) and HAProxy's admin socket (group haproxy). They use
-# 'sudo -n', which the admin user of a pibake card has without a password; without it they
-# report sudo's refusal instead of waiting for a password. This runs on the node, never on the
+# sudo -n, which the admin user of a pibake card has without a password; without it they report
+# sudo's refusal instead of waiting for a password. This runs on the node, never on the
 # operator's machine.
 set -f
 LC_ALL=C
