@@ -5,6 +5,7 @@ import { devicesCommand } from './devices.ts';
 import { flashCommand } from './flash.ts';
 import { inspectCommand } from './inspect.ts';
 import { renderCommandModule } from './render.ts';
+import { statusCommand } from './status.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
@@ -13,4 +14,5 @@ export const commands: CommandModule<any, any>[] = [
   inspectCommand,
   flashCommand,
   devicesCommand,
+  statusCommand,
 ];
