@@ -62,7 +62,8 @@ export class FixtureArchive {
     const repo = path.join(dir, 'debian');
     await mkdir(path.join(repo, 'pool/main'), { recursive: true });
     const home = options.gnupgHome ?? await makeKey(path.join(dir, 'gnupg'));
-    await writeFile(archive.keyring, (await execa('gpg', ['--homedir', home, '--export'], { encoding: 'buffer' })).stdout);
+    // Binary: execa would otherwise strip a last byte that happens to be 0x0a, and apt would find no key.
+    await writeFile(archive.keyring, (await execa('gpg', ['--homedir', home, '--export'], { encoding: 'buffer', stripFinalNewline: false })).stdout);
     const stanzas: Record<string, string[]> = { arm64: [], amd64: [] };
     for (const pkg of PACKAGES) {
       const deb = await buildDeb(path.join(dir, 'build'), pkg);
