@@ -308,12 +308,17 @@ export function parseHaproxy(section: Section | undefined): HaproxyStatus {
     if (row.svname === 'BACKEND') backend.status = row.status ?? 'unknown';
     else {
       backend.servers.push({
-        name: row.svname ?? '', status: row.status ?? 'unknown', check: row.check_status || undefined, backup: row.bck === '1',
+        name: row.svname ?? '', status: row.status ?? 'unknown', check: lastCheck(row.check_status), backup: row.bck === '1',
         ...(row.tracked ? { tracks: row.tracked } : {}),
       });
     }
   }
   return { answering: true, backends: [...backends.values()].filter((b) => b.servers.length > 0) };
+}
+
+/** The result of the server's last check. While a check runs, HAProxy shows the one before it marked "* ". */
+function lastCheck(field: string | undefined): string | undefined {
+  return field?.replace(/^\* /, '') || undefined;
 }
 
 /** A server HAProxy sends traffic to (UP, or UP while its checks start failing, or unchecked). */

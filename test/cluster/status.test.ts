@@ -364,7 +364,16 @@ describe('pibake status against the HA cluster in network namespaces', () => {
     // Powered off: nothing answers, and its addresses (the floating one too) are gone with it.
     await lab.run(holder.name, 'ip', ['link', 'set', 'eth0', 'down']);
     await lab.run(holder.name, 'ip', ['addr', 'flush', 'dev', 'eth0']);
-    const { to } = await cluster.waitVipMoved(holder, 30_000);
+    const t0 = Date.now();
+    const { to, ms } = await cluster.waitVipMoved(holder, 30_000);
+    // The web apps read through the floating address, so their /healthz fails until it has moved:
+    // the new holder may have marked every web server DOWN by then (found in CI: status said "down").
+    // Judged once the cluster serves again, as its users see it.
+    await waitFor(`HTTP 200 through ${cluster.vip} from ${to.name}`, 60_000, async () =>
+      ((await cluster.curl(['-o', '/dev/null', '-w', '%{http_code}', `http://${cluster.vip}/`])).stdout === '200' ? true : undefined), 100);
+    const served = Date.now() - t0;
+    for (const web of cluster.webs) await cluster.waitStatus(to, 'web', web.name, 'UP', 60_000);
+    figures.push([`${holder.name} powered off`, `the address on ${to.name} after ${seconds(ms)}; HTTP 200 through it after ${seconds(served)}; every web server UP there after ${seconds(Date.now() - t0)}`]);
     const r = await status(`${holder.name} powered off`);
     expect(r.exitCode).toBe(1);
     expect(r.findings).toEqual([expect.stringMatching(new RegExp(`^${holder.name} is unreachable: (no answer within \\d s|no route to host)$`))]);

@@ -4,7 +4,9 @@
  * reads whatever this machine's programs answered.
  */
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +22,17 @@ import { freePort } from '../helpers/qemu.ts';
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const fixture = (name: string) => readFileSync(path.join(fixtures, name), 'utf8');
 const ok = (name: string, text: string): Section => ({ name, text, exitCode: 0 });
+
+/** `show stat` on HAProxy's stats socket, as the probe asks it. */
+function showStat(socket: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const conn = connect(socket, () => conn.end('show stat\n'));
+    conn.on('data', (chunk) => { text += chunk.toString(); });
+    conn.on('end', () => resolve(text));
+    conn.on('error', reject);
+  });
+}
 
 /** etcd (Debian's etcd-server) as a one-member cluster on free loopback ports, until its /health answers. */
 async function startEtcd(): Promise<{ url: string; stop: () => Promise<void> }> {
@@ -224,6 +237,39 @@ describe('parseHaproxy: show stat of HAProxy 2.6 (captured)', () => {
       ] },
     ]);
   });
+  it('a check that is running: the last result, without the "* " HAProxy marks it with (live HAProxy)', async () => {
+    // A Patroni REST API that is slow to refuse: HAProxy shows the server DOWN and, while the next
+    // check waits for its answer, the last result as "* L7STS". Read as it is, that is no refusal,
+    // and the primary, down by design in the read backend, was reported as a fault (found in CI).
+    const dir = await mkdtemp(path.join(tmpdir(), 'pibake-status-haproxy-'));
+    const api = createServer((_req, res) => setTimeout(() => res.writeHead(503).end(), 300));
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    const apiPort = (api.address() as AddressInfo).port;
+    const socket = path.join(dir, 'admin.sock');
+    await writeFile(path.join(dir, 'haproxy.cfg'), [
+      'global', `    stats socket ${socket} mode 600 level admin`,
+      'defaults', '    mode tcp', '    timeout connect 1s', '    timeout client 5s', '    timeout server 5s', '    timeout check 2s',
+      '    default-server inter 100ms fastinter 100ms downinter 100ms fall 1 rise 2',
+      'listen postgresql-read', `    bind 127.0.0.1:${await freePort()}`, '    option httpchk OPTIONS /replica', '    http-check expect status 200',
+      `    server web3 127.0.0.1:1 check port ${apiPort}`, '',
+    ].join('\n'));
+    const haproxy = execa('haproxy', ['-db', '-f', path.join(dir, 'haproxy.cfg')], { reject: false, all: true });
+    try {
+      let seen: string | undefined;
+      for (let i = 0; i < 200 && !seen; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        const csv = await showStat(socket).catch(() => '');
+        if (/,DOWN,.*,\* L7STS,/.test(csv)) seen = csv;
+      }
+      expect(seen, 'no show stat caught a running check after an L7STS').toBeDefined();
+      expect(parseHaproxy(ok('haproxy', seen ?? '')).backends[0]?.servers).toEqual([{ name: 'web3', status: 'DOWN', check: 'L7STS', backup: false }]);
+    } finally {
+      haproxy.kill('SIGTERM');
+      await haproxy;
+      api.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
   it('says why when the socket does not answer', () => {
     expect(parseHaproxy({ name: 'haproxy', text: '/run/haproxy/admin.sock: [Errno 2] No such file or directory', exitCode: 1 }))
       .toEqual({ answering: false, error: '/run/haproxy/admin.sock: [Errno 2] No such file or directory', backends: [] });
