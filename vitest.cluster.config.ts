@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/cluster/**/*.test.ts'],
+    exclude: ['test/cluster/status.test.ts'], // npm run test:status
     // The CLI the tests run is the compiled one: build it first when the sources changed.
     globalSetup: ['test/helpers/compiled-cli.ts'],
     testTimeout: 150_000,

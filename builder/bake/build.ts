@@ -304,7 +304,7 @@ export async function renderAndDigest(input: {
   return { digest, rendered, roomSizes };
 }
 
-function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
+export function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
   if (!names || names.length === 0) return inventory.nodes;
   const known = new Map(inventory.nodes.map((n) => [n.name, n]));
   const unknown = names.filter((n) => !known.has(n));
@@ -446,7 +446,7 @@ async function removeDroppedNodes(
  * but the running ones are awaited, so each removes its own unfinished files before the build
  * reports that first failure and exits.
  */
-async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | undefined;
   const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {

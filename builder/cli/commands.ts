@@ -6,6 +6,7 @@ import { flashCommand } from './flash.ts';
 import { inspectCommand } from './inspect.ts';
 import { renderCommandModule } from './render.ts';
 import { sealCommand } from './seal.ts';
+import { statusCommand } from './status.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
@@ -15,4 +16,5 @@ export const commands: CommandModule<any, any>[] = [
   sealCommand,
   flashCommand,
   devicesCommand,
+  statusCommand,
 ];

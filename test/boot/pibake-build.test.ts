@@ -15,21 +15,34 @@
  * - on each node (over ssh, held to the host key pibake baked): HAProxy / PostgreSQL / nginx of the
  *   base's Debian release, pibake-firstboot done, cloud-init `status: done` with no errors and no
  *   recoverable errors (trixie), the static address NetworkManager's, every role service active,
- *   no failed unit, no error of pibake's units in the journal.
+ *   no failed unit, no error of pibake's units in the journal;
+ * - `pibake status` from the client (the build's known_hosts, the schema-valid --json): healthy,
+ *   with Patroni's primary, etcd healthy and lb1 holding the floating address; then, with web1's
+ *   nginx stopped, exactly what is wrong (exit 2: the only web server is gone).
  *
  * Runs on the trixie and the bookworm test base (PIBAKE_BOOT_SUITES picks).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRaspiosImage } from '../../builder/image/raspios.ts';
+import type { StatusReport } from '../../builder/status/types.ts';
 import { serverRow } from '../helpers/haproxy-stats.ts';
 import { debugfs, debugfsCat, expectCleanImage, sfdiskJson } from '../helpers/image.ts';
+import { ssh } from '../helpers/qemu.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { ROLE_PACKAGES, bootSuites, ensureTestBase, type Suite } from './test-base.ts';
 import { VmCluster, buildTestCluster, type BuiltCluster } from './vm-cluster.ts';
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const validateStatus = new Ajv2020({ strict: true, allErrors: true }).addFormat('date-time', true)
+  .compile(JSON.parse(readFileSync(join(ROOT, 'schema/status.schema.json'), 'utf8')) as object);
 const arch = process.env.PIBAKE_BOOT_ARCH === 'arm64' ? 'arm64' : 'amd64';
 const SERVING_TIMEOUT_MS = Number(process.env.PIBAKE_VM_SERVING_TIMEOUT_S ?? 40 * 60) * 1000;
 let dir: string;
@@ -110,5 +123,44 @@ describe.each(bootSuites())('pibake-built lb1 and web1 on the %s test base, boot
   it('come up as their inventory entries describe, roles installed from the card', async () => {
     expect(cluster, 'the nodes booted').toBeDefined();
     expect(await (cluster as VmCluster).checkNodes(ROLE_PACKAGES[suite])).toEqual({ lb1: [], web1: [] });
+  });
+
+  it('pibake status from the client reads the real systemd, cloud-init, Patroni, etcd, HAProxy and keepalived', async () => {
+    expect(cluster, 'the nodes booted').toBeDefined();
+    const c = cluster as VmCluster;
+    const b = built as BuiltCluster;
+    // The run's key is listed under admin.ssh_keys (not generated): status leaves it to ssh, as it
+    // would an operator's own key; known_hosts is still the build's.
+    const sshConfig = join(dir, suite, 'status_ssh_config');
+    await writeFile(sshConfig, `Host *\n  IdentityFile ${b.keyFile}\n`);
+    const status = async (json: boolean) => {
+      const r = await execa('ip', ['netns', 'exec', c.clientNs, process.execPath, join(ROOT, 'bin/pibake.js'), 'status', '--config', b.config,
+        '--out', dirname(b.out), '--ssh-config', sshConfig, '--timeout', '60', ...(json ? ['--json'] : [])], { reject: false, env: { NO_COLOR: '1' } });
+      if (!json) console.log(`${suite}: pibake status\n${r.stdout}${r.stderr}`);
+      return r;
+    };
+    const healthy = await status(true);
+    expect(healthy.stderr).toBe('');
+    const report = JSON.parse(healthy.stdout) as StatusReport;
+    expect(validateStatus(report), JSON.stringify(validateStatus.errors)).toBe(true);
+    expect(report.verdict.findings).toEqual([]);
+    expect(healthy.exitCode).toBe(0);
+    const node = (name: string) => report.nodes.find((n) => n.name === name);
+    for (const name of ['lb1', 'web1']) {
+      expect(node(name)).toMatchObject({ reachable: true, hostname: name, systemState: 'running', failedUnits: [], card: { state: 'current' }, cloudInit: { status: 'done' } });
+      expect(node(name)?.units.filter((u) => u.kind === 'service').map((u) => u.active)).toEqual(node(name)?.role === 'lb' ? ['active', 'active'] : ['active', 'active', 'active', 'active']);
+    }
+    expect(node('web1')).toMatchObject({ postgresql: { answering: true, role: 'primary' }, patroni: { answering: true, state: 'running', role: 'primary' }, etcd: { answering: true, healthy: true } });
+    expect(node('lb1')).toMatchObject({ holdsVip: true, haproxy: { answering: true } });
+    await status(false);
+
+    // systemd's own word for a stopped service; with the only web server gone the site is down.
+    await ssh(c.sshTarget('web1'), 'sudo -n systemctl stop nginx.service');
+    await waitFor('lb1 marks web1 DOWN', 60_000, async () => (serverRow(await c.haproxyStats('lb1'), 'web', 'web1').status?.startsWith('DOWN') ? true : undefined), 1_000);
+    const stopped = await status(true);
+    expect((JSON.parse(stopped.stdout) as StatusReport).verdict.findings.map((f) => f.message)).toEqual([
+      'lb1: HAProxy backend web has no server UP', 'lb1: HAProxy marks web1 DOWN (web)', 'web1: nginx.service inactive',
+    ]);
+    expect(stopped.exitCode).toBe(2);
   });
 });

@@ -17,7 +17,7 @@ import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
 import { NetnsLab, registerCleanup, sweepStale, type RunResult } from '../helpers/netns.ts';
 import { credentialsFolder } from '../helpers/roles.ts';
 import {
-  account, adaptHaproxyConfig, adaptKeepalivedConfig, adaptPatroniConfig, differingLines, extractFromImage, parseEnvFile, parseWrk,
+  EXTRACTED_DIRS, account, adaptHaproxyConfig, adaptKeepalivedConfig, adaptPatroniConfig, differingLines, extractFromImage, parseEnvFile, parseWrk,
   resolveInRoot, serverRow, showStat, sleep, waitFor, type Daemon, type Daemons, type StatRow, type WrkResult,
 } from './harness.ts';
 
@@ -648,7 +648,12 @@ export const seconds = (ms: number | undefined): string => (ms === undefined ? '
  * PostgreSQL 15, Patroni 3.0, etcd 3.4, keepalived 2.2, HAProxy 2.6: this machine's versions —
  * then every node's files out of its own image (debugfs rdump). The images are deleted after.
  */
-export async function buildAndExtract(tmp: string, inventory: string, repo: string): Promise<{
+export async function buildAndExtract(tmp: string, inventory: string, repo: string, options: {
+  /** Folders to take out of each image besides EXTRACTED_DIRS. */
+  extraDirs?: string[];
+  /** Keep <tmp>/base.img for later builds. */
+  keepBase?: boolean;
+} = {}): Promise<{
   nodes: Map<string, ClusterNode>; secrets: Record<string, string>; bin: string; buildMs: number; output: string;
 }> {
   const t0 = Date.now();
@@ -657,7 +662,7 @@ export async function buildAndExtract(tmp: string, inventory: string, repo: stri
   await synthesizeRaspiosImage({ path: base, generation: 'bookworm', sizeMiB: 400, bootMiB: 64 });
   const build = await execa('node', [path.join(repo, 'bin/pibake.js'), 'build', '--config', path.join(tmp, 'cluster.yaml'), '--base', base,
     '--out', path.join(tmp, 'out'), '--cache-dir', path.join(tmp, 'cache'), '--jobs', '2', '--packages', 'online'], { timeout: 240_000, all: true });
-  await rm(base);
+  if (!options.keepBase) await rm(base);
   const buildMs = Date.now() - t0;
   const cluster = /^cluster:\s*\{?\s*name:\s*([a-z0-9-]+)/m.exec(inventory)?.[1] ?? '';
   const outDir = path.join(tmp, 'out', cluster);
@@ -666,7 +671,7 @@ export async function buildAndExtract(tmp: string, inventory: string, repo: stri
   for (const [name, spec] of Object.entries(manifest.nodes).sort(([a], [b]) => a.localeCompare(b))) {
     const dir = path.join(tmp, name);
     const root = path.join(dir, 'root');
-    await extractFromImage(path.join(outDir, `${name}.img`), root);
+    await extractFromImage(path.join(outDir, `${name}.img`), root, [...EXTRACTED_DIRS, ...(options.extraDirs ?? [])]);
     await rm(path.join(outDir, `${name}.img`)); // the files are out; keep the disk use small
     const { tags } = JSON.parse(await readFile(path.join(root, 'etc/pibake/node.json'), 'utf8')) as { tags: string[] };
     nodes.set(name, { name, role: spec.role, tags, ip: spec.ip, root, dir, daemons: {} });

@@ -332,8 +332,8 @@ def wait_for_logins(endpoints, first_delay=2.0, max_delay=30.0):
     grace = float(os.environ.get("PIBAKE_WEB_LOGIN_GRACE_S", "120"))
     delay = first_delay
     said = None
-    refused_since = None
     for name in ("local", "read"):
+        refused_since = None  # each endpoint gets the whole grace period
         while True:
             try:
                 endpoints[name].query(ROLE_SQL)
