@@ -29,9 +29,9 @@ import { clusterChanges, decideNode } from '../plan/plan.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
-import { isSecretBearing, missingPackages, renderNode } from '../render/render.ts';
+import { missingPackages, renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../render/secrets.ts';
-import type { RenderedNode, RootEntry } from '../render/types.ts';
+import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
 import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import {

@@ -22,10 +22,10 @@ import { openDecompressed, readHeader, sniffFormat } from '../package/compress.t
 import { siblingTempPath } from '../package/temp-name.ts';
 import { describeChanges } from '../plan/plan.ts';
 import type { PackageSource } from '../render/firstboot.ts';
-import { isSecretBearing, renderNode } from '../render/render.ts';
+import { renderNode } from '../render/render.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
 import { readExistingSecrets, standInSecrets } from '../render/secrets.ts';
-import type { RootEntry } from '../render/types.ts';
+import { isSecretBearing, type RootEntry } from '../render/types.ts';
 import { renderAndDigest } from './build.ts';
 
 export interface SealOptions {

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { PibakeError } from '../common/errors.ts';
-import type { RenderedNode, RootEntry } from '../render/types.ts';
+import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
 
 export interface NodeInputs {
   /** pibake's version: a new pibake may bake differently. */
@@ -48,10 +48,6 @@ function sha256(...parts: (string | Buffer)[]): string {
     hash.update('\0');
   }
   return hash.digest('hex');
-}
-
-function isSecretBearing(entry: RootEntry): boolean {
-  return entry.kind === 'file' && (entry.secrets?.length ?? 0) > 0;
 }
 
 function entryDigest(entry: RootEntry, standIn: Map<string, RootEntry>): string {

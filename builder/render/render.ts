@@ -26,7 +26,7 @@ import { GENERATED_SECRET, type ClusterSecrets } from './secrets.ts';
 import { firstBootEntries, type PackageSource } from './firstboot.ts';
 import { GENERATED_KEYS_DIR, bookwormSeeds, cloudInitSeeds, instanceId, wifiPsk, type NodeFacts } from './seeds.ts';
 import { guardEntries } from './secrets-guard.ts';
-import type { BootFile, RenderedNode, RootEntry } from './types.ts';
+import { isSecretBearing, type BootFile, type RenderedNode, type RootEntry } from './types.ts';
 
 export interface RenderInput {
   inventory: Inventory;
@@ -152,11 +152,6 @@ export function missingPackages(wanted: readonly string[], installed: ReadonlySe
 
 function fileEntry(path: string, data: string, mode: number, secrets?: string[]): RootEntry {
   return { kind: 'file', path, mode, uid: 0, gid: 0, data: Buffer.from(data), ...(secrets ? { secrets } : {}) };
-}
-
-/** A file whose content was made from a secret: left out of sealed images (RootEntry.secrets). */
-export function isSecretBearing(entry: RootEntry): boolean {
-  return entry.kind === 'file' && (entry.secrets?.length ?? 0) > 0;
 }
 
 function compare(a: string, b: string): number {

@@ -25,6 +25,11 @@ export type RootEntry =
   | (RootEntryBase & { kind: 'dir' })
   | (RootEntryBase & { kind: 'symlink'; target: string });
 
+/** A file made from a secret: left out of sealed images, written onto the card when it is sealed. */
+export function isSecretBearing(entry: RootEntry): boolean {
+  return entry.kind === 'file' && (entry.secrets?.length ?? 0) > 0;
+}
+
 export interface BootFile {
   /** Path on the FAT boot partition, e.g. `user-data` or `cmdline.txt`. */
   path: string;
