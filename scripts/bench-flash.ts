@@ -7,14 +7,20 @@
  *   npx tsx scripts/bench-flash.ts [--size GiB (default 3)] [--mapped 0.5] [--runs N (best of N)] [--zst] [--no-loop] [--dir /tmp]
  *
  * --zst adds a zstd-compressed source for pibake and bmaptool.
+ * --sealed measures instead what sealing adds to a flash: a one-node cluster built from a
+ * synthesized trixie base (--size GiB, --fill MiB of data, default 1 GiB and 600 MiB) with and
+ * without --sealed, then `pibake flash` of each .img.zst to the same targets: the sealed one is
+ * unpacked, sealed and mapped again before it is written. Bytes added: mapped bytes of the sealed
+ * card against the unsealed image.
  * The source image is in the page cache for every tool alike (created just before); targets are
  * fresh sparse files each time. Timings include each tool's own startup and final fsync.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm, truncate } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { synthesizeRaspiosImage } from '../builder/image/synthesize.ts';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
@@ -27,6 +33,7 @@ const mapped = Number(option('mapped', '0.5'));
 const runs = Math.max(1, Number(option('runs', '1')));
 const withZst = args.includes('--zst');
 const useLoop = !args.includes('--no-loop') && process.getuid?.() === 0;
+const sealedMode = args.includes('--sealed');
 const repo = new URL('../', import.meta.url).pathname;
 
 async function makeImage(path: string, sizeBytes: number): Promise<number> {
@@ -101,6 +108,81 @@ function loopTarget(dir: string, size: number): Target {
   };
 }
 
+/** Each tool's best time on a fresh target; tools take turns within each round, so that load from elsewhere hits them alike. */
+async function bestOfRounds(target: Target, tools: [string, (dev: string) => Promise<unknown>][]): Promise<Record<string, number>> {
+  process.stderr.write(`target: ${target.kind}\n`);
+  const seconds: Record<string, number> = {};
+  for (let round = 0; round < runs; round++) {
+    for (const [label, run] of tools) {
+      const dev = await target.prepare();
+      try {
+        seconds[label] = Math.min(seconds[label] ?? Infinity, await timed(label, () => run(dev)));
+      } finally {
+        await target.release();
+      }
+    }
+  }
+  return seconds;
+}
+
+/** Mapped bytes of a bmap file (bmaptool's own count). */
+async function mappedBytes(bmapFile: string): Promise<number> {
+  const text = await readFile(bmapFile, 'utf8');
+  const blocks = Number(/<MappedBlocksCount>\s*(\d+)/.exec(text)?.[1]);
+  const blockSize = Number(/<BlockSize>\s*(\d+)/.exec(text)?.[1]);
+  return blocks * blockSize;
+}
+
+async function sealedBench(): Promise<void> {
+  const dir = await mkdtemp(join(option('dir', tmpdir()), 'pibake-bench-seal-'));
+  const sizeMiB = Math.round(Number(option('size', '1')) * 1024);
+  const fillMiB = Number(option('fill', '600'));
+  const targets: Target[] = [fileTarget(dir, sizeMiB * MiB)];
+  if (useLoop) targets.push(loopTarget(dir, sizeMiB * MiB));
+  const pibake = (...argv: string[]) => execa('node', [join(repo, 'bin/pibake.js'), ...argv], { stdin: 'ignore', cwd: dir, env: { SOURCE_DATE_EPOCH: '1767225600' } });
+  const rows: string[] = [];
+  try {
+    const base = join(dir, 'base.img');
+    process.stderr.write(`base: synthesized trixie, ${sizeMiB} MiB with ${fillMiB} MiB of data, in ${dir}\n`);
+    await synthesizeRaspiosImage({ path: base, generation: 'trixie', sizeMiB, fillMiB, bootMiB: 256 });
+    const config = join(dir, 'cluster.yaml');
+    await writeFile(config, ['cluster: { name: bench, domain: bench.lan }', 'network: { cidr: 10.0.0.0/24, gateway: 10.0.0.1 }',
+      'base: { path: ./base.img }', 'admin: { user: pi, generate_ssh_key: true, password: generate }', 'nodes:',
+      '  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: db, ip: 10.0.0.11 }', ''].join('\n'));
+    // A synthesized base has no apt sources pibake could resolve the role packages against: they are left to first boot.
+    const build = (out: string, extra: string[]) => pibake('build', '--config', config, '--base', base, '--out', out, '--compress', 'zstd', '--bmap', '--packages', 'online', '--cache-dir', join(dir, 'cache'), ...extra);
+    await timed('build (unsealed)', () => build(join(dir, 'unsealed'), []));
+    await timed('build --sealed', () => build(join(dir, 'sealed'), ['--sealed']));
+    const unsealedZst = join(dir, 'unsealed/bench/lb1.img.zst');
+    const sealedZst = join(dir, 'sealed/bench/lb1.img.zst');
+    // What sealing adds to the card: the sealed-then-sealed image's mapped bytes against the unsealed one's.
+    const card = join(dir, 'lb1-card.img');
+    await timed('pibake seal (.zst in, raw image out)', () => pibake('seal', sealedZst, '--node', 'lb1', '--out', card, '--config', config));
+    // Both mapped by bmaptool itself, so the two counts are alike.
+    await execa('bmaptool', ['create', '-o', `${card}.bmap`, card]);
+    await execa('bmaptool', ['create', '-o', join(dir, 'unsealed.bmap'), join(dir, 'unsealed/bench/lb1.img')]);
+    const unsealedMapped = await mappedBytes(join(dir, 'unsealed.bmap'));
+    const cardMapped = await mappedBytes(`${card}.bmap`);
+    const flashOf = (source: string) => (dev: string) => pibake('flash', source, '--device', dev, '--yes', '--allow-non-removable', '--config', config);
+    const tools: [string, (dev: string) => Promise<unknown>][] = [
+      ['flash unsealed .zst', flashOf(unsealedZst)],
+      ['flash sealed .zst (seals)', flashOf(sealedZst)],
+    ];
+    for (const target of targets) {
+      const seconds = await bestOfRounds(target, tools);
+      const plain = seconds['flash unsealed .zst'] as number;
+      const sealedSeconds = seconds['flash sealed .zst (seals)'] as number;
+      rows.push(`${target.kind.padEnd(12)} unsealed ${plain.toFixed(2)} s, sealed ${sealedSeconds.toFixed(2)} s: sealing adds ${(sealedSeconds - plain).toFixed(2)} s (x${(sealedSeconds / plain).toFixed(2)})`);
+    }
+    process.stdout.write(`seal bench: base ${sizeMiB} MiB, ${fillMiB} MiB data, best of ${runs}\n` +
+      `bytes written: unsealed ${(unsealedMapped / MiB).toFixed(1)} MiB mapped, sealed card ${(cardMapped / MiB).toFixed(1)} MiB mapped: sealed card minus unsealed image ${((cardMapped - unsealedMapped) / 1024).toFixed(0)} KiB\n` +
+      `temporary disk for the sealed copy: about ${(cardMapped / MiB).toFixed(0)} MiB beside the image\n${rows.join('\n')}\n`);
+  } finally {
+    for (const t of targets) await t.release();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(option('dir', tmpdir()), 'pibake-bench-flash-'));
   const size = Math.round(sizeGiB * 1024) * MiB;
@@ -131,20 +213,7 @@ async function main(): Promise<void> {
       );
     }
     for (const target of targets) {
-      process.stderr.write(`target: ${target.kind}\n`);
-      const seconds: Record<string, number> = {};
-      // Tools take turns within each round, so that load from elsewhere hits them alike; best round counts.
-      for (let round = 0; round < runs; round++) {
-        for (const [label, run] of tools) {
-          const dev = await target.prepare();
-          try {
-            const s = await timed(label, () => run(dev));
-            seconds[label] = Math.min(seconds[label] ?? Infinity, s);
-          } finally {
-            await target.release();
-          }
-        }
-      }
+      const seconds = await bestOfRounds(target, tools);
       const base = seconds['pibake flash (verify)'] as number;
       const fast = seconds['pibake flash --no-verify'] as number;
       for (const [label] of tools) {
@@ -160,4 +229,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await (sealedMode ? sealedBench() : main());

@@ -44,6 +44,11 @@ export interface BakeNodeInput {
   label?: string;
   diskId: string;
   rendered: RenderedNode;
+  /**
+   * Sizes of the node's root files the room is reckoned from, when not those of `rendered`: a
+   * sealed build counts the secret files it leaves out (written later by `pibake seal`/`flash`).
+   */
+  roomSizes?: number[];
   carry?: CarryInput;
   /** Extra root entries added by the build itself (the in-image manifest), given the room report. */
   extraRootEntries: (room: RoomReport) => RootEntry[];
@@ -62,7 +67,8 @@ export async function bakeNodeImage(input: BakeNodeInput): Promise<RoomReport> {
   const room: RoomReport = { baseRootBytes: image.rootPartition.sizeBytes, baseFreeBytes: sb.freeBlocks * sb.blockSize, grownBytes: 0 };
   if (input.carry) {
     const cmdline = (await image.boot.readFile('cmdline.txt')).toString('utf8');
-    const sizes = [...input.carry.sizes, ...input.rendered.rootEntries.map((e) => (e.kind === 'file' ? e.data.length : 0))];
+    const rootSizes = input.roomSizes ?? input.rendered.rootEntries.map((e) => (e.kind === 'file' ? e.data.length : 0));
+    const sizes = [...input.carry.sizes, ...rootSizes];
     const need = roomNeeded({ files: sizes, installedBytes: input.carry.installedBytes, resizesAtFirstBoot: resizesAtFirstBoot(cmdline), blockSize: sb.blockSize });
     if (need > room.baseFreeBytes) {
       input.onStage('grow root filesystem');

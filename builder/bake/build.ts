@@ -30,8 +30,8 @@ import { baseSupportsYescrypt } from '../render/crypt.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
 import { missingPackages, renderNode } from '../render/render.ts';
-import { knownHosts, loadOrCreateSecrets } from '../render/secrets.ts';
-import type { RenderedNode, RootEntry } from '../render/types.ts';
+import { knownHosts, loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../render/secrets.ts';
+import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
 import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import {
@@ -55,6 +55,11 @@ export interface BuildOptions {
   compress?: Compression;
   bmap: boolean;
   force: boolean;
+  /**
+   * Release images: the secret-bearing files are left out (the card's guard stops its first boot
+   * until `pibake seal`/`flash` adds them) and cluster.secrets.yaml is never read.
+   */
+  sealed?: boolean;
   /**
    * Role packages: 'card' resolves and fetches them here and carries them on the card (first boot
    * needs no network); 'online' leaves them to the card's first boot and its apt sources.
@@ -149,7 +154,8 @@ async function buildLocked(input: {
     })
     : new Map<string, CarriedPackages>();
 
-  const secrets = await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
+  const sealed = options.sealed === true;
+  const secrets = sealed ? standInSecrets(inventory, roles) : await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
 
   const previous = await readManifest(dir, inventory.cluster.name);
   const manifest: OutputManifest = {
@@ -166,27 +172,29 @@ async function buildLocked(input: {
   }
 
   const changedNodes = clusterChanges(previous?.nodes, inventory.nodes);
-  const render = (node: NodeSpec, buildId: string) =>
-    renderNode({ inventory, nodeName: node.name, roles, secrets, base: baseFacts, overlaysDir, buildId, packages: options.packages });
+  const standIns = sealed ? secrets : standInSecrets(inventory, roles);
 
-  const work: { node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; bake: boolean; carried?: CarriedPackages }[] = [];
+  const work: {
+    node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; secretFiles: string[]; roomSizes: number[]; bake: boolean; carried?: CarriedPackages;
+  }[] = [];
   for (const node of selected) {
     const diskId = diskIdFor(inventory.cluster.name, node.name);
     const nodeCarried = carried.get(node.role);
-    // The instance-id inside the seeds is derived from the digest, so digest a first rendering
-    // made without it, then render for real.
-    const digest = digestNode({
-      toolVersion, baseSha256: base.sha256, diskId, rendered: await render(node, PENDING_BUILD_ID), extra: carriedDigests(nodeCarried),
+    const { digest, rendered: whole, roomSizes } = await renderAndDigest({
+      render: (withSecrets, buildId) => renderNode({ inventory, nodeName: node.name, roles, secrets: withSecrets, base: baseFacts, overlaysDir, buildId, packages: options.packages }),
+      secrets, standIns, sealed, baseSha256: base.sha256, diskId, extra: carriedDigests(nodeCarried),
     });
-    const rendered = await render(node, digest.digest);
+    const secretFiles = whole.rootEntries.filter(isSecretBearing).map((e) => e.path);
+    const rendered = sealed ? { ...whole, rootEntries: whole.rootEntries.filter((e) => !isSecretBearing(e)) } : whole;
     const imageFile = path.join(dir, `${node.name}.img`);
     const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force, changedNodes);
     options.reporter.event({ type: 'plan', node: node.name, action: decision.action, reasons: decision.reasons });
-    work.push({ node, rendered, digest, diskId, bake: decision.action === 'bake', carried: nodeCarried });
+    work.push({ node, rendered, digest, diskId, secretFiles, roomSizes, bake: decision.action === 'bake', carried: nodeCarried });
   }
 
   const nodeBytes = (await stat(base.path)).blocks * 512;
   const persist = serialised(async () => {
+    manifest.sealed = Object.values(manifest.nodes).every((n) => n.sealed === true);
     await writeFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     await writeFileAtomic(path.join(dir, 'SHA256SUMS'), sha256SumsText(manifest));
   });
@@ -213,6 +221,7 @@ async function buildLocked(input: {
           label: `${name}.img`,
           diskId: item.diskId,
           rendered: item.rendered,
+          roomSizes: item.roomSizes,
           carry: item.carried ? {
             entries: carriedEntries(item.carried),
             sizes: [...item.carried.debs.map((d) => d.size), item.carried.index.length],
@@ -244,6 +253,8 @@ async function buildLocked(input: {
           files: item.digest.files,
           image: { file: `${name}.img`, ...state, sha256 },
           extras: {},
+          sealed,
+          secretFiles: item.secretFiles,
         };
       } finally {
         if (!keepPartial) await rm(partial, { force: true });
@@ -256,12 +267,41 @@ async function buildLocked(input: {
   }
 
   await removeDroppedNodes(dir, inventory, previous, manifest, options.reporter);
-  await writeFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
+  // The host keys' public halves are in the secrets file, which a sealed build does not read.
+  if (!sealed) await writeFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
   await persist();
   const baked = work.filter((w) => w.bake).map((w) => w.node.name);
   const kept = work.filter((w) => !w.bake).map((w) => w.node.name);
   options.reporter.event({ type: 'summary', baked: baked.length, kept: kept.length, seconds: (Date.now() - started) / 1000, out: dir });
   return { dir, manifest, baked, kept };
+}
+
+/**
+ * A node's digest and its rendering, as the build and `pibake seal` both make them. The instance-id
+ * inside the seeds is derived from the public digest, so digest a first rendering made without it
+ * (and one from stand-in secrets, which the public digest is made of), then render for real.
+ * `roomSizes` are the sizes the card's room is reckoned from: every root file of the whole
+ * rendering, a secret-bearing one at its stand-in's size, so a sealed image (which leaves those out)
+ * and an unsealed one grow alike whatever the secrets are (a few bytes either way are within the
+ * room's margin).
+ */
+export async function renderAndDigest(input: {
+  render: (secrets: ClusterSecrets, buildId: string) => Promise<RenderedNode>;
+  secrets: ClusterSecrets; standIns: ClusterSecrets; sealed: boolean; baseSha256: string; diskId: string;
+  /** Further digest inputs: the carried .debs (carriedDigests). */
+  extra?: Record<string, string>;
+}): Promise<{ digest: NodeDigest; rendered: RenderedNode; roomSizes: number[] }> {
+  const pending = await input.render(input.secrets, PENDING_BUILD_ID);
+  const standIn = input.secrets === input.standIns ? pending : await input.render(input.standIns, PENDING_BUILD_ID);
+  const digest = digestNode({
+    toolVersion, baseSha256: input.baseSha256, diskId: input.diskId, rendered: pending, standIn, sealed: input.sealed, extra: input.extra,
+  });
+  const rendered = await input.render(input.secrets, digest.publicDigest);
+  // digestNode has checked that every secret-bearing file has its stand-in twin.
+  const twins = new Map(standIn.rootEntries.map((e) => [e.path, e]));
+  const size = (e: RootEntry | undefined): number => (e?.kind === 'file' ? e.data.length : 0);
+  const roomSizes = rendered.rootEntries.map((e) => size(isSecretBearing(e) ? twins.get(e.path) : e));
+  return { digest, rendered, roomSizes };
 }
 
 export function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
@@ -300,9 +340,13 @@ function carriedDigests(carried: CarriedPackages | undefined): Record<string, st
   return digests;
 }
 
-/** /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets). */
-function inImageManifest(
-  inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string; carried?: CarriedPackages }, baseSha256: string,
+/**
+ * /etc/pibake/manifest.json: what was baked into this card and from which inputs (no secrets), the
+ * same whether sealed or not: its digest is the public one, and `secretFiles` lists what the node
+ * needs from cluster.secrets.yaml (what `pibake seal` adds to a sealed card).
+ */
+export function inImageManifest(
+  inventory: Inventory, item: { node: NodeSpec; digest: NodeDigest; diskId: string; secretFiles: string[]; carried?: CarriedPackages }, baseSha256: string,
   packages: PackageSource, room: RoomReport,
 ): RootEntry {
   const body = {
@@ -312,9 +356,10 @@ function inImageManifest(
     role: item.node.role,
     ip: item.node.ip,
     diskId: item.diskId,
-    digest: item.digest.digest,
+    digest: item.digest.publicDigest,
     base: { sha256: baseSha256 },
     files: item.digest.files,
+    secretFiles: item.secretFiles,
     packages: {
       from: packages,
       ...(item.carried ? {

@@ -29,6 +29,10 @@ export interface ManifestNode {
   image: Artifact;
   /** Compressed images and .bmap files made from this image, by kind ('zst', 'xz', 'bmap'). */
   extras: Record<string, Artifact & { fromDigest: string }>;
+  /** Built with --sealed: the image lacks `secretFiles`, which `pibake seal` / `flash` add. */
+  sealed?: boolean;
+  /** The node's secret-bearing root files (made from cluster.secrets.yaml or the Wi-Fi passphrase). */
+  secretFiles?: string[];
 }
 
 export interface OutputManifest {
@@ -36,6 +40,8 @@ export interface OutputManifest {
   cluster: string;
   pibake: string;
   base: { source: string; sha256: string; generation: string };
+  /** Every image in the folder is sealed (holds no secret): safe to publish. */
+  sealed?: boolean;
   nodes: Record<string, ManifestNode>;
 }
 

@@ -18,6 +18,7 @@ interface BuildArgs {
   compress?: Compression;
   bmap: boolean;
   force: boolean;
+  sealed: boolean;
   json: boolean;
   packages: PackageSource;
   'cache-dir'?: string;
@@ -43,6 +44,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('compress', { type: 'string', choices: ['zstd', 'xz'] as const, describe: 'also write <node>.img.zst / .img.xz' })
       .option('bmap', { type: 'boolean', default: false, describe: 'also write <node>.img.bmap (bmaptool format)' })
       .option('force', { type: 'boolean', default: false, describe: 'bake every selected node even if up to date' })
+      .option('sealed', { type: 'boolean', default: false, describe: 'release images: leave every secret out (needs no cluster.secrets.yaml); pibake seal/flash adds them' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON event per line on stdout (for CI)' })
       .option('packages', packagesOption)
       .option('cache-dir', { type: 'string', describe: 'where base images, package lists and .debs are cached (default: XDG cache)' }) as never,
@@ -60,6 +62,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         compress: args.compress,
         bmap: args.bmap,
         force: args.force,
+        sealed: args.sealed,
         packages: args.packages,
         cacheDir: args['cache-dir'],
         progress: process.stderr.isTTY === true && !args.json,

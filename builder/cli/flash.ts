@@ -1,8 +1,9 @@
 /** `pibake flash NODE|IMAGE --device DEV...`: write node images to cards, safely and verified. */
 import { createInterface } from 'node:readline/promises';
 import type { CommandModule } from 'yargs';
+import { withSealedCopy } from '../bake/seal.ts';
 import { flash, verifyOnly } from '../flash/flash.ts';
-import { bmapBeside, resolveImage } from '../flash/resolve.ts';
+import { bmapBeside, resolveImage, sealedNodeOf } from '../flash/resolve.ts';
 import { formatBytes } from '../flash/safety.ts';
 
 interface FlashArgs {
@@ -16,6 +17,7 @@ interface FlashArgs {
   'allow-large': boolean;
   bmap?: string;
   'verify-only': boolean;
+  seal: boolean;
 }
 
 export const flashCommand: CommandModule<object, FlashArgs> = {
@@ -32,6 +34,7 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
       .option('allow-non-removable', { type: 'boolean', default: false, describe: 'allow a disk that is not removable (USB/MMC)' })
       .option('allow-large', { type: 'boolean', default: false, describe: 'allow a disk larger than 128 GiB' })
       .option('verify-only', { type: 'boolean', default: false, describe: 'write nothing; check cards written earlier against the image' })
+      .option('seal', { type: 'boolean', default: true, describe: 'a sealed image (build --sealed) gets its node\'s secrets from cluster.secrets.yaml before it is written (--no-seal writes it as it is)' })
       .option('bmap', { type: 'string', describe: 'block map to use (default: X.img.bmap or X.bmap beside the image)' }) as never,
   handler: async (args) => {
     const image = resolveImage(args.target, args.config);
@@ -42,9 +45,10 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
       return;
     }
     const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
-    const result = await flash({
-      image,
-      bmap,
+    const sealedNode = args.seal ? await sealedNodeOf(image) : undefined;
+    const write = (source: string, map: string | undefined) => flash({
+      image: source,
+      bmap: map,
       targets: args.device,
       yes: args.yes,
       verify: args.verify,
@@ -54,8 +58,20 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
       out: process.stderr,
       confirm: interactive ? ask : undefined,
     });
+    let result: Awaited<ReturnType<typeof flash>>;
+    let sealing = '';
+    if (sealedNode) {
+      process.stderr.write(`${image} is sealed: adding the secrets of ${sealedNode} from the secrets file beside ${args.config} first\n`);
+      const started = Date.now();
+      result = await withSealedCopy({ image, node: sealedNode, config: args.config }, (card, cardBmap) => {
+        sealing = ` with the secrets of ${sealedNode} (sealed in ${((Date.now() - started) / 1000).toFixed(1)} s)`;
+        return write(card, cardBmap);
+      });
+    } else {
+      result = await write(image, bmap);
+    }
     process.stdout.write(
-      `flashed ${image} to ${args.device.join(', ')}: ${formatBytes(result.writtenBytes)} written${result.bmapUsed ? ' (bmap)' : ''}, ` +
+      `flashed ${image}${sealing} to ${args.device.join(', ')}: ${formatBytes(result.writtenBytes)} written${result.bmapUsed ? ' (bmap)' : ''}, ` +
         `${result.verified ? 'verified' : 'not verified'}, ${result.seconds.toFixed(1)} s\n`,
     );
   },

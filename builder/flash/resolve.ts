@@ -4,7 +4,8 @@
  * image (X.img.bmap or X.bmap) is used when there is one.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { load } from 'js-yaml';
 import { PibakeError } from '../common/errors.ts';
 
@@ -31,6 +32,25 @@ export function bmapBeside(image: string): string | undefined {
   const stem = image.replace(/\.(zst|xz)$/i, '');
   const candidates = [`${stem}.bmap`, `${stem.replace(/\.img$/i, '')}.bmap`];
   return candidates.find((p) => existsSync(p));
+}
+
+/**
+ * The node whose sealed image (`pibake build --sealed`) `image` is, from manifest.json beside it
+ * (the build's output folder, or a downloaded release); undefined for any other image.
+ */
+export async function sealedNodeOf(image: string): Promise<string | undefined> {
+  let manifest: { nodes?: Record<string, { sealed?: boolean; image?: { file?: string }; extras?: Record<string, { file?: string }> }> };
+  try {
+    manifest = JSON.parse(await readFile(join(dirname(image), 'manifest.json'), 'utf8')) as typeof manifest;
+  } catch {
+    return undefined;
+  }
+  const name = basename(image);
+  for (const [node, record] of Object.entries(manifest.nodes ?? {})) {
+    const files = [record.image?.file, ...Object.values(record.extras ?? {}).map((e) => e.file)];
+    if (files.includes(name)) return record.sealed === true ? node : undefined;
+  }
+  return undefined;
 }
 
 function clusterName(configPath: string): string {

@@ -3,7 +3,8 @@
  * node. Two builds with equal node digests produce the same image, so the build can skip it.
  */
 import { createHash } from 'node:crypto';
-import type { RenderedNode, RootEntry } from '../render/types.ts';
+import { PibakeError } from '../common/errors.ts';
+import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
 
 export interface NodeInputs {
   /** pibake's version: a new pibake may bake differently. */
@@ -13,12 +14,29 @@ export interface NodeInputs {
   /** The MBR disk identifier the node's card gets. */
   diskId: string;
   rendered: RenderedNode;
+  /**
+   * The same node rendered from stand-in secrets (standInSecrets; `rendered` itself in a sealed
+   * build): the bytes of its secret-bearing files stand for theirs in `files` and the public digest,
+   * so those follow what the files are made of (a template, the inventory) and hold no hash of a secret.
+   */
+  standIn: RenderedNode;
+  /** A sealed image leaves the secret-bearing files out: another image, so another digest. */
+  sealed?: boolean;
   /** Further inputs by name -> digest, e.g. the .debs carried on the card (`carry:<file>` -> SHA-256). */
   extra?: Record<string, string>;
 }
 
 export interface NodeDigest {
+  /** Everything the image is made of, secrets included: equal digests, equal images. */
   digest: string;
+  /**
+   * The same with secret-bearing files counted as rendered from stand-ins, and without whether they
+   * are left out: equal for a sealed image and the unsealed one of the same node, whatever the secrets. It is the build id
+   * (the cloud-init instance-id) and the digest the card's own manifest records, so a card sealed
+   * later gets the boot partition and manifest an unsealed build gives, and publishes no hash of a
+   * secret.
+   */
+  publicDigest: string;
   /** `root:/etc/haproxy/haproxy.cfg` or `boot:user-data` -> digest of content and metadata. */
   files: Record<string, string>;
 }
@@ -32,8 +50,17 @@ function sha256(...parts: (string | Buffer)[]): string {
   return hash.digest('hex');
 }
 
-function entryDigest(entry: RootEntry): string {
+function entryDigest(entry: RootEntry, standIn: Map<string, RootEntry>): string {
   const meta = `${entry.kind} ${entry.mode.toString(8)} ${entry.uid}:${entry.gid}`;
+  if (entry.kind === 'file' && isSecretBearing(entry)) {
+    const twin = standIn.get(entry.path);
+    if (twin?.kind !== 'file' || !isSecretBearing(twin)) {
+      throw new PibakeError(`${entry.path} exists only with some secret values: a template decides from a secret's value whether it writes a file`, {
+        hint: 'decide from the inventory instead; secrets are only ever inserted into files',
+      });
+    }
+    return sha256(meta, 'made from secrets', entry.secrets?.join(' ') ?? '', twin.data);
+  }
   if (entry.kind === 'file') return sha256(meta, entry.data);
   if (entry.kind === 'symlink') return sha256(meta, entry.target);
   return sha256(meta);
@@ -41,21 +68,26 @@ function entryDigest(entry: RootEntry): string {
 
 export function digestNode(inputs: NodeInputs): NodeDigest {
   const files: Record<string, string> = {};
-  for (const entry of inputs.rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry);
+  const standIn = new Map(inputs.standIn.rootEntries.map((e) => [e.path, e]));
+  for (const entry of inputs.rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry, standIn);
   for (const file of inputs.rendered.bootFiles) files[`boot:${file.path}`] = sha256(file.data);
   for (const edit of inputs.rendered.bootEdits) files[`boot-edit:${edit.path}`] = sha256(edit.describe);
   Object.assign(files, inputs.extra);
   const keys = Object.keys(files).sort();
-  const digest = sha256(
+  const publicDigest = sha256(
     `pibake ${inputs.toolVersion}`,
     `base ${inputs.baseSha256}`,
     `disk-id ${inputs.diskId}`,
     `node ${inputs.rendered.node} ${inputs.rendered.role}`,
     ...keys.map((key) => `${key} ${files[key]}`),
   );
+  const secretBytes = inputs.rendered.rootEntries
+    .flatMap((e) => (e.kind === 'file' && isSecretBearing(e) ? [`${e.path} ${sha256(e.data)}`] : []))
+    .sort();
+  const digest = sha256(publicDigest, inputs.sealed ? 'sealed' : 'with secrets', ...secretBytes);
   const sorted: Record<string, string> = {};
   for (const key of keys) sorted[key] = files[key] as string;
-  return { digest, files: sorted };
+  return { digest, publicDigest, files: sorted };
 }
 
 /**

@@ -44,7 +44,7 @@ export function decideNode(
   const changedFiles = previous && previous.digest !== current.digest ? describeChanges(previous.files, current.files) : [];
   reasons.push(...changedFiles);
   if (changedFiles.length > 0 && clusterChanged.length > 0) reasons.push(`because the cluster changed: ${clusterChanged.join(', ')}`);
-  if (previous && previous.digest !== current.digest && reasons.length === 0) reasons.push('base image, pibake version or disk id changed');
+  if (previous && previous.digest !== current.digest && reasons.length === 0) reasons.push('base image, pibake version, disk id, a secret or --sealed changed');
   return { node, action: reasons.length > 0 ? 'bake' : 'keep', reasons };
 }
 

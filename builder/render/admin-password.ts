@@ -5,6 +5,7 @@
  * admin user exists (cloud-init creates the user on trixie, firstrun.sh on bookworm the boot before),
  * then deletes it. Self-contained: it depends on no other pibake unit.
  */
+import { GENERATED_SECRET } from './secrets.ts';
 import type { RootEntry } from './types.ts';
 
 export const ADMIN_PASSWORD_FILE = '/etc/pibake/admin-password';
@@ -46,7 +47,8 @@ export function adminPasswordEntries(user: string, hash: string | undefined): Ro
   if (hash === undefined) return [];
   const file = (path: string, data: string, mode: number): RootEntry => ({ kind: 'file', path, mode, uid: 0, gid: 0, data: Buffer.from(data) });
   return [
-    file(ADMIN_PASSWORD_FILE, `${user}:${hash}\n`, 0o600),
+    // Secret-bearing: left out of sealed images like the role secrets.
+    { kind: 'file', path: ADMIN_PASSWORD_FILE, mode: 0o600, uid: 0, gid: 0, data: Buffer.from(`${user}:${hash}\n`), secrets: [GENERATED_SECRET.adminPassword] },
     file(SCRIPT, script, 0o755),
     file(`/etc/systemd/system/${UNIT}`, unit, 0o644),
     { kind: 'symlink', path: `/etc/systemd/system/multi-user.target.wants/${UNIT}`, target: `/etc/systemd/system/${UNIT}`, mode: 0o777, uid: 0, gid: 0 },

@@ -25,6 +25,8 @@ export interface OverlayFile {
   data: Buffer;
   /** Host file it came from, for error messages. */
   source: string;
+  /** The secrets its template read (sorted); empty for plain files and templates that read none. */
+  secrets: string[];
 }
 export interface OverlaySymlink { kind: 'symlink'; path: string; target: string; source: string }
 export interface OverlayDir { kind: 'dir'; path: string; source: string }
@@ -142,14 +144,32 @@ async function walk(hostDir: string, rootDir: string, out: Map<string, OverlayIt
       out.set(rootPath, { kind: 'symlink', path: rootPath, target, source });
     } else if (info.isFile()) {
       const raw = await readInputFile(source, 'overlay file', READ_LIMITS.overlayFile);
-      const data = isTemplate ? Buffer.from(renderTemplate(hb, source, raw.toString('utf8'), context)) : raw;
-      out.set(rootPath, { kind: 'file', path: rootPath, data, source });
+      const reads = new Set<string>();
+      const data = isTemplate ? Buffer.from(renderTemplate(hb, source, raw.toString('utf8'), tracingSecrets(context, reads))) : raw;
+      out.set(rootPath, { kind: 'file', path: rootPath, data, source, secrets: [...reads].sort() });
     } else {
       throw new PibakeError(`overlay entry ${source} is a device, FIFO or socket`, {
         hint: 'overlays may hold only files, folders and symlinks', location: { file: source },
       });
     }
   }
+}
+
+/**
+ * The template context with its `secrets` replaced by a view that records every secret the
+ * template reads into `reads`. That record, not a list kept by hand, is what makes a file
+ * secret-bearing (left out of sealed images): a role that gains a secret needs no other change.
+ */
+export function tracingSecrets(context: object, reads: Set<string>): object {
+  const secrets = (context as { secrets?: unknown }).secrets;
+  if (typeof secrets !== 'object' || secrets === null) return context;
+  const view = new Proxy(secrets as Record<string, string>, {
+    get(target, key, receiver) {
+      if (typeof key === 'string' && Object.hasOwn(target, key)) reads.add(key);
+      return Reflect.get(target, key, receiver) as unknown;
+    },
+  });
+  return { ...context, secrets: view };
 }
 
 /** Where a symlink at `linkPath` points inside the root filesystem, or undefined if it escapes `/`. */
@@ -214,7 +234,7 @@ export function overlayEntries(role: RoleDefinition, items: Map<string, OverlayI
     const owner = rule?.owner ?? 'root';
     const group = rule?.group ?? 'root';
     const common = { path: item.path, mode, uid: 0, gid: 0 };
-    if (item.kind === 'file') entries.push({ ...common, kind: 'file', data: item.data });
+    if (item.kind === 'file') entries.push({ ...common, kind: 'file', data: item.data, ...(item.secrets.length > 0 ? { secrets: item.secrets } : {}) });
     else if (item.kind === 'dir') entries.push({ ...common, kind: 'dir' });
     else entries.push({ ...common, kind: 'symlink', target: item.target });
     if ((owner !== 'root' || group !== 'root') && item.kind !== 'symlink') ownership.push({ path: item.path, owner, group, mode });

@@ -22,10 +22,11 @@ import type { Generation, Inventory } from '../inventory/types.ts';
 import { buildContext } from './context.ts';
 import { collectOverlays, overlayEntries, ownershipList } from './overlay.ts';
 import type { RoleCatalog } from './roles.ts';
-import type { ClusterSecrets } from './secrets.ts';
+import { GENERATED_SECRET, type ClusterSecrets } from './secrets.ts';
 import { firstBootEntries, type PackageSource } from './firstboot.ts';
-import { bookwormSeeds, cloudInitSeeds, instanceId, type NodeFacts } from './seeds.ts';
-import type { BootFile, RenderedNode, RootEntry } from './types.ts';
+import { GENERATED_KEYS_DIR, bookwormSeeds, cloudInitSeeds, instanceId, wifiPsk, type NodeFacts } from './seeds.ts';
+import { guardEntries } from './secrets-guard.ts';
+import { isSecretBearing, type BootFile, type RenderedNode, type RootEntry } from './types.ts';
 
 export interface RenderInput {
   inventory: Inventory;
@@ -67,8 +68,8 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
   const hostKey = secrets.hostKeys[nodeName];
   if (!hostKey) throw new PibakeError(`no SSH host key for node "${nodeName}" in ${secrets.file}`, { hint: 'load secrets with loadOrCreateSecrets for this inventory' });
   const adminKeys = [...inventory.admin.sshKeys];
-  if (secrets.admin.sshKey) adminKeys.push(secrets.admin.sshKey.publicKey);
-  if (adminKeys.length === 0) {
+  const generatedAdminKey = secrets.admin.sshKey?.publicKey;
+  if (adminKeys.length === 0 && !generatedAdminKey) {
     throw new PibakeError('no SSH key would let the admin log in', { hint: 'set admin.ssh_keys or admin.generate_ssh_key in the inventory', location: { file: inventory.file } });
   }
   const facts: NodeFacts = {
@@ -77,18 +78,24 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
     nodes: context.nodes,
     instanceId: instanceId(nodeName, input.buildId),
     adminKeys,
+    generatedAdminKey,
     passwordHash: secrets.admin.passwordHash,
+    wifiPassphrase: secrets.wifi?.passphrase,
   };
   const seeds = base.generation === 'trixie' ? cloudInitSeeds(facts) : bookwormSeeds(facts);
 
+  // The public half too: it comes from the secrets file, which a sealed build does not have.
+  const hostKeySecret = [GENERATED_SECRET.hostKey];
   const generated: RootEntry[] = [
-    fileEntry(HOST_KEY, hostKey.privateKey, 0o600),
-    fileEntry(`${HOST_KEY}.pub`, `${hostKey.publicKey}\n`, 0o644),
+    fileEntry(HOST_KEY, hostKey.privateKey, 0o600, hostKeySecret),
+    fileEntry(`${HOST_KEY}.pub`, `${hostKey.publicKey}\n`, 0o644, hostKeySecret),
     { kind: 'symlink', path: '/etc/systemd/system/regenerate_ssh_host_keys.service', target: '/dev/null', mode: 0o777, uid: 0, gid: 0 },
     // sshd enabled the way `systemctl enable ssh` does it: pi-gen disables ssh unless asked, and
     // nodes must be reachable even if the boot partition's `ssh` flag is not honoured.
     { kind: 'symlink', path: '/etc/systemd/system/multi-user.target.wants/ssh.service', target: '/lib/systemd/system/ssh.service', mode: 0o777, uid: 0, gid: 0 },
-    fileEntry('/etc/ssh/sshd_config.d/50-pibake.conf', '# Baked by pibake: key-only logins.\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n', 0o644),
+    fileEntry('/etc/ssh/sshd_config.d/50-pibake.conf', '# Baked by pibake: key-only logins; the generated cluster admin key is kept in the root filesystem.\n' +
+      'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' +
+      `AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 ${GENERATED_KEYS_DIR}/%u\n`, 0o644),
     fileEntry(OWNERSHIP_LIST, ownershipList(ownership), 0o644),
     fileEntry('/etc/pibake/node.json', `${JSON.stringify({
       node: nodeName, role: role.name, tags: role.tags, cluster: inventory.cluster.name, domain: inventory.cluster.domain,
@@ -104,8 +111,8 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
     }),
   ];
   if (base.generation === 'bookworm') {
-    generated.push(fileEntry(`/etc/pibake/ssh/ssh_host_ed25519_key`, hostKey.privateKey, 0o600));
-    generated.push(fileEntry(`/etc/pibake/ssh/ssh_host_ed25519_key.pub`, `${hostKey.publicKey}\n`, 0o644));
+    generated.push(fileEntry(`/etc/pibake/ssh/ssh_host_ed25519_key`, hostKey.privateKey, 0o600, hostKeySecret));
+    generated.push(fileEntry(`/etc/pibake/ssh/ssh_host_ed25519_key.pub`, `${hostKey.publicKey}\n`, 0o644, hostKeySecret));
   }
 
   const byPath = new Map<string, RootEntry>();
@@ -120,6 +127,8 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
     }
     byPath.set(entry.path, entry);
   }
+  const secretFiles = [...overlay, ...generated].filter(isSecretBearing).map((e) => e.path).sort(compare);
+  generated.push(...guardEntries({ node: nodeName, cluster: inventory.cluster.name, generation: base.generation, secretFiles }));
   for (const entry of generated) {
     if (byPath.has(entry.path)) {
       throw new PibakeError(`overlay file ${entry.path} collides with a file pibake generates for node "${nodeName}"`, {
@@ -141,8 +150,8 @@ export function missingPackages(wanted: readonly string[], installed: ReadonlySe
   return [...new Set(wanted)].filter((p) => !installed.has(p)).sort();
 }
 
-function fileEntry(path: string, data: string, mode: number): RootEntry {
-  return { kind: 'file', path, mode, uid: 0, gid: 0, data: Buffer.from(data) };
+function fileEntry(path: string, data: string, mode: number, secrets?: string[]): RootEntry {
+  return { kind: 'file', path, mode, uid: 0, gid: 0, data: Buffer.from(data), ...(secrets ? { secrets } : {}) };
 }
 
 function compare(a: string, b: string): number {
@@ -180,6 +189,10 @@ export function secretValues(secrets: ClusterSecrets): { label: string; value: s
   if (secrets.admin.passwordHash) out.push({ label: 'admin password hash', value: secrets.admin.passwordHash });
   if (secrets.admin.sshKey) out.push({ label: 'admin SSH private key', value: privateKeyBody(secrets.admin.sshKey.privateKey) });
   for (const [node, key] of Object.entries(secrets.hostKeys)) out.push({ label: `host key of ${node}`, value: privateKeyBody(key.privateKey) });
+  if (secrets.wifi) {
+    out.push({ label: 'Wi-Fi passphrase', value: secrets.wifi.passphrase });
+    out.push({ label: 'Wi-Fi PSK', value: wifiPsk(secrets.wifi.ssid, secrets.wifi.passphrase) });
+  }
   return out;
 }
 
@@ -188,8 +201,9 @@ function privateKeyBody(pem: string): string {
 }
 
 /**
- * The boot partition may hold no secret at all; root files holding one must not be readable by
- * others (a role's files: rule must give them e.g. "0600" or "0640").
+ * The boot partition may hold no secret at all; a root file holding one must be marked
+ * secret-bearing (or sealed images would carry it) and must not be readable by others (a role's
+ * files: rule must give it e.g. "0600" or "0640").
  */
 function assertNoSecretLeak(node: string, secrets: ClusterSecrets, root: RootEntry[], boot: BootFile[]): void {
   const values = secretValues(secrets);
@@ -200,10 +214,16 @@ function assertNoSecretLeak(node: string, secrets: ClusterSecrets, root: RootEnt
     }
   }
   for (const e of root) {
-    if (e.kind !== 'file' || (e.mode & 0o007) === 0) continue;
+    if (e.kind !== 'file') continue;
     const text = e.data.toString('latin1');
     for (const { label, value } of values) {
-      if (text.includes(value)) {
+      if (!text.includes(value)) continue;
+      if (!isSecretBearing(e)) {
+        throw new PibakeError(`${e.path} of ${node} contains the ${label} but is not a template that reads it, so a sealed image would carry it`, {
+          hint: 'make it a .hbs template that reads the value from {{secrets.NAME}}, or take the value out of the overlay',
+        });
+      }
+      if ((e.mode & 0o007) !== 0) {
         throw new PibakeError(`${e.path} of ${node} contains the ${label} but would be readable by everyone (mode ${e.mode.toString(8).padStart(4, '0')})`, {
           hint: `give it a mode without "other" bits in the role's files: map, e.g. ${e.path}: { mode: "0640" }`,
         });

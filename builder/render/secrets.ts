@@ -35,7 +35,20 @@ export interface ClusterSecrets {
   };
   /** Per-node SSH host keys (ed25519). */
   hostKeys: Record<string, SshKeyPair>;
+  /** The inventory's Wi-Fi network: its passphrase is a secret too (it is kept in cluster.yaml). */
+  wifi?: { ssid: string; passphrase: string };
 }
+
+/**
+ * The names pibake's own secret-bearing files are marked with (RootEntry.secrets); role secrets
+ * keep the names their role file declares.
+ */
+export const GENERATED_SECRET = {
+  hostKey: 'ssh_host_key',
+  adminPassword: 'admin_password',
+  adminSshKey: 'admin_ssh_key',
+  wifi: 'wifi_passphrase',
+} as const;
 
 interface SecretsFile {
   version: 1;
@@ -109,6 +122,60 @@ export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatal
     }
   } else if (changed) await writeAtomically(file, secretsYaml(inventory, data), 0o600);
 
+  const secrets = clusterSecretsFrom(inventory, file, data);
+  if (secrets.admin.sshKey) await writeAdminKeyFiles(inventory, secrets.admin.sshKey);
+  return secrets;
+}
+
+/**
+ * The secrets of an existing secrets file, never generating anything: what sealing a card needs.
+ * A fresh value would not match the cluster the card joins, so a missing file or a missing entry
+ * (for `nodes`, default all) is an error naming what is missing, never a value.
+ */
+export async function readExistingSecrets(inventory: Inventory, roles: RoleCatalog, nodes = inventory.nodes.map((n) => n.name)): Promise<ClusterSecrets> {
+  const file = secretsPath(inventory.file);
+  const data = await readSecretsFile(file);
+  if (!data) {
+    throw new PibakeError(`no secrets file ${file}: adding a node's secrets to its card needs the secrets file the cluster was built with`, {
+      hint: 'restore cluster.secrets.yaml from your backup beside the inventory (pibake never makes new secrets for a card)',
+    });
+  }
+  const missing: string[] = [];
+  const wanted = inventory.nodes.filter((n) => nodes.includes(n.name));
+  const names = new Set(wanted.flatMap((n) => roles.get(n.role)?.secrets ?? []));
+  for (const name of [...names].sort()) if (!data.secrets[name]) missing.push(`secrets.${name}`);
+  for (const node of wanted) if (!data.host_keys[node.name]?.private) missing.push(`host_keys.${node.name}`);
+  if (inventory.admin.password === 'generate' && !data.admin.password_hash) missing.push('admin.password_hash');
+  if (inventory.admin.generateSshKey && !data.admin.ssh_private_key) missing.push('admin.ssh_private_key');
+  if (missing.length > 0) {
+    throw new PibakeError(`${file} lacks ${missing.join(', ')}`, {
+      hint: 'use the secrets file the images were built with; a build without --sealed adds what is missing, but then the cluster\'s cards get new values',
+    });
+  }
+  return clusterSecretsFrom(inventory, file, data);
+}
+
+/**
+ * Stand-ins for every secret the inventory's nodes use, for `pibake build --sealed`: that build
+ * never reads cluster.secrets.yaml (CI need not have it), and every file made from these is left out
+ * of the image (RootEntry.secrets), so no stand-in reaches a card. Fixed strings, so sealed images
+ * are reproducible; each names itself, so one that did slip through would be recognised at once.
+ */
+export function standInSecrets(inventory: Inventory, roles: RoleCatalog): ClusterSecrets {
+  const standIn = (what: string) => `pibake-sealed-stand-in:${what}`;
+  const usedRoles = new Set(inventory.nodes.map((n) => n.role));
+  const names = [...roles.values()].filter((r) => usedRoles.has(r.name)).flatMap((r) => r.secrets);
+  const data: SecretsFile = { version: 1, secrets: {}, admin: {}, host_keys: {} };
+  for (const name of names) data.secrets[name] = standIn(name);
+  data.admin.password = standIn('admin-password');
+  data.admin.password_hash = standIn('admin-password-hash');
+  data.admin.ssh_private_key = standIn('admin-ssh-private-key');
+  data.admin.ssh_public_key = standIn('admin-ssh-public-key');
+  for (const node of inventory.nodes) data.host_keys[node.name] = { private: standIn(`host-key:${node.name}`), public: standIn(`host-key.pub:${node.name}`) };
+  return clusterSecretsFrom(inventory, '(none: a sealed build reads no secrets file)', data);
+}
+
+function clusterSecretsFrom(inventory: Inventory, file: string, data: SecretsFile): ClusterSecrets {
   const secrets: ClusterSecrets = { file, values: { ...data.secrets }, admin: {}, hostKeys: {} };
   if (inventory.admin.password === 'generate') {
     secrets.admin.password = data.admin.password;
@@ -117,14 +184,15 @@ export async function loadOrCreateSecrets(inventory: Inventory, roles: RoleCatal
     secrets.admin.passwordHash = inventory.admin.password.hash;
   }
   if (inventory.admin.generateSshKey && data.admin.ssh_private_key) {
+    const adminComment = `${inventory.admin.user}@${inventory.cluster.name}`;
     const publicKey = data.admin.ssh_public_key ?? publicFromPrivate(data.admin.ssh_private_key, adminComment);
     secrets.admin.sshKey = { privateKey: data.admin.ssh_private_key, publicKey };
-    await writeAdminKeyFiles(inventory, secrets.admin.sshKey);
   }
   for (const node of inventory.nodes) {
     const stored = data.host_keys[node.name];
     if (stored) secrets.hostKeys[node.name] = { privateKey: stored.private, publicKey: stored.public };
   }
+  if (inventory.wifi) secrets.wifi = { ssid: inventory.wifi.ssid, passphrase: inventory.wifi.passphrase };
   return secrets;
 }
 

@@ -11,9 +11,24 @@ export interface RootEntryBase {
 }
 
 export type RootEntry =
-  | (RootEntryBase & { kind: 'file'; data: Buffer })
+  | (RootEntryBase & {
+    kind: 'file';
+    data: Buffer;
+    /**
+     * Names of the secrets its content was made from (role secrets as templates read them, and
+     * `ssh_host_key`, `admin_password`, `admin_ssh_key`, `wifi_passphrase` for the files pibake
+     * generates from cluster.secrets.yaml or the Wi-Fi passphrase). Non-empty: the file is
+     * secret-bearing, left out of sealed images and written onto the card by `pibake flash`/`seal`.
+     */
+    secrets?: readonly string[];
+  })
   | (RootEntryBase & { kind: 'dir' })
   | (RootEntryBase & { kind: 'symlink'; target: string });
+
+/** A file made from a secret: left out of sealed images, written onto the card when it is sealed. */
+export function isSecretBearing(entry: RootEntry): boolean {
+  return entry.kind === 'file' && (entry.secrets?.length ?? 0) > 0;
+}
 
 export interface BootFile {
   /** Path on the FAT boot partition, e.g. `user-data` or `cmdline.txt`. */

@@ -3,15 +3,18 @@
  * node), the build's output folder (which image each card should run, the host keys), asks every
  * node at once over ssh (one session each), and judges the cluster from the answers.
  */
-import { access } from 'node:fs/promises';
+import { access, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { removeOnExit } from '../common/cleanup.ts';
 import { PibakeError } from '../common/errors.ts';
 import { roleFolders } from '../common/paths.ts';
 import { inParallel, selectNodes } from '../bake/build.ts';
 import { readManifest } from '../bake/output.ts';
 import { loadInventory } from '../inventory/load.ts';
-import { loadRoles } from '../render/roles.ts';
-import { adminKeyPaths } from '../render/secrets.ts';
+import type { Inventory } from '../inventory/types.ts';
+import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { adminKeyPaths, knownHosts, readExistingSecrets } from '../render/secrets.ts';
 import { CLOUD_INIT_SETTLED, readNode } from './parse.ts';
 import { probeScript, probeTarget, type ProbeTarget } from './probe.ts';
 import { reachFailure, runRemoteScript, type SshSettings } from './ssh.ts';
@@ -62,10 +65,7 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
       hint: 'status compares each card with the build\'s records: run pibake build first, or pass its folder with --out',
     });
   }
-  const knownHosts = path.join(dir, 'known_hosts');
-  if (!(await exists(knownHosts))) {
-    throw new PibakeError(`${knownHosts} is missing`, { hint: 'pibake build writes it; status checks every node\'s host key against it' });
-  }
+  const knownHostsFile = await knownHostsOf(dir, manifest.sealed === true, inventory, roles);
   const key = adminKeyPaths(inventory).privateKey;
   let identity: string | undefined;
   if (inventory.admin.generateSshKey) {
@@ -85,7 +85,7 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
     ssh: {
       user: inventory.admin.user,
       identity,
-      knownHosts,
+      knownHosts: knownHostsFile,
       connectTimeout: Math.min(CONNECT_SECONDS, options.timeout),
       deadline: options.timeout,
       sshConfig: options.sshConfig ? path.resolve(options.sshConfig) : undefined,
@@ -94,6 +94,23 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
     partial: selected.length !== inventory.nodes.length,
     manifestFile,
   };
+}
+
+/**
+ * The host keys to check every node against: the build's known_hosts. A sealed build has none (its
+ * cards got their host keys when they were sealed), so they come from the secrets file that sealed
+ * them, into a private temporary file removed when status exits.
+ */
+async function knownHostsOf(dir: string, sealed: boolean, inventory: Inventory, roles: RoleCatalog): Promise<string> {
+  const file = path.join(dir, 'known_hosts');
+  if (await exists(file)) return file;
+  if (!sealed) throw new PibakeError(`${file} is missing`, { hint: 'pibake build writes it; status checks every node\'s host key against it' });
+  const secrets = await readExistingSecrets(inventory, roles);
+  const temp = await mkdtemp(path.join(tmpdir(), 'pibake-status-'));
+  removeOnExit(temp);
+  const derived = path.join(temp, 'known_hosts');
+  await writeFile(derived, knownHosts(inventory, secrets), { mode: 0o600 });
+  return derived;
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -6,7 +6,7 @@
  * every way fetching can fail is one line with the fix, leaving nothing that looks finished.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,6 +103,35 @@ describe('pibake build carrying role packages', () => {
     expect(again.exitCode, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/2 fetched|0 fetched, 2 cached/);
     expect(again.stderr).toMatch(/lb1: up to date/);
+  });
+
+  it('a sealed build carries the same packages and grows the card alike: same size, same room and packages in the card\'s manifest', async () => {
+    const { root, out, build } = await project('sealed', { occupyMiB: 90 });
+    // A secret-bearing file big enough to change the growth if a sealed build (which leaves it out)
+    // did not count it.
+    await mkdir(path.join(root, 'overlays/secret/etc'), { recursive: true });
+    await writeFile(path.join(root, 'overlays/secret/etc/demo.conf.hbs'), `password={{secrets.demo_password}}\n${`#${' '.repeat(62)}\n`.repeat(64 * 1024)}`);
+    await writeFile(path.join(root, 'roles/lb.yaml'),
+      'tags: [load-balancer]\noverlays: [empty, secret]\npackages: [pibake-demo]\nsecrets: [demo_password]\nfiles: { /etc/demo.conf: { mode: "0600" } }\n');
+    const plain = await build();
+    expect(plain.exitCode, plain.stderr).toBe(0);
+    const sealedOut = path.join(root, 'sealed');
+    const sealed = await runPibake(['build', '--config', path.join(root, 'cluster.yaml'), '--out', sealedOut, '--cache-dir', cache, '--node', 'lb1', '--jobs', '1', '--sealed']);
+    expect(sealed.exitCode, sealed.stderr).toBe(0);
+    const images = [path.join(out, 'carry', 'lb1.img'), path.join(sealedOut, 'carry', 'lb1.img')];
+    const cards = await Promise.all(images.map(async (image) => {
+      const { root: offset } = await partitionOffsets(image);
+      return {
+        size: (await stat(image)).size,
+        manifest: JSON.parse((await debugfsCat(image, offset, '/etc/pibake/manifest.json')).toString()) as { room: { grownBytes: number }; packages: { debs: number } },
+      };
+    }));
+    expect(cards[0]!.manifest.room.grownBytes).toBeGreaterThan(0);
+    expect(cards[0]!.manifest.packages.debs).toBe(2);
+    expect(JSON.parse(await readFile(path.join(sealedOut, 'carry/manifest.json'), 'utf8')).nodes.lb1.secretFiles).toContain('/etc/demo.conf');
+    expect(cards[1]!.size).toBe(cards[0]!.size);
+    // The card's record is the same whether sealed or not (its digest is the public one).
+    expect(cards[1]!.manifest).toEqual(cards[0]!.manifest);
   });
 
   it('unreadable package database: one line, nothing finished', async () => {

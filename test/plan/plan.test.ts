@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { clusterChanges, decideNode, describeChanges, type PreviousNode } from '../../builder/plan/plan.ts';
 import type { NodeDigest } from '../../builder/plan/digest.ts';
 
-const current: NodeDigest = { digest: 'd2', files: { 'root:/etc/haproxy/haproxy.cfg': 'h2', 'boot:user-data': 'u1' } };
+const current: NodeDigest = { digest: 'd2', publicDigest: 'p2', files: { 'root:/etc/haproxy/haproxy.cfg': 'h2', 'boot:user-data': 'u1' } };
 const previous: PreviousNode = {
   digest: 'd1',
   files: { 'root:/etc/haproxy/haproxy.cfg': 'h1', 'boot:user-data': 'u1', 'root:/etc/old': 'o' },
@@ -42,7 +42,7 @@ describe('decideNode', () => {
   it('explains a digest change that touched no file', () => {
     const sameFiles = { ...previous, files: current.files };
     expect(decideNode('lb1', current, sameFiles, { size: 100, mtimeMs: 5 }).reasons).toEqual([
-      'base image, pibake version or disk id changed',
+      'base image, pibake version, disk id, a secret or --sealed changed',
     ]);
   });
 });

@@ -30,8 +30,8 @@ describe('pibake render (renderCommand)', () => {
       const meta = await readFile(path.join(lb, 'bootfs/meta-data'), 'utf8');
       const id = /instance-id: (lb-[0-9a-f]{12})\n/.exec(meta)?.[1];
       expect(id).toBeDefined();
-      expect(await readFile(path.join(lb, 'bootfs/cmdline.txt'), 'utf8')).toBe(`console=tty1 root=PARTUUID=12345678-02 rootwait resize ds=nocloud;i=${id}\n`);
-      expect(await readFile(path.join(lb, 'boot-edits.txt'), 'utf8')).toBe(`cmdline.txt: cmdline: set ds=nocloud;i=${id}\n`);
+      expect(await readFile(path.join(lb, 'bootfs/cmdline.txt'), 'utf8')).toBe(`console=tty1 root=PARTUUID=12345678-02 rootwait resize ds=nocloud;i=${id} cfg80211.ieee80211_regdom=DE\n`);
+      expect(await readFile(path.join(lb, 'boot-edits.txt'), 'utf8')).toBe(`cmdline.txt: cmdline: set ds=nocloud;i=${id}\ncmdline.txt: cmdline: set cfg80211.ieee80211_regdom=DE\n`);
       const known = await readFile(path.join(out, 'known_hosts'), 'utf8');
       expect(known.split('\n').filter(Boolean)).toHaveLength(7);
       expect(known).toMatch(/^lb,lb\.pilab\.lan,10\.0\.0\.10 ssh-ed25519 AAAA\S+\n/);

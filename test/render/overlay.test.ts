@@ -115,6 +115,35 @@ describe('collectOverlays', () => {
   });
 });
 
+describe('secret taint (which files a sealed image leaves out)', () => {
+  it('marks a template with every secret it reads, however it reads it, and nothing else', async () => {
+    await withTempDir(async (dir) => {
+      const withSecrets = { ...context, secrets: { db_password: 'pw-1', stats_password: 'pw-2', unused: 'pw-3' } };
+      await put(dir, 'a/etc/direct.conf.hbs', 'password={{secrets.db_password}}\n');
+      await put(dir, 'a/etc/lookup.conf.hbs', '{{lookup secrets "stats_password"}}\n');
+      await put(dir, 'a/etc/each.conf.hbs', '{{#each secrets}}{{@key}}={{this}}\n{{/each}}');
+      await put(dir, 'a/etc/guarded.conf.hbs', '{{#if secrets.db_password}}set{{/if}}\n');
+      await put(dir, 'a/etc/plain.conf.hbs', 'host={{node.name}}\n');
+      await put(dir, 'a/etc/static.conf', 'password={{secrets.db_password}}\n');
+      const items = await collectOverlays(dir, role(['a']), withSecrets);
+      const secretsOf = (p: string) => {
+        const item = items.get(p);
+        return item?.kind === 'file' ? item.secrets : undefined;
+      };
+      expect(secretsOf('/etc/direct.conf')).toEqual(['db_password']);
+      expect(secretsOf('/etc/lookup.conf')).toEqual(['stats_password']);
+      expect(secretsOf('/etc/each.conf')).toEqual(['db_password', 'stats_password', 'unused']);
+      // Reading a secret only to test it still makes the file depend on it.
+      expect(secretsOf('/etc/guarded.conf')).toEqual(['db_password']);
+      expect(secretsOf('/etc/plain.conf')).toEqual([]);
+      expect(secretsOf('/etc/static.conf')).toEqual([]); // not a template: copied as is
+      const { entries } = overlayEntries(role(['a']), items);
+      expect(entries.find((e) => e.path === '/etc/direct.conf')).toMatchObject({ secrets: ['db_password'] });
+      expect(entries.find((e) => e.path === '/etc/plain.conf')).not.toHaveProperty('secrets');
+    });
+  });
+});
+
 describe('overlayEntries', () => {
   it('applies modes from files: rules, bakes foreign owners as root and lists them', async () => {
     await withTempDir(async (dir) => {

@@ -8,7 +8,7 @@ import { runTool } from '../../builder/common/exec.ts';
 import type { Generation, Inventory } from '../../builder/inventory/types.ts';
 import { renderNode, secretValues } from '../../builder/render/render.ts';
 import { loadRoles, type RoleCatalog } from '../../builder/render/roles.ts';
-import { loadOrCreateSecrets, type ClusterSecrets } from '../../builder/render/secrets.ts';
+import { loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../../builder/render/secrets.ts';
 import { wifiPsk } from '../../builder/render/seeds.ts';
 import type { RenderedNode } from '../../builder/render/types.ts';
 import { BUILD_ID, FIXTURE_OVERLAYS, FIXTURE_ROLES, LITE_PACKAGES, sevenNodeInventory } from './fixture.ts';
@@ -75,7 +75,11 @@ describe('renderNode', () => {
       const hashFile = node.rootEntries.find((e) => e.path === '/etc/pibake/admin-password');
       expect(hashFile).toMatchObject({ kind: 'file', mode: 0o600, uid: 0, gid: 0 });
       expect(text(node, '/etc/pibake/admin-password')).toBe(`admin:${world.secrets.admin.passwordHash}\n`);
-      expect(cfg.users[0].ssh_authorized_keys).toEqual([world.inventory.admin.sshKeys[0], world.secrets.admin.sshKey!.publicKey]);
+      // The generated cluster key comes from the secrets file: root filesystem only, where sshd's
+      // AuthorizedKeysFile (50-pibake.conf) finds it, so a sealed build's user-data is the same.
+      expect(cfg.users[0].ssh_authorized_keys).toEqual([world.inventory.admin.sshKeys[0]]);
+      expect(text(node, '/etc/pibake/ssh/authorized_keys/admin')).toBe(`${world.secrets.admin.sshKey!.publicKey}\n`);
+      expect(text(node, '/etc/ssh/sshd_config.d/50-pibake.conf')).toContain('AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 /etc/pibake/ssh/authorized_keys/%u\n');
       const meta = load(text(node, 'meta-data')) as Record<string, string>;
       expect(meta).toEqual({ 'instance-id': `${node.node}-a1b2c3d4e5f6`, 'local-hostname': node.node });
       const role = world.roles.get(node.role)!;
@@ -129,8 +133,13 @@ describe('renderNode', () => {
       });
       if (spec.mac) expect(net.ethernets.eth0.match).toEqual({ macaddress: spec.mac.toLowerCase() });
       else expect(net.ethernets.eth0.match).toBeUndefined();
-      const ap = net.wifis.wlan0['access-points']['pilab-wifi'];
-      expect(ap.password).toMatch(/^[0-9a-f]{64}$/);
+      // Wi-Fi is not on the world-readable boot partition: a root-only NetworkManager keyfile.
+      expect(net.wifis).toBeUndefined();
+      expect(text(node, 'network-config')).not.toContain(wifiPsk('pilab-wifi', world.inventory.wifi!.passphrase));
+      const keyfile = node.rootEntries.find((e) => e.path === '/etc/NetworkManager/system-connections/wlan0.nmconnection');
+      expect(keyfile).toMatchObject({ kind: 'file', mode: 0o600, uid: 0, gid: 0, secrets: ['wifi_passphrase'] });
+      expect(text(node, '/etc/NetworkManager/system-connections/wlan0.nmconnection')).toContain(`psk=${wifiPsk('pilab-wifi', world.inventory.wifi!.passphrase)}\n`);
+      expect(node.bootEdits.reduce((t, e) => (e.path === 'cmdline.txt' ? e.edit(t) : t), CMDLINE)).toContain(' cfg80211.ieee80211_regdom=DE');
     }
     // The real parser: cloud-init's network_state (v2) and its NetworkManager renderer.
     const script = `
@@ -160,6 +169,8 @@ print(json.dumps(out, default=str))
 
   it('computes the WPA PSK like wpa_passphrase (IEEE 802.11i test vector)', () => {
     expect(wifiPsk('IEEE', 'password')).toBe('f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e');
+    // A PSK given as 64 hex digits is used as it is, as wpa_supplicant does.
+    expect(wifiPsk('IEEE', 'F42C6FC52DF0EBEF9EBB4B90B38A5F902E83FE1B135A70E23AED762E9710A12E')).toBe('f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e');
   });
 
   it.each(['trixie', 'bookworm'] as const)('puts no secret on the boot partition and only in private root files (%s)', async (generation) => {
@@ -195,6 +206,54 @@ print(json.dumps(out, default=str))
       }
     }
     expect(privateHits).toBeGreaterThan(7); // host keys and role secrets did land, privately
+  });
+
+  it.each(['trixie', 'bookworm'] as const)('marks every file made from a secret, and the guard checks exactly those (%s)', async (generation) => {
+    const nodes = await renderAll(world, generation);
+    const values = secretValues(world.secrets);
+    for (const node of nodes) {
+      const marked = node.rootEntries.filter((e) => e.kind === 'file' && (e.secrets?.length ?? 0) > 0).map((e) => e.path);
+      for (const e of node.rootEntries) {
+        if (e.kind !== 'file') continue;
+        const holds = values.filter((v) => e.data.includes(v.value)).map((v) => v.label);
+        if (holds.length > 0) expect(marked, `${e.path} of ${node.node} holds ${holds.join(', ')}`).toContain(e.path);
+      }
+      const expected = ['/etc/NetworkManager/system-connections/wlan0.nmconnection', '/etc/pibake/admin-password',
+        '/etc/pibake/ssh/authorized_keys/admin', '/etc/ssh/ssh_host_ed25519_key', '/etc/ssh/ssh_host_ed25519_key.pub'];
+      if (generation === 'bookworm') expected.push('/etc/pibake/ssh/ssh_host_ed25519_key', '/etc/pibake/ssh/ssh_host_ed25519_key.pub');
+      if (node.node === 'lb') expected.push('/etc/haproxy/haproxy.cfg');
+      expect(marked.filter((p) => !p.startsWith('/etc/pibake/postgresql') && !p.startsWith('/etc/postgresql')).sort()).toEqual(expected.sort());
+      expect(node.rootEntries.find((e) => e.path === '/etc/haproxy/haproxy.cfg')).toSatisfy((e) => !e || ('secrets' in e && e.secrets?.[0] === 'haproxy_stats_password'));
+      const guard = text(node, '/usr/local/lib/pibake/secrets-check.sh');
+      for (const p of marked) {
+        const checked = guard.includes(`'${p}'`);
+        expect(checked, `${p} in the guard of ${node.node}`).toBe(!(generation === 'bookworm' && p.startsWith('/etc/ssh/')));
+      }
+    }
+  });
+
+  it('renders from stand-ins without the secrets file: the same files apart from the secret-bearing ones', async () => {
+    const real = await renderAll(world, 'trixie');
+    const standIn = await renderAll({ ...world, secrets: standInSecrets(world.inventory, world.roles) }, 'trixie');
+    const publicPart = (n: RenderedNode) => serialise([{ ...n, rootEntries: n.rootEntries.filter((e) => e.kind !== 'file' || !e.secrets?.length) }]);
+    for (const [i, node] of real.entries()) {
+      expect(publicPart(standIn[i]!)).toBe(publicPart(node));
+      const secretPaths = (n: RenderedNode) => n.rootEntries.filter((e) => e.kind === 'file' && e.secrets?.length).map((e) => `${e.path} ${e.mode}`);
+      expect(secretPaths(standIn[i]!)).toEqual(secretPaths(node));
+    }
+  });
+
+  it('refuses a secret copied into a file that is not a template reading it', async () => {
+    const overlays = path.join(world.dir, 'overlays-copied');
+    await runTool('cp', ['-a', FIXTURE_OVERLAYS, overlays]);
+    await writeFile(path.join(overlays, 'lb/etc/stats.txt'), `stats:${world.secrets.values.haproxy_stats_password}\n`, { mode: 0o600 });
+    const roles = await loadRoles(FIXTURE_ROLES, overlays);
+    const lbRole = roles.get('lb')!;
+    roles.set('lb', { ...lbRole, files: [...lbRole.files, { ...lbRole.files[0]!, pattern: '/etc/stats.txt', matcher: /^\/etc\/stats\.txt$/, mode: 0o600, owner: undefined, group: undefined }] });
+    await expect(renderNode({
+      inventory: world.inventory, nodeName: 'lb', roles, secrets: world.secrets,
+      base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: overlays, buildId: BUILD_ID,
+    })).rejects.toThrow(/\/etc\/stats\.txt of lb contains the secret haproxy_stats_password but is not a template that reads it/);
   });
 
   it('refuses a secret in a world-readable root file', async () => {

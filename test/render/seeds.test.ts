@@ -30,19 +30,22 @@ print(json.dumps({'groups': k.get_groups()[0], 'ssid': ssid}))
   return JSON.parse(stdout) as { groups: string[]; ssid: string };
 }
 
-describe('NetworkManager keyfile for Wi-Fi (bookworm)', () => {
+describe('NetworkManager keyfile for Wi-Fi (both generations: the PSK stays off the boot partition)', () => {
   it.each(['pilab-wifi', 'Home Net', '1234', 'café', 'semi;colon', '[ipv4]', 'back\\slash', ' leading', 'dns=6.6.6.6;'])(
     'keeps the SSID %j exactly and adds no group', async (ssid) => {
       await withTempDir(async (dir) => {
         const inventory = sevenNodeInventory(dir, { wifi: { country: 'DE', ssid, passphrase: 'correct horse battery staple' } });
         const roles = await loadRoles(FIXTURE_ROLES, FIXTURE_OVERLAYS);
-        const rendered = await renderNode({
-          inventory, nodeName: 'lb', roles, secrets: await loadOrCreateSecrets(inventory, roles),
-          base: { generation: 'bookworm', installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
-        });
-        const entry = rendered.rootEntries.find((e) => e.path === '/etc/NetworkManager/system-connections/wlan0.nmconnection');
-        const parsed = await readKeyfile(entry && 'data' in entry ? entry.data.toString('utf8') : '');
-        expect(parsed).toEqual({ groups: ['connection', 'wifi', 'wifi-security', 'ipv4', 'ipv6'], ssid });
+        const secrets = await loadOrCreateSecrets(inventory, roles);
+        for (const generation of ['bookworm', 'trixie'] as const) {
+          const rendered = await renderNode({
+            inventory, nodeName: 'lb', roles, secrets,
+            base: { generation, installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
+          });
+          const entry = rendered.rootEntries.find((e) => e.path === '/etc/NetworkManager/system-connections/wlan0.nmconnection');
+          const parsed = await readKeyfile(entry && 'data' in entry ? entry.data.toString('utf8') : '');
+          expect(parsed, generation).toEqual({ groups: ['connection', 'wifi', 'wifi-security', 'ipv4', 'ipv6'], ssid });
+        }
       });
     });
 

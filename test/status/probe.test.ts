@@ -3,7 +3,7 @@
  * over a real project folder: inventory, roles beside it, the build's output folder. The command
  * line's errors exit 3 ("could not check"), never 0-2.
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeScript } from '../../builder/status/probe.ts';
 import { PROBE_SCRIPT } from '../../builder/status/probe-script.ts';
 import { planStatus } from '../../builder/status/status.ts';
+import { roleFolders } from '../../builder/common/paths.ts';
+import { loadInventory } from '../../builder/inventory/load.ts';
+import { loadRoles } from '../../builder/render/roles.ts';
+import { knownHosts, loadOrCreateSecrets, secretsPath } from '../../builder/render/secrets.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 let dir: string;
@@ -104,6 +108,30 @@ describe('planStatus: what to ask each node comes from its role file', () => {
     expect(partial.targets.map((t) => t.name)).toEqual(['web2']);
     expect(partial.partial).toBe(true);
   });
+});
+
+describe('planStatus: a sealed build', () => {
+  it('has no known_hosts: the host keys come from the secrets file that sealed its cards, into a private temporary file', async () => {
+    const config = await project();
+    const out = await output(['lb1', 'lb2']);
+    const folder = path.join(out, 'pistack');
+    const manifest = JSON.parse(await readFile(path.join(folder, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(path.join(folder, 'manifest.json'), JSON.stringify({ ...manifest, sealed: true }));
+    await rm(path.join(folder, 'known_hosts'));
+    const folders = roleFolders(config);
+    const roles = await loadRoles(folders.roles, folders.overlays);
+    const inventory = await loadInventory(config, roles);
+    await rm(secretsPath(config), { force: true });
+    await expect(planStatus({ config, out, timeout: 7 })).rejects.toThrow(/^no secrets file /);
+
+    const secrets = await loadOrCreateSecrets(inventory, roles);
+    const plan = await planStatus({ config, out, timeout: 7 });
+    expect(path.dirname(plan.ssh.knownHosts)).not.toBe(folder);
+    expect(await readFile(plan.ssh.knownHosts, 'utf8')).toBe(knownHosts(inventory, secrets));
+    expect((await stat(plan.ssh.knownHosts)).mode & 0o777).toBe(0o600);
+    expect(await readFile(plan.ssh.knownHosts, 'utf8')).toMatch(/^lb1,\S* ssh-ed25519 /m);
+    await rm(secretsPath(config));
+  }, 60_000);
 });
 
 describe('pibake status: errors exit 3 with one line and a hint', () => {
