@@ -11,22 +11,11 @@ import type { RoleFolders } from '../common/paths.ts';
 import type { Generation } from '../inventory/types.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import {
-  loadProject, projectSecrets, renderProjectNode, selectNodes, type BaseFacts, type InventoryLoader, type Project,
+  TYPICAL_LITE_PACKAGES, loadProject, projectSecrets, renderProjectNode, selectNodes, type BaseFacts, type InventoryLoader, type Project,
 } from '../render/project.ts';
 import { knownHosts } from '../render/secrets.ts';
 import { writeRenderedNode } from '../render/write-tree.ts';
 import { prepareBase, type BaseOptions } from './base.ts';
-
-/**
- * Packages of a typical Raspberry Pi OS Lite image (what `render` assumes when no base image is
- * read; `pibake build` and `render --base` read the real base's dpkg status instead).
- */
-export const TYPICAL_LITE_PACKAGES: ReadonlySet<string> = new Set(
-  // One string, split: these are package names, not commands pibake runs.
-  ('openssh-server openssh-client cloud-init rpi-cloud-init-mods python3 sudo network-manager systemd ' +
-    'systemd-timesyncd raspberrypi-sys-mods raspi-config curl ca-certificates less nano rsync avahi-daemon ' +
-    'locales keyboard-configuration console-setup dosfstools parted iptables libcrypt1').split(' '),
-);
 
 export interface RenderFolderOptions extends Partial<BaseOptions> {
   config: string;

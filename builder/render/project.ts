@@ -32,6 +32,17 @@ export interface BaseFacts {
 }
 
 /**
+ * Packages of a typical Raspberry Pi OS Lite image (what `render` assumes when no base image is
+ * read; `pibake build` and `render --base` read the real base's dpkg status instead).
+ */
+export const TYPICAL_LITE_PACKAGES: ReadonlySet<string> = new Set(
+  // One string, split: these are package names, not commands pibake runs.
+  ('openssh-server openssh-client cloud-init rpi-cloud-init-mods python3 sudo network-manager systemd ' +
+    'systemd-timesyncd raspberrypi-sys-mods raspi-config curl ca-certificates less nano rsync avahi-daemon ' +
+    'locales keyboard-configuration console-setup dosfstools parted iptables libcrypt1').split(' '),
+);
+
+/**
  * Roles and overlays from roleFolders (beside the inventory, else pibake's own; named folders
  * win), then the inventory checked against those roles. Its warnings go to `onWarning`.
  */
