@@ -7,46 +7,42 @@ import { createHash } from 'node:crypto';
 import { chmod, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { carriedEntries, carryRolePackages, type CarriedPackages } from '../carry/carry.ts';
-import { readStatus } from '../carry/facts.ts';
 import { PibakeError, formatProblem } from '../common/errors.ts';
 import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../common/lock.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
-import { roleFolders, toolVersion } from '../common/paths.ts';
-import { parseDpkgStatus } from '../image/ext4.ts';
-import { obtainBase } from '../image/intake.ts';
+import { inParallel, serialised, throttled } from '../common/parallel.ts';
+import { toolVersion } from '../common/paths.ts';
 import { humanBytes } from '../image/intake/progress.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
-import { openRaspiosImage, verifyBakedImage } from '../image/raspios.ts';
+import { verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
-import { loadInventory } from '../inventory/load.ts';
-import type { BaseImageSpec, Inventory, NodeSpec } from '../inventory/types.ts';
+import type { Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
 import { writeBmapFile } from '../package/bmap.ts';
 import { sha256File } from '../package/checksums.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { clusterChanges, decideNode } from '../plan/plan.ts';
-import { baseSupportsYescrypt } from '../render/crypt.ts';
 import type { PackageSource } from '../render/firstboot.ts';
-import { loadRoles, type RoleCatalog } from '../render/roles.ts';
-import { missingPackages, renderNode } from '../render/render.ts';
-import { knownHosts, loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../render/secrets.ts';
-import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
-import { checkInventoryAgainstBase } from './base-checks.ts';
-import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import {
-  MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
+  loadProject, projectSecrets, renderProjectNode, selectNodes, type NodeRendering, type Project,
+} from '../render/project.ts';
+import type { RoleCatalog } from '../render/roles.ts';
+import { missingPackages } from '../render/render.ts';
+import { knownHosts } from '../render/secrets.ts';
+import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
+import { bakeNodeImage, type RoomReport } from './bake-node.ts';
+import { prepareBase, type BaseOptions } from './base.ts';
+import {
+  MANIFEST_FORMAT, clusterOutputDir, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
 } from './output.ts';
 import type { Reporter } from './report.ts';
 
 export type Compression = 'zstd' | 'xz';
 
-export interface BuildOptions {
+export interface BuildOptions extends BaseOptions {
   config: string;
-  /** Overrides the inventory's base: a local image file or an https URL (then baseSha256 too). */
-  base?: string;
-  baseSha256?: string;
   /** Build only these nodes; the others keep what they had. */
   nodes?: string[];
   /** Output root; images go to <out>/<cluster>/. */
@@ -65,8 +61,6 @@ export interface BuildOptions {
    * needs no network); 'online' leaves them to the card's first boot and its apt sources.
    */
   packages: PackageSource;
-  cacheDir?: string;
-  progress: boolean;
   reporter: Reporter;
 }
 
@@ -78,23 +72,17 @@ export interface BuildResult {
 }
 
 const EXTENSION: Record<Compression, string> = { zstd: 'zst', xz: 'xz' };
-/** Stands in for the build id in the rendering whose digest becomes the build id. */
-const PENDING_BUILD_ID = '0'.repeat(64);
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const folders = roleFolders(options.config);
-  const overlaysDir = folders.overlays;
-  const roles = await loadRoles(folders.roles, overlaysDir);
-  const inventory = await loadInventory(options.config, roles);
-  for (const warning of inventory.warnings) options.reporter.event({ type: 'warning', message: formatProblem(warning) });
-  const selected = selectNodes(inventory, options.nodes);
+  const project = await loadProject(options.config, { onWarning: (warning) => options.reporter.event({ type: 'warning', message: formatProblem(warning) }) });
+  const selected = selectNodes(project.inventory, options.nodes);
 
-  const dir = path.join(path.resolve(options.out), inventory.cluster.name);
+  const dir = clusterOutputDir(options.out, project.inventory);
   await ensureOutputDir(dir);
   const lock = await lockOutput(dir);
   try {
-    return await buildLocked({ options, started, overlaysDir, roles, inventory, selected, dir });
+    return await buildLocked({ options, started, project, selected, dir });
   } catch (error) {
     if (!isNoSpace(error)) throw error;
     throw await noSpaceError('the output folder', dir, 'the build needs room for its images and records',
@@ -118,27 +106,14 @@ async function lockOutput(dir: string): Promise<FolderLock> {
 }
 
 async function buildLocked(input: {
-  options: BuildOptions; started: number; overlaysDir: string; roles: Awaited<ReturnType<typeof loadRoles>>;
-  inventory: Inventory; selected: NodeSpec[]; dir: string;
+  options: BuildOptions; started: number; project: Project; selected: NodeSpec[]; dir: string;
 }): Promise<BuildResult> {
-  const { options, started, overlaysDir, roles, inventory, selected, dir } = input;
+  const { options, started, project, selected, dir } = input;
+  const { inventory, roles } = project;
   await sweepPartials(dir);
   await sweepLegacyStaging();
 
-  const spec = baseSpec(inventory, options);
-  const base = await obtainBase(spec, {
-    cacheDir: options.cacheDir,
-    progress: options.progress,
-    // Intake refuses a damaged base before it is cached: both filesystems checked whole.
-    validate: async (raw, label) => {
-      await openRaspiosImage(raw, { label, checkFilesystems: true });
-    },
-  });
-  const baseLabel = spec.url ? path.basename(new URL(spec.url).pathname) : path.basename(spec.path ?? '');
-  const baseImage = await openRaspiosImage(base.path, { label: baseLabel });
-  await checkInventoryAgainstBase(inventory, baseImage);
-  const installedPackages = parseDpkgStatus((await readStatus(baseImage.root, spec.path ?? spec.url ?? base.path)).toString('utf8'));
-  const baseFacts = { generation: baseImage.generation, installedPackages: new Set(installedPackages.keys()) };
+  const { spec, base, image: baseImage, facts: baseFacts } = await prepareBase(inventory, options);
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
   const carried = options.packages === 'card'
     ? await carryRolePackages({
@@ -155,7 +130,7 @@ async function buildLocked(input: {
     : new Map<string, CarriedPackages>();
 
   const sealed = options.sealed === true;
-  const secrets = sealed ? standInSecrets(inventory, roles) : await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(baseFacts.installedPackages) });
+  const { secrets, standIns } = await projectSecrets(project, { sealed, base: baseFacts });
 
   const previous = await readManifest(dir, inventory.cluster.name);
   const manifest: OutputManifest = {
@@ -172,7 +147,6 @@ async function buildLocked(input: {
   }
 
   const changedNodes = clusterChanges(previous?.nodes, inventory.nodes);
-  const standIns = sealed ? secrets : standInSecrets(inventory, roles);
 
   const work: {
     node: NodeSpec; rendered: RenderedNode; digest: NodeDigest; diskId: string; secretFiles: string[]; roomSizes: number[]; bake: boolean; carried?: CarriedPackages;
@@ -180,11 +154,10 @@ async function buildLocked(input: {
   for (const node of selected) {
     const diskId = diskIdFor(inventory.cluster.name, node.name);
     const nodeCarried = carried.get(node.role);
-    const { digest, rendered: whole, roomSizes } = await renderAndDigest({
-      render: (withSecrets, buildId) => renderNode({ inventory, nodeName: node.name, roles, secrets: withSecrets, base: baseFacts, overlaysDir, buildId, packages: options.packages }),
-      secrets, standIns, sealed, baseSha256: base.sha256, diskId, extra: carriedDigests(nodeCarried),
-    });
-    const secretFiles = whole.rootEntries.filter(isSecretBearing).map((e) => e.path);
+    const rendering = await renderProjectNode(project, node, { secrets, standIns, base: baseFacts, packages: options.packages });
+    const digest = nodeDigest(rendering, { baseSha256: base.sha256, diskId, sealed, extra: carriedDigests(nodeCarried) });
+    const { secretFiles, roomSizes } = rendering;
+    const whole = rendering.rendered;
     const rendered = sealed ? { ...whole, rootEntries: whole.rootEntries.filter((e) => !isSecretBearing(e)) } : whole;
     const imageFile = path.join(dir, `${node.name}.img`);
     const decision = decideNode(node.name, digest, previous?.nodes[node.name], await fileState(imageFile), options.force, changedNodes);
@@ -278,49 +251,13 @@ async function buildLocked(input: {
 }
 
 /**
- * A node's digest and its rendering, as the build and `pibake seal` both make them. The instance-id
- * inside the seeds is derived from the public digest, so digest a first rendering made without it
- * (and one from stand-in secrets, which the public digest is made of), then render for real.
- * `roomSizes` are the sizes the card's room is reckoned from: every root file of the whole
- * rendering, a secret-bearing one at its stand-in's size, so a sealed image (which leaves those out)
- * and an unsealed one grow alike whatever the secrets are (a few bytes either way are within the
- * room's margin).
+ * A node's digests, as the build and `pibake seal` both take them: from its rendering before the
+ * build id was bound (so a change to one file names that file, not also the id-bearing ones) and,
+ * for the public digest, its stand-in rendering; with the base, the disk id and `extra`
+ * (carriedDigests).
  */
-export async function renderAndDigest(input: {
-  render: (secrets: ClusterSecrets, buildId: string) => Promise<RenderedNode>;
-  secrets: ClusterSecrets; standIns: ClusterSecrets; sealed: boolean; baseSha256: string; diskId: string;
-  /** Further digest inputs: the carried .debs (carriedDigests). */
-  extra?: Record<string, string>;
-}): Promise<{ digest: NodeDigest; rendered: RenderedNode; roomSizes: number[] }> {
-  const pending = await input.render(input.secrets, PENDING_BUILD_ID);
-  const standIn = input.secrets === input.standIns ? pending : await input.render(input.standIns, PENDING_BUILD_ID);
-  const digest = digestNode({
-    toolVersion, baseSha256: input.baseSha256, diskId: input.diskId, rendered: pending, standIn, sealed: input.sealed, extra: input.extra,
-  });
-  const rendered = await input.render(input.secrets, digest.publicDigest);
-  // digestNode has checked that every secret-bearing file has its stand-in twin.
-  const twins = new Map(standIn.rootEntries.map((e) => [e.path, e]));
-  const size = (e: RootEntry | undefined): number => (e?.kind === 'file' ? e.data.length : 0);
-  const roomSizes = rendered.rootEntries.map((e) => size(isSecretBearing(e) ? twins.get(e.path) : e));
-  return { digest, rendered, roomSizes };
-}
-
-export function selectNodes(inventory: Inventory, names: string[] | undefined): NodeSpec[] {
-  if (!names || names.length === 0) return inventory.nodes;
-  const known = new Map(inventory.nodes.map((n) => [n.name, n]));
-  const unknown = names.filter((n) => !known.has(n));
-  if (unknown.length > 0) {
-    throw new PibakeError(`no node named ${unknown.join(', ')} in ${inventory.file}`, {
-      hint: `known nodes: ${[...known.keys()].join(', ')}`,
-    });
-  }
-  return inventory.nodes.filter((n) => names.includes(n.name));
-}
-
-function baseSpec(inventory: Inventory, options: BuildOptions): BaseImageSpec {
-  if (!options.base) return inventory.base;
-  if (/^https?:\/\//.test(options.base)) return { url: options.base, sha256: options.baseSha256 };
-  return { path: path.resolve(options.base), sha256: options.baseSha256 };
+export function nodeDigest(rendering: NodeRendering, inputs: { baseSha256: string; diskId: string; sealed: boolean; extra?: Record<string, string> }): NodeDigest {
+  return digestNode({ toolVersion, rendered: rendering.unbound.rendered, standIn: rendering.unbound.standIn, ...inputs });
 }
 
 /** What each selected node's role lacks in the base, by role (roles with nothing to add left out). */
@@ -441,44 +378,3 @@ async function removeDroppedNodes(
     reporter.event({ type: 'removed', node: name, files });
   }
 }
-
-/**
- * Runs `fn` over items with at most `limit` at a time. After the first failure no new item starts,
- * but the running ones are awaited, so each removes its own unfinished files before the build
- * reports that first failure and exits.
- */
-export async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length && !failure) {
-      const item = items[next++] as T;
-      await fn(item).catch((error: unknown) => {
-        failure ??= { error };
-      });
-    }
-  });
-  await Promise.all(workers);
-  if (failure) throw failure.error;
-}
-
-/** Calls `fn` at most every 200 ms (progress events from a byte stream). */
-function throttled(fn: (bytes: number) => void): (bytes: number) => void {
-  let last = 0;
-  return (bytes) => {
-    const now = Date.now();
-    if (now - last < 200) return;
-    last = now;
-    fn(bytes);
-  };
-}
-
-/** Wraps an async function so calls run one after another (manifest writes from parallel nodes). */
-function serialised(fn: () => Promise<void>): () => Promise<void> {
-  let chain: Promise<void> = Promise.resolve();
-  return () => {
-    chain = chain.then(fn, fn);
-    return chain;
-  };
-}
-

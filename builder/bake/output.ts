@@ -7,8 +7,17 @@
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError } from '../common/errors.ts';
+import type { Inventory } from '../inventory/types.ts';
 import { sumLine } from '../package/checksums.ts';
 import { isPartial, siblingTempPath } from '../package/temp-name.ts';
+
+/**
+ * Where a build of `inventory` writes: <out>/<cluster>/, `out` (--out, default ./output) taken from
+ * the current folder. Every command that reads a build's output (status, flash) finds it here.
+ */
+export function clusterOutputDir(out: string, inventory: Pick<Inventory, 'cluster'>): string {
+  return path.join(path.resolve(out), inventory.cluster.name);
+}
 
 export const MANIFEST_FORMAT = 1;
 

@@ -10,23 +10,21 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { forgetOnExit, removeOnExit } from '../common/cleanup.ts';
 import { PibakeError } from '../common/errors.ts';
-import { roleFolders, toolVersion } from '../common/paths.ts';
+import { toolVersion } from '../common/paths.ts';
 import { cloneImage } from '../image/copy.ts';
 import { SparseFileWriter } from '../image/intake/sparse-writer.ts';
 import { openRaspiosImage, verifyBakedImage, type RaspiosImage } from '../image/raspios.ts';
 import { withStagingDir } from '../image/staging.ts';
-import { loadInventory } from '../inventory/load.ts';
-import type { Inventory } from '../inventory/types.ts';
+import type { NodeSpec } from '../inventory/types.ts';
 import { writeBmapFile } from '../package/bmap.ts';
 import { openDecompressed, readHeader, sniffFormat } from '../package/compress.ts';
 import { siblingTempPath } from '../package/temp-name.ts';
 import { describeChanges } from '../plan/plan.ts';
 import type { PackageSource } from '../render/firstboot.ts';
-import { renderNode } from '../render/render.ts';
-import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { loadProject, renderProjectNode, selectNodes, type Project } from '../render/project.ts';
 import { readExistingSecrets, standInSecrets } from '../render/secrets.ts';
 import { isSecretBearing, type RootEntry } from '../render/types.ts';
-import { renderAndDigest } from './build.ts';
+import { nodeDigest } from './build.ts';
 
 export interface SealOptions {
   /** A sealed image (`<node>.img` of a `--sealed` build), raw or as its .img.xz / .img.zst. */
@@ -73,14 +71,9 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
     throw new PibakeError(`--out ${options.out} exists and is not a regular file`, { hint: 'to write a card, use pibake flash NODE --device DEV; seal writes image files only' });
   }
 
-  // The folders pibake build loads them from, so the files rendered here are the build's.
-  const folders = roleFolders(options.config);
-  const overlaysDir = folders.overlays;
-  const roles = await loadRoles(folders.roles, overlaysDir);
-  const inventory = await loadInventory(options.config, roles);
-  if (!inventory.nodes.some((n) => n.name === options.node)) {
-    throw new PibakeError(`no node named ${options.node} in ${inventory.file}`, { hint: `known nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
-  }
+  // Loaded as pibake build loads them, so the files rendered here are the build's.
+  const project = await loadProject(options.config);
+  const [node] = selectNodes(project.inventory, [options.node]) as [NodeSpec];
 
   // A compressed image is unpacked (sparse) into the output's temp file first, and checked there.
   const partial = siblingTempPath(out);
@@ -89,7 +82,7 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
     const compressed = sniffFormat(await readHeader(options.image)) !== 'raw';
     if (compressed) await unpackSparse(options.image, partial);
     const source = await openRaspiosImage(compressed ? partial : options.image, { label });
-    const entries = await secretEntries({ inventory, roles, overlaysDir }, options, label, source);
+    const entries = await secretEntries(project, node, label, source);
     if (!compressed) await cloneImage(source.path, partial);
     // It is about to hold the node's secrets: its owner's only (like a normal build's image) first.
     await chmod(partial, 0o600);
@@ -130,17 +123,12 @@ async function unpackSparse(source: string, target: string): Promise<void> {
 }
 
 /** The node's secret-bearing files as a normal build renders them, after every check on the image. */
-async function secretEntries(
-  project: { inventory: Inventory; roles: RoleCatalog; overlaysDir: string },
-  options: SealOptions,
-  label: string,
-  source: RaspiosImage,
-): Promise<RootEntry[]> {
-  const { inventory, roles, overlaysDir } = project;
+async function secretEntries(project: Project, node: NodeSpec, label: string, source: RaspiosImage): Promise<RootEntry[]> {
+  const { inventory, roles } = project;
   const card = await readCardManifest(source);
-  if (card.cluster !== inventory.cluster.name || card.node !== options.node) {
-    throw new PibakeError(`${label} is the image of node ${card.node} of cluster ${card.cluster}, not of node ${options.node} of cluster ${inventory.cluster.name}`, {
-      hint: `seal ${options.node}.img with --node ${options.node}, using the inventory it was built from`,
+  if (card.cluster !== inventory.cluster.name || card.node !== node.name) {
+    throw new PibakeError(`${label} is the image of node ${card.node} of cluster ${card.cluster}, not of node ${node.name} of cluster ${inventory.cluster.name}`, {
+      hint: `seal ${node.name}.img with --node ${node.name}, using the inventory it was built from`,
     });
   }
   if (card.pibake !== toolVersion) {
@@ -158,7 +146,7 @@ async function secretEntries(
   }
 
   // Only the node's own secrets are needed, and all of them: a fresh value would not match the cluster.
-  const secrets = await readExistingSecrets(inventory, roles, [options.node]);
+  const secrets = await readExistingSecrets(inventory, roles, [node.name]);
   const base = { generation: source.generation, installedPackages: new Set((await source.root.readDpkgStatus()).keys()) };
   // Rendered as the build renders it: the public digest must be the one the card records, or the
   // inventory, roles or overlays changed since the image was built and the files would not fit it.
@@ -166,17 +154,15 @@ async function secretEntries(
   // are taken from the card's own record.
   const carried = Object.fromEntries(Object.entries(card.files).filter(([key]) => key.startsWith('carry:')));
   const packages = card.packages?.from ?? 'card';
-  const { digest, rendered } = await renderAndDigest({
-    render: (withSecrets, buildId) => renderNode({ inventory, nodeName: options.node, roles, secrets: withSecrets, base, overlaysDir, buildId, packages }),
-    secrets, standIns: standInSecrets(inventory, roles), sealed: false, baseSha256: card.base.sha256, diskId: card.diskId, extra: carried,
-  });
+  const rendering = await renderProjectNode(project, node, { secrets, standIns: standInSecrets(inventory, roles), base, packages });
+  const digest = nodeDigest(rendering, { baseSha256: card.base.sha256, diskId: card.diskId, sealed: false, extra: carried });
   if (digest.publicDigest !== card.digest) {
     const changes = describeChanges(card.files, digest.files);
     throw new PibakeError(`${label} was not built from ${path.basename(inventory.file)} as it is now${changes.length > 0 ? `: ${changes.join(', ')}` : ' (base image or disk id differ)'}`, {
       hint: 'seal with the inventory, roles and overlays the image was built from (the release\'s commit), or build the image again',
     });
   }
-  return rendered.rootEntries.filter(isSecretBearing);
+  return rendering.rendered.rootEntries.filter(isSecretBearing);
 }
 
 async function readCardManifest(image: RaspiosImage): Promise<CardManifest> {

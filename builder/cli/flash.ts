@@ -8,6 +8,7 @@ import { formatBytes } from '../flash/safety.ts';
 
 interface FlashArgs {
   config: string;
+  out: string;
   target: string;
   device: string[];
   yes: boolean;
@@ -25,8 +26,9 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
   describe: 'write a node image (or any .img/.img.zst/.img.xz) to one or more cards, then verify it',
   builder: (y) =>
     y
-      .positional('target', { type: 'string', demandOption: true, describe: 'node name (output/<cluster>/<node>.img*) or image file' })
-      .option('config', { type: 'string', default: 'cluster.yaml', describe: 'cluster inventory (for node names)' })
+      .positional('target', { type: 'string', demandOption: true, describe: 'node name (its image from pibake build, in <out>/<cluster>/) or image file' })
+      .option('config', { alias: 'c', type: 'string', default: 'cluster.yaml', describe: 'cluster inventory (for node names)' })
+      .option('out', { alias: 'o', type: 'string', default: 'output', describe: 'output root of pibake build: a node\'s image is <out>/<cluster>/<node>.img*' })
       .option('device', { type: 'string', array: true, demandOption: true, describe: 'card to write (whole disk, e.g. /dev/sdX), or a file; repeat for several' })
       .option('yes', { type: 'boolean', default: false, describe: 'do not ask before erasing (needed without a terminal)' })
       .option('verify', { type: 'boolean', default: true, describe: 'read every written range back and compare checksums (--no-verify skips)' })
@@ -37,7 +39,7 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
       .option('seal', { type: 'boolean', default: true, describe: 'a sealed image (build --sealed) gets its node\'s secrets from cluster.secrets.yaml before it is written (--no-seal writes it as it is)' })
       .option('bmap', { type: 'string', describe: 'block map to use (default: X.img.bmap or X.bmap beside the image)' }) as never,
   handler: async (args) => {
-    const image = resolveImage(args.target, args.config);
+    const image = await resolveImage(args.target, { config: args.config, out: args.out });
     const bmap = args.bmap ?? bmapBeside(image);
     if (args['verify-only']) {
       const checked = await verifyOnly({ image, bmap, targets: args.device, out: process.stderr });

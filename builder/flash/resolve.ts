@@ -1,27 +1,31 @@
 /**
  * What `pibake flash NODE|IMAGE` means: an existing image file, or a node of the cluster whose
- * image lies in output/<cluster>/<node>.img(.zst|.xz) beside the config. The bmap next to the
- * image (X.img.bmap or X.bmap) is used when there is one.
+ * image lies where `pibake build` writes it: <out>/<cluster>/<node>.img(.zst|.xz), the inventory
+ * read by the build's own loader. The bmap next to the image (X.img.bmap or X.bmap) is used when
+ * there is one.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { load } from 'js-yaml';
+import { basename, dirname, join } from 'node:path';
+import { clusterOutputDir } from '../bake/output.ts';
 import { PibakeError } from '../common/errors.ts';
+import { loadProject, selectNodes } from '../render/project.ts';
 
 export const IMAGE_SUFFIXES = ['.img', '.img.zst', '.img.xz'];
 
-export function resolveImage(nodeOrImage: string, configPath = 'cluster.yaml'): string {
+/** `config`: the inventory (for node names); `out`: the build's output root (--out, default ./output). */
+export async function resolveImage(nodeOrImage: string, where: { config: string; out: string }): Promise<string> {
   if (existsSync(nodeOrImage)) return nodeOrImage;
   if (/[/\\]|\.img/.test(nodeOrImage)) {
     throw new PibakeError(`image ${nodeOrImage} does not exist`, { hint: 'name an existing image file or a node of the cluster' });
   }
-  const cluster = clusterName(configPath);
-  const base = join(dirname(resolve(configPath)), 'output', cluster, nodeOrImage);
-  const found = IMAGE_SUFFIXES.map((s) => base + s).find((p) => existsSync(p));
+  const { inventory } = await loadProject(where.config);
+  selectNodes(inventory, [nodeOrImage]);
+  const dir = clusterOutputDir(where.out, inventory);
+  const found = IMAGE_SUFFIXES.map((s) => join(dir, `${nodeOrImage}${s}`)).find((p) => existsSync(p));
   if (!found) {
-    throw new PibakeError(`no image for node "${nodeOrImage}" in ${dirname(base)}`, {
-      hint: `build it first with \`pibake build\`, or check the node name in ${configPath}`,
+    throw new PibakeError(`no image for node "${nodeOrImage}" in ${dir}`, {
+      hint: 'build it first with `pibake build`, or pass the folder it built into with --out',
     });
   }
   return found;
@@ -51,21 +55,4 @@ export async function sealedNodeOf(image: string): Promise<string | undefined> {
     if (files.includes(name)) return record.sealed === true ? node : undefined;
   }
   return undefined;
-}
-
-function clusterName(configPath: string): string {
-  let doc: unknown;
-  try {
-    doc = load(readFileSync(configPath, 'utf8'));
-  } catch (error) {
-    throw new PibakeError(`cannot read ${configPath}: ${(error as Error).message.split('\n')[0]}`, {
-      hint: 'pass --config with the cluster inventory, or name an image file instead of a node',
-      cause: error,
-    });
-  }
-  const name = (doc as { cluster?: { name?: unknown } } | undefined)?.cluster?.name;
-  if (typeof name !== 'string' || name === '') {
-    throw new PibakeError(`${configPath} has no cluster.name`, { hint: 'add cluster: { name: ... } to the inventory' });
-  }
-  return name;
 }

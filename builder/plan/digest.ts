@@ -6,6 +6,9 @@ import { createHash } from 'node:crypto';
 import { PibakeError } from '../common/errors.ts';
 import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
 
+/** A node's files, bound to a build id or not: what the digests are taken over. */
+export type NodeFiles = Pick<RenderedNode, 'node' | 'role' | 'rootEntries' | 'bootFiles' | 'bootEdits'>;
+
 export interface NodeInputs {
   /** pibake's version: a new pibake may bake differently. */
   toolVersion: string;
@@ -13,13 +16,13 @@ export interface NodeInputs {
   baseSha256: string;
   /** The MBR disk identifier the node's card gets. */
   diskId: string;
-  rendered: RenderedNode;
+  rendered: NodeFiles;
   /**
    * The same node rendered from stand-in secrets (standInSecrets; `rendered` itself in a sealed
    * build): the bytes of its secret-bearing files stand for theirs in `files` and the public digest,
    * so those follow what the files are made of (a template, the inventory) and hold no hash of a secret.
    */
-  standIn: RenderedNode;
+  standIn: NodeFiles;
   /** A sealed image leaves the secret-bearing files out: another image, so another digest. */
   sealed?: boolean;
   /** Further inputs by name -> digest, e.g. the .debs carried on the card (`carry:<file>` -> SHA-256). */
@@ -31,13 +34,16 @@ export interface NodeDigest {
   digest: string;
   /**
    * The same with secret-bearing files counted as rendered from stand-ins, and without whether they
-   * are left out: equal for a sealed image and the unsealed one of the same node, whatever the secrets. It is the build id
-   * (the cloud-init instance-id) and the digest the card's own manifest records, so a card sealed
-   * later gets the boot partition and manifest an unsealed build gives, and publishes no hash of a
-   * secret.
+   * are left out: equal for a sealed image and the unsealed one of the same node, whatever the secrets. It is the digest
+   * the card's own manifest records, so a card sealed later gets the manifest an unsealed build
+   * gives, and publishes no hash of a secret.
    */
   publicDigest: string;
-  /** `root:/etc/haproxy/haproxy.cfg` or `boot:user-data` -> digest of content and metadata. */
+  /**
+   * `root:/etc/haproxy/haproxy.cfg` or `boot:user-data` -> digest of content and metadata: every
+   * file rendered for the node, but those its build id is bound into (build-id.ts), which follow
+   * from these.
+   */
   files: Record<string, string>;
 }
 
@@ -66,12 +72,30 @@ function entryDigest(entry: RootEntry, standIn: Map<string, RootEntry>): string 
   return sha256(meta);
 }
 
-export function digestNode(inputs: NodeInputs): NodeDigest {
+/** Per-file digests, secret-bearing files counted by their stand-in twins (entryDigest). */
+function fileDigests(rendered: NodeFiles, standInNode: NodeFiles): Record<string, string> {
   const files: Record<string, string> = {};
-  const standIn = new Map(inputs.standIn.rootEntries.map((e) => [e.path, e]));
-  for (const entry of inputs.rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry, standIn);
-  for (const file of inputs.rendered.bootFiles) files[`boot:${file.path}`] = sha256(file.data);
-  for (const edit of inputs.rendered.bootEdits) files[`boot-edit:${edit.path}`] = sha256(edit.describe);
+  const standIn = new Map(standInNode.rootEntries.map((e) => [e.path, e]));
+  for (const entry of rendered.rootEntries) files[`root:${entry.path}`] = entryDigest(entry, standIn);
+  for (const file of rendered.bootFiles) files[`boot:${file.path}`] = sha256(file.data);
+  for (const edit of rendered.bootEdits) files[`boot-edit:${edit.path}`] = sha256(edit.describe);
+  return files;
+}
+
+/**
+ * A node's build id (the cloud-init instance-id's digits): a digest of what it renders to before
+ * the id is bound, counted as for the public digest, so it is the same for a sealed image, the
+ * unsealed one and `pibake render`'s preview of either, and holds no hash of a secret. The base,
+ * the disk id and the carried .debs are in the node's digest, not here: a card is flashed fresh,
+ * so the id only has to change when the node's own files do.
+ */
+export function buildIdOf(unbound: NodeFiles, standIn: NodeFiles): string {
+  const files = fileDigests(unbound, standIn);
+  return sha256('pibake build-id', `node ${unbound.node} ${unbound.role}`, ...Object.keys(files).sort().map((key) => `${key} ${files[key]}`));
+}
+
+export function digestNode(inputs: NodeInputs): NodeDigest {
+  const files = fileDigests(inputs.rendered, inputs.standIn);
   Object.assign(files, inputs.extra);
   const keys = Object.keys(files).sort();
   const publicDigest = sha256(

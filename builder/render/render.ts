@@ -18,25 +18,25 @@
  * 99_raspberry-pi.cfg already says so).
  */
 import { PibakeError } from '../common/errors.ts';
-import type { Generation, Inventory } from '../inventory/types.ts';
+import type { Generation, Inventory, NodeSpec } from '../inventory/types.ts';
+import { NODE_FILE, type UnboundNode } from './build-id.ts';
 import { buildContext } from './context.ts';
 import { collectOverlays, overlayEntries, ownershipList } from './overlay.ts';
 import type { RoleCatalog } from './roles.ts';
 import { GENERATED_SECRET, type ClusterSecrets } from './secrets.ts';
 import { firstBootEntries, type PackageSource } from './firstboot.ts';
-import { GENERATED_KEYS_DIR, bookwormSeeds, cloudInitSeeds, instanceId, wifiPsk, type NodeFacts } from './seeds.ts';
+import { GENERATED_KEYS_DIR, bookwormSeeds, cloudInitSeeds, wifiPsk, type NodeFacts } from './seeds.ts';
 import { guardEntries } from './secrets-guard.ts';
-import { isSecretBearing, type BootFile, type RenderedNode, type RootEntry } from './types.ts';
+import { isSecretBearing, type BootFile, type RootEntry } from './types.ts';
 
 export interface RenderInput {
   inventory: Inventory;
-  nodeName: string;
+  /** One of inventory.nodes (selectNodes). */
+  node: NodeSpec;
   roles: RoleCatalog;
   secrets: ClusterSecrets;
   base: { generation: Generation; installedPackages: ReadonlySet<string> };
   overlaysDir: string;
-  /** Digest of the node's inputs (lowercase hex); its first 12 digits make the cloud-init instance-id. */
-  buildId: string;
   /** Where first boot takes the role packages from (default: the card's local repository). */
   packages?: PackageSource;
 }
@@ -46,12 +46,13 @@ const HOST_KEY = '/etc/ssh/ssh_host_ed25519_key';
 const RESERVED = [/^\/etc\/machine-id$/, /^\/var\/lib\/dbus\/machine-id$/, /^\/boot\/firmware(\/|$)/];
 const OWNERSHIP_LIST = '/etc/pibake/ownership.list';
 
-export async function renderNode(input: RenderInput): Promise<RenderedNode> {
-  const { inventory, roles, secrets, base, nodeName } = input;
-  const spec = inventory.nodes.find((n) => n.name === nodeName);
-  if (!spec) {
-    throw new PibakeError(`no node named "${nodeName}" in ${inventory.file}`, { hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
-  }
+/**
+ * The node's files, all but the few that carry its build id: bindBuildId adds those once the id,
+ * a digest of this rendering, is known.
+ */
+export async function renderNode(input: RenderInput): Promise<UnboundNode> {
+  const { inventory, roles, secrets, base, node: spec } = input;
+  const nodeName = spec.name;
   const role = roles.get(spec.role);
   if (!role) throw new PibakeError(`node "${nodeName}" has role "${spec.role}", which has no file in roles/`, { hint: `known roles: ${[...roles.keys()].join(', ')}` });
 
@@ -76,7 +77,6 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
     inventory,
     node: context.node,
     nodes: context.nodes,
-    instanceId: instanceId(nodeName, input.buildId),
     adminKeys,
     generatedAdminKey,
     passwordHash: secrets.admin.passwordHash,
@@ -97,10 +97,6 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
       'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' +
       `AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 ${GENERATED_KEYS_DIR}/%u\n`, 0o644),
     fileEntry(OWNERSHIP_LIST, ownershipList(ownership), 0o644),
-    fileEntry('/etc/pibake/node.json', `${JSON.stringify({
-      node: nodeName, role: role.name, tags: role.tags, cluster: inventory.cluster.name, domain: inventory.cluster.domain,
-      fqdn: context.node.fqdn, ip: spec.ip, generation: base.generation, buildId: input.buildId, instanceId: facts.instanceId,
-    }, null, 2)}\n`, 0o644),
     ...seeds.rootEntries,
     ...firstBootEntries({
       node: nodeName,
@@ -129,12 +125,16 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
   }
   const secretFiles = [...overlay, ...generated].filter(isSecretBearing).map((e) => e.path).sort(compare);
   generated.push(...guardEntries({ node: nodeName, cluster: inventory.cluster.name, generation: base.generation, secretFiles }));
+  const claim = (rootPath: string) => {
+    if (!byPath.has(rootPath)) return;
+    throw new PibakeError(`overlay file ${rootPath} collides with a file pibake generates for node "${nodeName}"`, {
+      hint: 'remove it from the overlay; pibake owns this path',
+    });
+  };
+  // The node file is bound after rendering (bindBuildId), but is pibake's all the same.
+  claim(NODE_FILE);
   for (const entry of generated) {
-    if (byPath.has(entry.path)) {
-      throw new PibakeError(`overlay file ${entry.path} collides with a file pibake generates for node "${nodeName}"`, {
-        hint: 'remove it from the overlay; pibake owns this path',
-      });
-    }
+    claim(entry.path);
     byPath.set(entry.path, entry);
   }
   const rootEntries = [...byPath.values()].sort((a, b) => compare(a.path, b.path));
@@ -142,7 +142,11 @@ export async function renderNode(input: RenderInput): Promise<RenderedNode> {
   checkNothingBelowSymlinks(byPath);
   const bootFiles: BootFile[] = [...seeds.bootFiles].sort((a, b) => compare(a.path, b.path));
   assertNoSecretLeak(nodeName, secrets, rootEntries, bootFiles);
-  return { node: nodeName, role: role.name, rootEntries, bootFiles, bootEdits: seeds.bootEdits };
+  const nodeFile = {
+    node: nodeName, role: role.name, tags: role.tags, cluster: inventory.cluster.name, domain: inventory.cluster.domain,
+    fqdn: context.node.fqdn, ip: spec.ip, generation: base.generation,
+  };
+  return { node: nodeName, role: role.name, rootEntries, bootFiles, bootEdits: seeds.bootEdits, identity: { generation: base.generation, nodeFile } };
 }
 
 /** The role's packages the base image does not have, sorted: what first boot installs. */

@@ -39,6 +39,8 @@ export interface BootFile {
 export interface RenderedNode {
   node: string;
   role: string;
+  /** The build id its files carry (node.json, the cloud-init instance-id): bound after rendering (build-id.ts). */
+  buildId: string;
   rootEntries: RootEntry[];
   bootFiles: BootFile[];
   /**

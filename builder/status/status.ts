@@ -8,12 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { removeOnExit } from '../common/cleanup.ts';
 import { PibakeError } from '../common/errors.ts';
-import { roleFolders } from '../common/paths.ts';
-import { inParallel, selectNodes } from '../bake/build.ts';
-import { readManifest } from '../bake/output.ts';
-import { loadInventory } from '../inventory/load.ts';
+import { inParallel } from '../common/parallel.ts';
+import { clusterOutputDir, readManifest } from '../bake/output.ts';
 import type { Inventory } from '../inventory/types.ts';
-import { loadRoles, type RoleCatalog } from '../render/roles.ts';
+import { loadProject, selectNodes } from '../render/project.ts';
+import type { RoleCatalog } from '../render/roles.ts';
 import { adminKeyPaths, knownHosts, readExistingSecrets } from '../render/secrets.ts';
 import { CLOUD_INIT_SETTLED, readNode } from './parse.ts';
 import { probeScript, probeTarget, type ProbeTarget } from './probe.ts';
@@ -53,11 +52,9 @@ const PARALLEL = 32;
 
 export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
   // The same roles pibake build baked the cards from.
-  const folders = roleFolders(options.config);
-  const roles = await loadRoles(folders.roles, folders.overlays);
-  const inventory = await loadInventory(options.config, roles);
+  const { inventory, roles } = await loadProject(options.config);
   const selected = selectNodes(inventory, options.nodes);
-  const dir = path.join(path.resolve(options.out), inventory.cluster.name);
+  const dir = clusterOutputDir(options.out, inventory);
   const manifestFile = path.join(dir, 'manifest.json');
   const manifest = await readManifest(dir, inventory.cluster.name);
   if (!manifest) {

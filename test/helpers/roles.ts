@@ -10,6 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultEtcdMembers } from '../../builder/inventory/checks-ha.ts';
 import type { Generation, Inventory } from '../../builder/inventory/types.ts';
+import { bindBuildId } from '../../builder/render/build-id.ts';
+import { selectNodes } from '../../builder/render/project.ts';
 import { renderNode } from '../../builder/render/render.ts';
 import { loadRoles, type RoleCatalog } from '../../builder/render/roles.ts';
 import { loadOrCreateSecrets, type ClusterSecrets } from '../../builder/render/secrets.ts';
@@ -82,10 +84,10 @@ export async function renderedCluster(inventory: Inventory): Promise<RenderedClu
   return {
     roles,
     secrets,
-    render: (nodeName, generation = 'bookworm') => renderNode({
-      inventory, nodeName, roles, secrets, overlaysDir: OVERLAYS_DIR, buildId: BUILD_ID,
+    render: async (nodeName, generation = 'bookworm') => bindBuildId(await renderNode({
+      inventory, node: selectNodes(inventory, [nodeName])[0]!, roles, secrets, overlaysDir: OVERLAYS_DIR,
       base: { generation, installedPackages: new Set(['python3', 'openssh-server']) },
-    }),
+    }), BUILD_ID),
   };
 }
 

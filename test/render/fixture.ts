@@ -4,12 +4,23 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Inventory } from '../../builder/inventory/types.ts';
+import { bindBuildId } from '../../builder/render/build-id.ts';
+import { selectNodes } from '../../builder/render/project.ts';
+import { renderNode, type RenderInput } from '../../builder/render/render.ts';
+import type { RenderedNode } from '../../builder/render/types.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const FIXTURE_ROLES = path.resolve(here, '../fixtures/roles');
 export const FIXTURE_OVERLAYS = path.resolve(here, '../fixtures/overlays');
 export const BUILD_ID = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
 export const OPERATOR_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAzBWgULh9SpzEg34Rhct3qPTRY1UYKuFP7D06b1rpaR operator@laptop';
+
+/** The named node rendered, with BUILD_ID bound as a build binds its own. */
+export async function renderNamed(input: Omit<RenderInput, 'node'> & { nodeName: string }, buildId = BUILD_ID): Promise<RenderedNode> {
+  const { nodeName, ...rest } = input;
+  const [node] = selectNodes(input.inventory, [nodeName]);
+  return bindBuildId(await renderNode({ ...rest, node: node! }), buildId);
+}
 
 export function sevenNodeInventory(dir: string, overrides: Partial<Inventory> = {}): Inventory {
   return {

@@ -6,21 +6,21 @@ import { load } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runTool } from '../../builder/common/exec.ts';
 import type { Generation, Inventory } from '../../builder/inventory/types.ts';
-import { renderNode, secretValues } from '../../builder/render/render.ts';
+import { secretValues } from '../../builder/render/render.ts';
 import { loadRoles, type RoleCatalog } from '../../builder/render/roles.ts';
 import { loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../../builder/render/secrets.ts';
 import { wifiPsk } from '../../builder/render/seeds.ts';
 import type { RenderedNode } from '../../builder/render/types.ts';
-import { BUILD_ID, FIXTURE_OVERLAYS, FIXTURE_ROLES, LITE_PACKAGES, sevenNodeInventory } from './fixture.ts';
+import { BUILD_ID, FIXTURE_OVERLAYS, FIXTURE_ROLES, LITE_PACKAGES, renderNamed, sevenNodeInventory } from './fixture.ts';
 
 const CMDLINE = 'console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet resize\n';
 
 interface World { dir: string; inventory: Inventory; roles: RoleCatalog; secrets: ClusterSecrets }
 
 async function renderAll(world: World, generation: Generation, installed: ReadonlySet<string> = LITE_PACKAGES): Promise<RenderedNode[]> {
-  return Promise.all(world.inventory.nodes.map((n) => renderNode({
+  return Promise.all(world.inventory.nodes.map((n) => renderNamed({
     inventory: world.inventory, nodeName: n.name, roles: world.roles, secrets: world.secrets,
-    base: { generation, installedPackages: installed }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
+    base: { generation, installedPackages: installed }, overlaysDir: FIXTURE_OVERLAYS,
   })));
 }
 
@@ -250,17 +250,17 @@ print(json.dumps(out, default=str))
     const roles = await loadRoles(FIXTURE_ROLES, overlays);
     const lbRole = roles.get('lb')!;
     roles.set('lb', { ...lbRole, files: [...lbRole.files, { ...lbRole.files[0]!, pattern: '/etc/stats.txt', matcher: /^\/etc\/stats\.txt$/, mode: 0o600, owner: undefined, group: undefined }] });
-    await expect(renderNode({
+    await expect(renderNamed({
       inventory: world.inventory, nodeName: 'lb', roles, secrets: world.secrets,
-      base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: overlays, buildId: BUILD_ID,
+      base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: overlays,
     })).rejects.toThrow(/\/etc\/stats\.txt of lb contains the secret haproxy_stats_password but is not a template that reads it/);
   });
 
   it('refuses a secret in a world-readable root file', async () => {
     const roles: RoleCatalog = new Map([...world.roles].map(([k, v]) => [k, { ...v, files: v.files.filter((f) => !f.pattern.includes('haproxy')) }]));
-    await expect(renderNode({
+    await expect(renderNamed({
       inventory: world.inventory, nodeName: 'lb', roles, secrets: world.secrets,
-      base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
+      base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS,
     })).rejects.toThrow(/\/etc\/haproxy\/haproxy\.cfg of lb contains the secret haproxy_stats_password but would be readable by everyone/);
   });
 
@@ -326,10 +326,10 @@ print(json.dumps(out, default=str))
   });
 
   it('refuses unknown nodes and roles', async () => {
-    await expect(renderNode({
+    await expect(renderNamed({
       inventory: world.inventory, nodeName: 'nope', roles: world.roles, secrets: world.secrets,
-      base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
-    })).rejects.toThrow(/no node named "nope"/);
+      base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS,
+    })).rejects.toThrow(/no node named nope in /);
   });
 });
 
@@ -344,8 +344,8 @@ describe('renderNode refuses overlays that touch reserved paths', () => {
       await mkdir(path.join(overlays, 'evil', path.dirname(rel)), { recursive: true });
       await writeFile(path.join(overlays, 'evil', rel), 'x\n');
       roles.set('lb', { ...roles.get('lb')!, overlays: ['evil'], secrets: [] });
-      await expect(renderNode({
-        inventory, nodeName: 'lb', roles, secrets, base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: overlays, buildId: BUILD_ID,
+      await expect(renderNamed({
+        inventory, nodeName: 'lb', roles, secrets, base: { generation: 'trixie', installedPackages: LITE_PACKAGES }, overlaysDir: overlays,
       })).rejects.toThrow(pattern);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -367,8 +367,8 @@ describe('renderNode with a minimal inventory (no password, no wifi, no MAC, not
       expect(secrets.admin).toEqual({});
       const installed = new Set([...LITE_PACKAGES, 'haproxy', 'postgresql', 'nginx']);
       for (const generation of ['trixie', 'bookworm'] as const) {
-        const node = await renderNode({
-          inventory, nodeName: 'db2', roles, secrets, base: { generation, installedPackages: installed }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
+        const node = await renderNamed({
+          inventory, nodeName: 'db2', roles, secrets, base: { generation, installedPackages: installed }, overlaysDir: FIXTURE_OVERLAYS,
         });
         if (generation === 'bookworm') {
           expect(node.bootFiles.map((f) => f.path)).toEqual(['firstrun.sh', 'ssh']); // no userconf.txt without a hash

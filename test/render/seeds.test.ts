@@ -5,10 +5,9 @@
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { loadRoles } from '../../builder/render/roles.ts';
-import { renderNode } from '../../builder/render/render.ts';
 import { loadOrCreateSecrets } from '../../builder/render/secrets.ts';
 import { nmKeyfileSsid } from '../../builder/render/seeds.ts';
-import { BUILD_ID, FIXTURE_OVERLAYS, FIXTURE_ROLES, LITE_PACKAGES, sevenNodeInventory, withTempDir } from './fixture.ts';
+import { FIXTURE_OVERLAYS, FIXTURE_ROLES, LITE_PACKAGES, renderNamed, sevenNodeInventory, withTempDir } from './fixture.ts';
 
 /** Groups of a key file and the bytes of [wifi] ssid as NetworkManager reads them (a string, or a list of byte values). */
 async function readKeyfile(text: string): Promise<{ groups: string[]; ssid: string }> {
@@ -38,9 +37,9 @@ describe('NetworkManager keyfile for Wi-Fi (both generations: the PSK stays off 
         const roles = await loadRoles(FIXTURE_ROLES, FIXTURE_OVERLAYS);
         const secrets = await loadOrCreateSecrets(inventory, roles);
         for (const generation of ['bookworm', 'trixie'] as const) {
-          const rendered = await renderNode({
+          const rendered = await renderNamed({
             inventory, nodeName: 'lb', roles, secrets,
-            base: { generation, installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS, buildId: BUILD_ID,
+            base: { generation, installedPackages: LITE_PACKAGES }, overlaysDir: FIXTURE_OVERLAYS,
           });
           const entry = rendered.rootEntries.find((e) => e.path === '/etc/NetworkManager/system-connections/wlan0.nmconnection');
           const parsed = await readKeyfile(entry && 'data' in entry ? entry.data.toString('utf8') : '');
