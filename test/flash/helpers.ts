@@ -39,6 +39,17 @@ export async function makeImageWithBmap(dir: string, name = 'node.img', sizeByte
   return { image, bmap };
 }
 
+/** Changes the byte at `offset` (its bits inverted: a fixed value equals random data 1 time in 256). */
+export async function flipByte(path: string, offset: number): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    const { buffer } = await handle.read(Buffer.alloc(1), 0, 1, offset);
+    await handle.write(Buffer.from([(buffer[0] ?? 0) ^ 0xff]), 0, 1, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Independent oracle: `cmp` of byte ranges of two files or devices. */
 export async function sameBytes(a: string, b: string, ranges: readonly { start: number; end: number }[]): Promise<boolean> {
   for (const r of ranges) {
