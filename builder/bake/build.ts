@@ -14,16 +14,19 @@ import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { roleFolders, toolVersion } from '../common/paths.ts';
 import { parseDpkgStatus } from '../image/ext4.ts';
 import { obtainBase } from '../image/intake.ts';
-import { humanBytes } from '../image/intake/progress.ts';
+import { humanBytes } from '../common/human-bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { openRaspiosImage, verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
 import { loadInventory } from '../inventory/load.ts';
-import type { BaseImageSpec, Inventory, NodeSpec } from '../inventory/types.ts';
+import type { BaseImageSpec } from '../common/base-image.ts';
+import type { Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
 import { writeBmapFile } from '../package/bmap.ts';
-import { sha256File } from '../package/checksums.ts';
-import { siblingTempPath } from '../package/temp-name.ts';
+import { writeFileAtomic } from '../bytes/atomic.ts';
+import { sha256File } from '../bytes/checksums.ts';
+import { type Compression, extensionOf } from '../bytes/formats.ts';
+import { siblingTempPath } from '../bytes/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { clusterChanges, decideNode } from '../plan/plan.ts';
 import { baseSupportsYescrypt } from '../render/crypt.ts';
@@ -31,16 +34,15 @@ import type { PackageSource } from '../render/firstboot.ts';
 import { loadRoles, type RoleCatalog } from '../render/roles.ts';
 import { missingPackages, renderNode } from '../render/render.ts';
 import { knownHosts, loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from '../render/secrets.ts';
-import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
+import { isSecretBearing, type RootEntry } from '../common/node-files.ts';
+import type { RenderedNode } from '../render/types.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
 import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import {
   MANIFEST_FORMAT, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
-  writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
+  type Artifact, type ManifestNode, type OutputManifest,
 } from './output.ts';
 import type { Reporter } from './report.ts';
-
-export type Compression = 'zstd' | 'xz';
 
 export interface BuildOptions {
   config: string;
@@ -77,7 +79,6 @@ export interface BuildResult {
   kept: string[];
 }
 
-const EXTENSION: Record<Compression, string> = { zstd: 'zst', xz: 'xz' };
 /** Stands in for the build id in the rendering whose digest becomes the build id. */
 const PENDING_BUILD_ID = '0'.repeat(64);
 
@@ -398,9 +399,10 @@ async function packageExtras(
   }
   if (options.compress) {
     const compression = options.compress;
+    const extension = extensionOf(compression);
     wanted.push({
-      kind: EXTENSION[compression],
-      file: `${record.image.file}.${EXTENSION[compression]}`,
+      kind: extension.slice(1),
+      file: `${record.image.file}${extension}`,
       make: (src, dst) => compressImage(src, dst, compression),
     });
   }

@@ -4,7 +4,7 @@
  * image's first boot will honour. Read-only.
  */
 import { load } from 'js-yaml';
-import type { Generation } from '../inventory/types.ts';
+import type { Generation } from '../common/base-image.ts';
 import type { Ext4Fs } from './ext4.ts';
 import { openRaspiosImage } from './raspios.ts';
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCluster } from '../../builder/bake/build.ts';
 import { renderCommand } from '../../builder/cli/render.ts';
 import { packageRoot, roleFolders } from '../../builder/common/paths.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { SMALL_CLUSTER_NODES, buildOptions, smallProject } from '../helpers/build-project.ts';
 import { debugfsCat, mtype, partitionOffsets, scratchDir } from '../helpers/image.ts';
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InspectReport } from '../../builder/image/inspect.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { blkid, dumpe2fsHeader, fsckFat, partitionOffsets, runPibake, scratchDir, sfdiskJson } from '../helpers/image.ts';
 
 let dir: string;
