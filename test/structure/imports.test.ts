@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDir } from '../helpers/image.ts';
-import { cycles, folderGraph, folderOf, type ImportGraph, importsLeaving, readImportGraph } from './import-graph.ts';
+import { cycles, folderGraph, type ImportGraph, importsLeaving, readImportGraph } from './import-graph.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const graph = readImportGraph(root);
