@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { load } from 'js-yaml';
+import { readHeader, sniffFormat } from '../bytes/formats.ts';
 import { openImageFile, unpackImageFile } from '../bytes/open.ts';
 import type { Generation } from '../common/base-image.ts';
 import type { Ext4Fs } from './ext4.ts';
@@ -61,6 +62,9 @@ export interface InspectReport {
 const SECTOR = 512;
 
 export async function inspectImage(path: string): Promise<InspectReport> {
+  // What is no image at all (missing, empty, a folder, no partition table) openRaspiosImage names most precisely.
+  const format = sniffFormat(await readHeader(path).catch(() => Buffer.alloc(0)));
+  if (format === undefined) return inspectRaw(path);
   const file = await openImageFile(path, path);
   if (file.format === 'raw') return inspectRaw(path);
   // debugfs and mtools need random access: a packed image is unpacked (sparse, owner-only: it may
