@@ -9,7 +9,7 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { packageRoot } from '../builder/common/paths.ts';
-import { synthesizeRaspiosImage } from '../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../test/helpers/synthesize.ts';
 import type { BenchContext, BenchSection } from './bench.ts';
 
 const CLI = join(packageRoot, 'bin/pibake.js');

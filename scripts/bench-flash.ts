@@ -20,7 +20,7 @@ import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { synthesizeRaspiosImage } from '../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../test/helpers/synthesize.ts';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);

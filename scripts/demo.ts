@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { main } from '../builder/cli/main.ts';
 import { packageRoot } from '../builder/common/paths.ts';
-import { synthesizeRaspiosImage } from '../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../test/helpers/synthesize.ts';
 
 const demoDir = path.join(packageRoot, 'output', 'demo');
 const base = path.join(demoDir, 'demo-base-trixie.img');

@@ -12,7 +12,8 @@ import { cloneImage } from '../image/copy.ts';
 import type { Ext4Change } from '../image/ext4.ts';
 import { growRootFilesystem } from '../image/grow.ts';
 import { changeDiskId, openRaspiosImage } from '../image/raspios.ts';
-import type { BootFile, RenderedNode, RootEntry } from '../render/types.ts';
+import type { BootFile, RootEntry } from '../common/node-files.ts';
+import type { RenderedNode } from '../render/types.ts';
 
 /**
  * The role packages: carried on the card (the local repository's files, their sizes and what they

@@ -12,15 +12,17 @@ import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../c
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { inParallel, serialised, throttled } from '../common/parallel.ts';
 import { toolVersion } from '../common/paths.ts';
-import { humanBytes } from '../image/intake/progress.ts';
+import { humanBytes } from '../common/human-bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
 import type { Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
 import { writeBmapFile } from '../package/bmap.ts';
-import { sha256File } from '../package/checksums.ts';
-import { siblingTempPath } from '../package/temp-name.ts';
+import { writeFileAtomic } from '../bytes/atomic.ts';
+import { sha256File } from '../bytes/checksums.ts';
+import { type Compression, extensionOf } from '../bytes/formats.ts';
+import { siblingTempPath } from '../bytes/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
 import { clusterChanges, decideNode } from '../plan/plan.ts';
 import type { PackageSource } from '../render/firstboot.ts';
@@ -35,11 +37,9 @@ import { bakeNodeImage, type RoomReport } from './bake-node.ts';
 import { prepareBase, type BaseOptions } from './base.ts';
 import {
   MANIFEST_FORMAT, clusterOutputDir, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
-  writeFileAtomic, type Artifact, type ManifestNode, type OutputManifest,
+  type Artifact, type ManifestNode, type OutputManifest,
 } from './output.ts';
 import type { Reporter } from './report.ts';
-
-export type Compression = 'zstd' | 'xz';
 
 export interface BuildOptions extends BaseOptions {
   config: string;
@@ -71,7 +71,6 @@ export interface BuildResult {
   kept: string[];
 }
 
-const EXTENSION: Record<Compression, string> = { zstd: 'zst', xz: 'xz' };
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
@@ -336,9 +335,10 @@ async function packageExtras(
   }
   if (options.compress) {
     const compression = options.compress;
+    const extension = extensionOf(compression);
     wanted.push({
-      kind: EXTENSION[compression],
-      file: `${record.image.file}.${EXTENSION[compression]}`,
+      kind: extension.slice(1),
+      file: `${record.image.file}${extension}`,
       make: (src, dst) => compressImage(src, dst, compression),
     });
   }

@@ -4,12 +4,12 @@
  * `.partial` name that the next build sweeps away. manifest.json is both the operator's record
  * and the incremental state.
  */
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import type { Inventory } from '../inventory/types.ts';
-import { sumLine } from '../package/checksums.ts';
-import { isPartial, siblingTempPath } from '../package/temp-name.ts';
+import { sumLine } from '../bytes/checksums.ts';
+import { isPartial } from '../bytes/temp-name.ts';
 
 /**
  * Where a build of `inventory` writes: <out>/<cluster>/, `out` (--out, default ./output) taken from
@@ -84,18 +84,6 @@ export async function ensureOutputDir(dir: string): Promise<void> {
 }
 
 /** Writes a small file atomically: temp name, fsync, rename. */
-export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  const temp = siblingTempPath(file);
-  const handle = await open(temp, 'w', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file);
-}
-
 export async function readManifest(dir: string, cluster: string): Promise<OutputManifest | undefined> {
   try {
     const parsed = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as OutputManifest;

@@ -5,29 +5,27 @@
  * with the same debugfs path (mode, owner, parents root:root 0755), so the result holds the files
  * an unsealed build of that node holds. The image is never modified; the output appears by rename.
  */
-import { chmod, lstat, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { openImageFile, unpackImageFile } from '../bytes/open.ts';
+import { siblingTempPath } from '../bytes/temp-name.ts';
 import { forgetOnExit, removeOnExit } from '../common/cleanup.ts';
 import { PibakeError } from '../common/errors.ts';
 import { toolVersion } from '../common/paths.ts';
 import { cloneImage } from '../image/copy.ts';
-import { SparseFileWriter } from '../image/intake/sparse-writer.ts';
 import { openRaspiosImage, verifyBakedImage, type RaspiosImage } from '../image/raspios.ts';
 import { withStagingDir } from '../image/staging.ts';
 import type { NodeSpec } from '../inventory/types.ts';
 import { writeBmapFile } from '../package/bmap.ts';
-import { openDecompressed, readHeader, sniffFormat } from '../package/compress.ts';
-import { siblingTempPath } from '../package/temp-name.ts';
 import { describeChanges } from '../plan/plan.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import { loadProject, renderProjectNode, selectNodes, type Project } from '../render/project.ts';
 import { readExistingSecrets, standInSecrets } from '../render/secrets.ts';
-import { isSecretBearing, type RootEntry } from '../render/types.ts';
+import { isSecretBearing, type RootEntry } from '../common/node-files.ts';
 import { nodeDigest } from './build.ts';
 
 export interface SealOptions {
-  /** A sealed image (`<node>.img` of a `--sealed` build), raw or as its .img.xz / .img.zst. */
+  /** A sealed image (`<node>.img` of a `--sealed` build), raw, compressed or zipped (bytes/open.ts reads it). */
   image: string;
   node: string;
   out: string;
@@ -64,7 +62,7 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
     throw new PibakeError(`--out ${options.out} is the image itself`, { hint: 'seal into a new file; the sealed image stays publishable as it is' });
   }
   if (!(await stat(options.image).catch(() => undefined))?.isFile()) {
-    throw new PibakeError(`image ${options.image} does not exist or is not a file`, { hint: 'name the node\'s image from pibake build --sealed (.img, .img.xz or .img.zst)' });
+    throw new PibakeError(`image ${options.image} does not exist or is not a file`, { hint: 'name the node\'s image from pibake build --sealed (.img, .img.xz, .img.zst or .zip)' });
   }
   const existing = await lstat(out).catch(() => undefined);
   if (existing && !existing.isFile()) {
@@ -79,8 +77,9 @@ export async function sealImage(options: SealOptions): Promise<SealResult> {
   const partial = siblingTempPath(out);
   removeOnExit(partial);
   try {
-    const compressed = sniffFormat(await readHeader(options.image)) !== 'raw';
-    if (compressed) await unpackSparse(options.image, partial);
+    const file = await openImageFile(options.image, label);
+    const compressed = file.format !== 'raw';
+    if (compressed) await unpackImageFile(file, partial);
     const source = await openRaspiosImage(compressed ? partial : options.image, { label });
     const entries = await secretEntries(project, node, label, source);
     if (!compressed) await cloneImage(source.path, partial);
@@ -110,16 +109,6 @@ export async function withSealedCopy<T>(options: Omit<SealOptions, 'out'>, fn: (
     await writeBmapFile(card, bmap);
     return fn(card, bmap);
   });
-}
-
-/** The raw bytes of an .xz / .zst image into `target`, all-zero blocks left as holes. */
-async function unpackSparse(source: string, target: string): Promise<void> {
-  const handle = await open(target, 'wx', 0o600);
-  try {
-    await pipeline(await openDecompressed(source), new SparseFileWriter(handle, undefined, false));
-  } finally {
-    await handle.close();
-  }
 }
 
 /** The node's secret-bearing files as a normal build renders them, after every check on the image. */

@@ -3,9 +3,10 @@ import { readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { buildCluster, type Compression } from '../bake/build.ts';
+import { buildCluster } from '../bake/build.ts';
+import type { Compression } from '../bytes/formats.ts';
 import { jsonReporter, lineReporter, ttyReporter } from '../bake/report.ts';
-import { isPartialOf } from '../package/temp-name.ts';
+import { isPartialOf } from '../bytes/temp-name.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 
 interface BuildArgs {

@@ -23,7 +23,7 @@ interface FlashArgs {
 
 export const flashCommand: CommandModule<object, FlashArgs> = {
   command: 'flash <target>',
-  describe: 'write a node image (or any .img/.img.zst/.img.xz) to one or more cards, then verify it',
+  describe: 'write a node image (or any .img, .img.xz, .img.zst or .zip) to one or more cards, then verify it',
   builder: (y) =>
     y
       .positional('target', { type: 'string', demandOption: true, describe: 'node name (its image from pibake build, in <out>/<cluster>/) or image file' })

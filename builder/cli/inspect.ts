@@ -9,10 +9,10 @@ interface InspectArgs {
 
 export const inspectCommand: CommandModule<object, InspectArgs> = {
   command: 'inspect <image>',
-  describe: 'Show partitions, filesystems, OS generation, cloud-init and first-boot files of a raw image',
+  describe: 'Show partitions, filesystems, OS generation, cloud-init and first-boot files of an image',
   builder: (yargs: Argv<object>) =>
     yargs
-      .positional('image', { type: 'string', demandOption: true, describe: 'a raw Raspberry Pi OS .img' })
+      .positional('image', { type: 'string', demandOption: true, describe: 'a Raspberry Pi OS or node image: .img, .img.xz, .img.zst or .zip' })
       .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }) as unknown as Argv<InspectArgs>,
   handler: async (args: ArgumentsCamelCase<InspectArgs>) => {
     const report = await inspectImage(args.image);

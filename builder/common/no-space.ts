@@ -4,7 +4,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { PibakeError } from './errors.ts';
-import { humanBytes } from '../image/intake/progress.ts';
+import { humanBytes } from './human-bytes.ts';
 
 /** Whether `error` (or a cause of it) is "no space left on device", from node or from a tool's stderr. */
 export function isNoSpace(error: unknown): boolean {

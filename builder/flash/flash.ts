@@ -4,11 +4,12 @@
  * check of every target has passed.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { type ImageFile, openImageFile } from '../bytes/open.ts';
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { type Bmap, type ChecksumType, readBmap } from '../package/bmap-format.ts';
 import { Progress, type ProgressSink } from './progress.ts';
 import { checkTargets, formatBytes, type SafetyOptions, type TargetFacts } from './safety.ts';
-import { type ByteRange, DEFAULT_CHUNK_BYTES, compressionOf, imageSizeOf, readPieces } from './source.ts';
+import { type ByteRange, DEFAULT_CHUNK_BYTES, imageSizeOf, readPieces } from './source.ts';
 import { flushTarget, gatherFacts, type OpenTarget, openTargets, unmountAll } from './target.ts';
 import { bmapRangeLabel, byteRangeLabel, type ExpectedRange, verifyTarget } from './verify.ts';
 import { writePieces } from './write.ts';
@@ -20,15 +21,16 @@ import { writePieces } from './write.ts';
  */
 export async function verifyOnly(options: Pick<FlashOptions, 'image' | 'bmap' | 'targets' | 'out' | 'chunkBytes'>): Promise<FlashResult> {
   const started = Date.now();
+  const image = await openImageFile(options.image, options.image);
   const bmap = options.bmap ? await readBmap(options.bmap) : undefined;
-  const imageSize = await checkedImageSize(options.image, bmap, options.bmap);
+  const imageSize = await checkedImageSize(image, bmap, options.bmap);
   const { ranges, checksumType, expected } = writePlan(bmap, imageSize);
   let ranged = expected;
   if (!ranged) {
     const sums: string[] = [];
     let hash: Hash | undefined;
     let current = -1;
-    for await (const piece of readPieces(options.image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
+    for await (const piece of readPieces(image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
       if (piece.range !== current) {
         if (hash) sums[current] = hash.digest('hex');
         current = piece.range;
@@ -77,8 +79,9 @@ export interface FlashResult {
 export async function flash(options: FlashOptions): Promise<FlashResult> {
   const started = Date.now();
   if (options.targets.length === 0) throw new PibakeError('no target named', { hint: 'add --device /dev/sdX (see `pibake devices`)' });
+  const image = await openImageFile(options.image, options.image);
   const bmap = options.bmap ? await readBmap(options.bmap) : undefined;
-  const imageSize = await checkedImageSize(options.image, bmap, options.bmap);
+  const imageSize = await checkedImageSize(image, bmap, options.bmap);
 
   const facts = await gatherFacts(options.targets, options.image);
   const verdict = checkTargets(facts, imageSize, options);
@@ -100,7 +103,7 @@ export async function flash(options: FlashOptions): Promise<FlashResult> {
     const progress = new Progress(options.out, targets.map((t) => t.path));
     progress.begin('write', writtenBytes);
     const mismatches: Problem[] = [];
-    const digests = await writePieces(readPieces(options.image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES), targets, {
+    const digests = await writePieces(readPieces(image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES), targets, {
       rangeCount: ranges.length,
       checksumType,
       progress,
@@ -161,13 +164,13 @@ export function writePlan(bmap: Bmap | undefined, imageSize: number): { ranges: 
   return { ranges, checksumType: 'sha256' };
 }
 
-async function checkedImageSize(image: string, bmap: Bmap | undefined, bmapPath: string | undefined): Promise<number> {
+async function checkedImageSize(image: ImageFile, bmap: Bmap | undefined, bmapPath: string | undefined): Promise<number> {
   if (!bmap) return imageSizeOf(image);
-  // A raw image is cheap to check against its bmap; a compressed one is checked range by range while writing.
-  if (compressionOf(image) === 'none') {
+  // A raw image is cheap to check against its bmap; a packed one is checked range by range while writing.
+  if (image.format === 'raw') {
     const size = await imageSizeOf(image);
     if (size !== bmap.imageSize) {
-      throw new PibakeError(`${image} is ${size} bytes but its bmap ${bmapPath} describes ${bmap.imageSize}`, {
+      throw new PibakeError(`${image.label} is ${size} bytes but its bmap ${bmapPath} describes ${bmap.imageSize}`, {
         hint: 'the bmap belongs to another image; pass the right one with --bmap or recreate it',
       });
     }

@@ -1,17 +1,15 @@
 /**
- * The bytes to flash: a raw `.img` read at positions, or a `.img.zst` / `.img.xz` decompressed
- * once, front to back, through `zstd -dc` / `xz -dc`. Either way it yields the image's wanted
- * ranges as pieces of at most `chunkBytes`, split at multiples of `chunkBytes` so that writes are
- * large and aligned. A raw image is read only where it is mapped; a compressed one is streamed,
- * its gaps skipped, and read to the end so the decompressor's own integrity check runs.
+ * The bytes to flash: a raw image read at positions, or any other image build accepts (xz, zstd,
+ * zip: recognised by its content, bytes/open.ts) unpacked once, front to back. Either way it
+ * yields the image's wanted ranges as pieces of at most `chunkBytes`, split at multiples of
+ * `chunkBytes` so that writes are large and aligned. A raw image is read only where it is mapped;
+ * a packed one is streamed, its gaps skipped, and read to the end so the unpacker's own integrity
+ * check runs.
  */
-import { open, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { type ImageFile, rawSizeOf, readRaw } from '../bytes/open.ts';
 import { PibakeError } from '../common/errors.ts';
-import { runTool } from '../common/exec.ts';
-import { openDecompressed } from '../package/compress.ts';
-
-export type Compression = 'none' | 'zstd' | 'xz';
 
 export interface ByteRange {
   start: number;
@@ -51,12 +49,6 @@ export class BufferPool {
 
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 
-export function compressionOf(path: string): Compression {
-  if (/\.zst$/i.test(path)) return 'zstd';
-  if (/\.xz$/i.test(path)) return 'xz';
-  return 'none';
-}
-
 /** Splits ranges into pieces that never cross a range end or a multiple of chunkBytes. */
 export function* planPieces(ranges: readonly ByteRange[], chunkBytes: number): Generator<{ range: number; offset: number; length: number }> {
   for (const [i, { start, end }] of ranges.entries()) {
@@ -68,34 +60,17 @@ export function* planPieces(ranges: readonly ByteRange[], chunkBytes: number): G
   }
 }
 
-/** Size in bytes of the (decompressed) image. */
-export async function imageSizeOf(path: string): Promise<number> {
-  const compression = compressionOf(path);
-  if (compression === 'none') return (await statOrFail(path)).size;
-  await statOrFail(path);
-  if (compression === 'xz') {
-    const { stdout } = await runTool('xz', ['--robot', '--list', path]);
-    const totals = stdout.split('\n').find((line) => line.startsWith('totals\t'));
-    const size = totals ? Number(totals.split('\t')[4]) : NaN;
-    if (Number.isFinite(size)) return size;
-  } else {
-    const { stdout } = await runTool('zstd', ['--list', '-v', path], { reject: false });
-    const m = /Decompressed Size:.*\((\d+) B\)/.exec(stdout);
-    if (m) return Number(m[1]);
-  }
-  // The size is not recorded (streamed compression): count it with one decompression pass.
-  let size = 0;
-  for await (const chunk of await openDecompressed(path)) size += (chunk as Buffer).length;
-  return size;
+/** Size in bytes of the (unpacked) image. */
+export async function imageSizeOf(image: ImageFile): Promise<number> {
+  return rawSizeOf(image);
 }
 
-/** Yields the bytes of `ranges` of the image at `path`, in order, as pieces. */
-export async function* readPieces(path: string, ranges: readonly ByteRange[], chunkBytes = DEFAULT_CHUNK_BYTES): AsyncGenerator<Piece> {
-  const compression = compressionOf(path);
-  if (compression === 'none') {
-    yield* readRawPieces(path, ranges, chunkBytes);
+/** Yields the bytes of `ranges` of the image, in order, as pieces. */
+export async function* readPieces(image: ImageFile, ranges: readonly ByteRange[], chunkBytes = DEFAULT_CHUNK_BYTES): AsyncGenerator<Piece> {
+  if (image.format === 'raw') {
+    yield* readRawPieces(image.path, ranges, chunkBytes);
   } else {
-    yield* readStreamPieces(await openDecompressed(path), path, ranges, chunkBytes);
+    yield* readStreamPieces((await readRaw(image)).stream, image.path, ranges, chunkBytes);
   }
 }
 
@@ -119,8 +94,8 @@ async function* readRawPieces(path: string, ranges: readonly ByteRange[], chunkB
 }
 
 /**
- * Pieces out of a decompressed stream (package/compress.ts: it ends only after the decompressor
- * exited successfully, and destroying it stops the decompressor).
+ * Pieces out of an unpacked stream (bytes/open.ts: it ends only after the unpacker exited
+ * successfully, and destroying it stops the unpacker).
  */
 async function* readStreamPieces(
   stream: Readable,
@@ -158,17 +133,6 @@ async function* readStreamPieces(
     completed = true;
   } finally {
     if (!completed) stream.destroy();
-  }
-}
-
-async function statOrFail(path: string) {
-  try {
-    return await stat(path);
-  } catch (error) {
-    throw new PibakeError(`image ${path} cannot be read: ${(error as Error).message}`, {
-      hint: 'build it with `pibake build` or name an existing .img, .img.zst or .img.xz',
-      cause: error,
-    });
   }
 }
 

@@ -9,11 +9,11 @@
  * could not report which happened. Hence: try `--reflink=always`, and on a clone failure run
  * `cp --sparse=always`.
  */
-import { rename, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
-import { siblingTempPath } from '../package/temp-name.ts';
+import { replaceAtomically } from '../bytes/atomic.ts';
 
 export type CloneMethod = 'reflink' | 'sparse';
 
@@ -30,9 +30,8 @@ export async function cloneImage(src: string, dst: string): Promise<CloneMethod>
   }
   if (!info.isFile()) throw new PibakeError(`cannot copy ${src}: not a regular file`, { hint: 'give an image file' });
 
-  const temp = siblingTempPath(dst);
   const devices = `${info.dev}:${await stat(dirname(dst)).then((d) => d.dev, () => 'missing')}`;
-  try {
+  return replaceAtomically(dst, async (temp) => {
     let method: CloneMethod = 'sparse';
     if (!noReflink.has(devices)) {
       const reflink = await runTool('cp', ['--reflink=always', '--', src, temp], { reject: false });
@@ -48,10 +47,6 @@ export async function cloneImage(src: string, dst: string): Promise<CloneMethod>
       await rm(temp, { force: true });
       await runTool('cp', ['--sparse=always', '--', src, temp]);
     }
-    await rename(temp, dst);
     return method;
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
+  });
 }

@@ -8,7 +8,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PibakeError } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
-import type { RootEntry } from '../render/types.ts';
+import type { RootEntry } from '../common/node-files.ts';
 import { withStagingDir, writePrivateFile } from './staging.ts';
 
 export type Ext4Change =

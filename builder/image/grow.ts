@@ -19,7 +19,7 @@
 import { rm, truncate } from 'node:fs/promises';
 import { PibakeError } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
-import { siblingTempPath } from '../package/temp-name.ts';
+import { siblingTempPath } from '../bytes/temp-name.ts';
 import { readDiskLayout } from './disk.ts';
 import { writeTimestamp } from './ext4.ts';
 import type { RaspiosImage } from './raspios.ts';

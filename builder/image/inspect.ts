@@ -1,12 +1,16 @@
 /**
  * What pibake sees in a base image: partitions and filesystems, disk id, OS release and
  * generation, cloud-init and its NoCloud configuration, and which boot-partition files the
- * image's first boot will honour. Read-only.
+ * image's first boot will honour. Read-only. Takes any image build takes (raw, .xz, .zst, .zip).
  */
+import { join } from 'node:path';
 import { load } from 'js-yaml';
-import type { Generation } from '../inventory/types.ts';
+import { readHeader, sniffFormat } from '../bytes/formats.ts';
+import { openImageFile, unpackImageFile } from '../bytes/open.ts';
+import type { Generation } from '../common/base-image.ts';
 import type { Ext4Fs } from './ext4.ts';
 import { openRaspiosImage } from './raspios.ts';
+import { withStagingDir } from './staging.ts';
 
 export interface PartitionReport {
   index: number;
@@ -58,7 +62,23 @@ export interface InspectReport {
 const SECTOR = 512;
 
 export async function inspectImage(path: string): Promise<InspectReport> {
-  const image = await openRaspiosImage(path);
+  // What is no image at all (missing, empty, a folder, no partition table) openRaspiosImage names most precisely.
+  const format = sniffFormat(await readHeader(path).catch(() => Buffer.alloc(0)));
+  if (format === undefined) return inspectRaw(path);
+  const file = await openImageFile(path, path);
+  if (file.format === 'raw') return inspectRaw(path);
+  // debugfs and mtools need random access: a packed image is unpacked (sparse, owner-only: it may
+  // be a node's, with its secrets) into a private folder beside it, removed whatever happens.
+  return withStagingDir(path, async (dir) => {
+    const raw = join(dir, 'unpacked.img');
+    await unpackImageFile(file, raw);
+    return inspectRaw(raw, path);
+  });
+}
+
+/** The report of a raw image at `path`, named `label` (in the report and in errors). */
+async function inspectRaw(path: string, label = path): Promise<InspectReport> {
+  const image = await openRaspiosImage(path, { label });
   const volume = await image.boot.volumeInfo();
   const sb = await image.root.superblock();
   const part = (p: typeof image.bootPartition) => ({
@@ -84,7 +104,7 @@ export async function inspectImage(path: string): Promise<InspectReport> {
   const built = await readBuildRecord(image.root);
 
   return {
-    image: path,
+    image: label,
     sizeBytes: image.layout.sizeBytes,
     scheme: image.layout.scheme,
     diskId: image.diskId,

@@ -4,23 +4,18 @@
  * Streams end to end (memory stays bounded whatever the size), checks the input's SHA-256 while it
  * streams, and is atomic: an interrupted or failed intake leaves nothing in the cache.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import { type Readable, pipeline as pipelineCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { IMAGE_KINDS_HINT, readHeader, sniffFormat } from '../bytes/formats.ts';
+import { openImageFile, openImageUrl, readRaw, recordedRawSize, writeSparse } from '../bytes/open.ts';
 import { PibakeError } from '../common/errors.ts';
-import { runTool } from '../common/exec.ts';
 import { describeHolder, waitLockFolder } from '../common/lock.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
-import type { BaseImageSpec } from '../inventory/types.ts';
-import { HashTap, sha256File } from '../package/checksums.ts';
-import { decompressStream, filterThroughTool, readHeader, sniffFormat, type ContainerFormat } from '../package/compress.ts';
+import type { BaseImageSpec } from '../common/base-image.ts';
 import {
   evict, imagePathFor, lookup, lookupByFile, markValidated, publish, releaseTemp, resolveCacheDir, sweepStaleTemps, tempPath, type CacheRecord,
 } from './intake/cache.ts';
-import { humanBytes, ProgressLine } from './intake/progress.ts';
-import { SparseFileWriter } from './intake/sparse-writer.ts';
-import { describeSource, download, peek, type Source } from './intake/sources.ts';
+import { humanBytes } from '../common/human-bytes.ts';
+import { ProgressLine } from './intake/progress.ts';
+import { describeSource, type Source } from './intake/sources.ts';
 
 export { resolveCacheDir } from './intake/cache.ts';
 
@@ -44,8 +39,6 @@ export interface BaseImage {
   /** SHA-256 of the raw image. */
   sha256: string;
 }
-
-const KINDS_HINT = 'give a Raspberry Pi OS .img, .img.xz, .img.zst or .zip';
 
 export async function obtainBase(spec: BaseImageSpec, options: ObtainBaseOptions = {}): Promise<BaseImage> {
   const source = await describeSource(spec);
@@ -106,9 +99,9 @@ async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions
         hint: 'the file is damaged or not the one you meant: download it again, or correct base.sha256',
       });
     }
-    if (result.sizeBytes === 0) throw new PibakeError(`${source.label} contains an empty image`, { hint: KINDS_HINT });
+    if (result.sizeBytes === 0) throw new PibakeError(`${source.label} contains an empty image`, { hint: IMAGE_KINDS_HINT });
     if (sniffFormat(await readHeader(temp)) !== 'raw') {
-      throw new PibakeError(`${source.label} does not contain a disk image (no partition table)`, { hint: KINDS_HINT });
+      throw new PibakeError(`${source.label} does not contain a disk image (no partition table)`, { hint: IMAGE_KINDS_HINT });
     }
     if (options.validate) await options.validate(temp, source.label);
     const record: CacheRecord = {
@@ -136,141 +129,23 @@ interface IntakeResult {
 
 /** Stream the source into `temp` as a sparse raw image, hashing the input and the output on the way. */
 async function intake(source: Source, temp: string, cacheDir: string, progress: ProgressLine): Promise<IntakeResult> {
-  if (source.kind === 'file') {
-    const format = sniffFormat(await readHeader(source.path));
-    checkContentMatchesName(source.label, format);
-    if (format === 'zip') return intakeZip(source.path, source.label, temp, progress, sha256File(source.path));
-    progress.totalIn = source.identity.size;
-    return intakeStream(createReadStream(source.path, { highWaterMark: 1 << 20 }), format, source.label, temp, progress);
-  }
-  const { body, length } = await download(source.url);
-  const { header, stream } = await peek(body, 512);
-  const format = sniffFormat(header);
+  const input = source.kind === 'file' ? await openImageFile(source.path, source.label) : await openImageUrl(source.url, source.label);
+  progress.totalIn = input.size;
+  // A downloaded zip is kept in the cache folder while unzip reads it.
+  const spillPath = input.kind === 'download' && input.format === 'zip' ? tempPath(cacheDir, '.zip') : undefined;
   try {
-    checkContentMatchesName(source.label, format);
-  } catch (error) {
-    stream.destroy();
-    throw error;
-  }
-  progress.totalIn = length;
-  if (format !== 'zip') return intakeStream(stream, format, source.label, temp, progress);
-  // unzip needs random access (the directory is at the end): download first, hashing as it comes.
-  const zipPath = tempPath(cacheDir, '.zip');
-  try {
-    const tap = new HashTap();
-    await pipeline(stream, tap, createWriteStream(zipPath, { flags: 'wx', mode: 0o600 }));
-    return await intakeZip(zipPath, source.label, temp, progress, Promise.resolve(tap.digest()));
+    const raw = await readRaw(input, { hashInput: true, spillPath });
+    progress.bytesIn = raw.inputBytes;
+    // A raw input is the raw image: its one SHA-256 serves as both (hashing 3 GB twice costs seconds).
+    const unpacked = await writeSparse(raw.stream, temp, { hash: input.format !== 'raw', mode: 0o644, onProgress: (bytes) => progress.update(bytes) });
+    const inputSha256 = await raw.inputSha256();
+    return { inputSha256, rawSha256: unpacked.sha256 ?? inputSha256, sizeBytes: unpacked.bytes };
   } finally {
-    await releaseTemp(zipPath);
+    if (spillPath) await releaseTemp(spillPath);
   }
-}
-
-async function intakeStream(
-  input: Readable, format: Exclude<ContainerFormat, 'zip'> | undefined, label: string, temp: string, progress: ProgressLine,
-): Promise<IntakeResult> {
-  if (format === undefined) {
-    input.destroy();
-    throw new PibakeError(`${label} is not a disk image, .xz, .zst or .zip file`, { hint: KINDS_HINT });
-  }
-  const tap = new HashTap();
-  const hashed = pipelineCallback(input, tap, () => {}) as unknown as Readable;
-  const raw = format === 'raw' ? hashed : decompressStream(hashed, format, label);
-  progress.bytesIn = () => tap.bytes;
-  // A raw input is the raw image: its one SHA-256 serves as both (hashing 3 GB twice costs seconds).
-  const result = await writeSparse(raw, temp, progress, format !== 'raw');
-  return { inputSha256: tap.digest(), rawSha256: result.sha256 ?? tap.digest(), sizeBytes: result.bytes };
-}
-
-async function intakeZip(
-  zipPath: string, label: string, temp: string, progress: ProgressLine, inputSha256: Promise<string>,
-): Promise<IntakeResult> {
-  // Whatever happens below, the hashing read must not be left rejecting unobserved.
-  inputSha256.catch(() => {});
-  let names: string[];
-  try {
-    names = (await runTool('unzip', ['-Z1', zipPath])).stdout.split('\n');
-  } catch (error) {
-    throw new PibakeError(`${label} is not a readable zip archive`, { hint: 'download it again', cause: error });
-  }
-  const images = names.filter((name) => /\.img$/i.test(name) && !name.endsWith('/'));
-  const [entry] = images;
-  if (!entry) {
-    throw new PibakeError(`${label} contains no .img file`, { hint: 'give the zip that Raspberry Pi publishes, or the .img itself' });
-  }
-  if (images.length > 1) {
-    const shown = images.slice(0, 5).join(', ') + (images.length > 5 ? ` and ${images.length - 5} more` : '');
-    throw new PibakeError(`${label} holds ${images.length} images (${shown}); pibake will not guess which is the base`, {
-      hint: 'unzip the one you mean and give that .img as the base',
-    });
-  }
-  // unzip treats the name as a wildcard pattern: bracket its special characters to match it literally.
-  const pattern = entry.replace(/[[\]*?\\]/g, '[$&]');
-  const raw = filterThroughTool('unzip', ['-p', zipPath, pattern], undefined, (detail) =>
-    new PibakeError(`${label} is truncated or corrupt (unzip: ${detail})`, { hint: 'download it again' }));
-  const result = await writeSparse(raw, temp, progress);
-  return { inputSha256: await inputSha256, rawSha256: result.sha256 as string, sizeBytes: result.bytes };
-}
-
-/** Write a raw image stream sparsely into a new file at `temp`, hashing it unless told not to. */
-async function writeSparse(raw: Readable, temp: string, progress: ProgressLine, hash = true): Promise<{ sha256?: string; bytes: number }> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(temp, 'wx', 0o644);
-    const writer = new SparseFileWriter(handle, (bytes) => progress.update(bytes), hash);
-    await pipeline(raw, writer);
-    return { sha256: hash ? writer.sha256() : undefined, bytes: writer.bytes };
-  } catch (error) {
-    raw.destroy();
-    throw error;
-  } finally {
-    await handle?.close();
-  }
-}
-
-/** What a file's name promises, by its last extension; undefined when the name promises nothing. */
-function formatByName(name: string): ContainerFormat | undefined {
-  const extension = /\.([a-z0-9]+)$/i.exec(name)?.[1]?.toLowerCase();
-  switch (extension) {
-    case 'xz': return 'xz';
-    case 'zst': case 'zstd': return 'zstd';
-    case 'zip': return 'zip';
-    case 'img': case 'raw': return 'raw';
-    default: return undefined;
-  }
-}
-
-const FORMAT_NAMES: Record<ContainerFormat, string> = { xz: 'xz', zstd: 'zstd', zip: 'a zip archive', raw: 'a raw image' };
-const FORMAT_EXTENSIONS: Record<ContainerFormat, string> = { xz: '.img.xz', zstd: '.img.zst', zip: '.zip', raw: '.img' };
-
-/**
- * Content that does not match its name is refused and named ("m.img.xz is not xz: it is a raw
- * image"): it is a mix-up or a broken download, and guessing would hide which.
- */
-function checkContentMatchesName(label: string, format: ContainerFormat | undefined): void {
-  const promised = formatByName(label);
-  if (promised === undefined || format === undefined || format === promised) return;
-  const stem = label.replace(/(\.img)?\.[a-z0-9]+$/i, '');
-  throw new PibakeError(`${label} is not ${FORMAT_NAMES[promised]}: it is ${FORMAT_NAMES[format]}`, {
-    hint: `if that is what you meant, rename it to ${stem}${FORMAT_EXTENSIONS[format]}; otherwise download it again`,
-  });
 }
 
 /** The raw image size the source unpacks to, when its container records it (for "needs up to N"). */
 async function rawSizeOf(source: Source): Promise<number | undefined> {
-  if (source.kind !== 'file') return undefined;
-  const format = sniffFormat(await readHeader(source.path));
-  if (format === 'raw') return source.identity.size;
-  if (format === 'xz') {
-    const totals = (await runTool('xz', ['--robot', '--list', '--', source.path])).stdout.split('\n').find((l) => l.startsWith('totals\t'));
-    return totals ? Number(totals.split('\t')[4]) : undefined;
-  }
-  if (format === 'zstd') {
-    const size = /Decompressed Size:.*\((\d+) B\)/.exec((await runTool('zstd', ['-lv', '--', source.path])).stdout)?.[1];
-    return size ? Number(size) : undefined;
-  }
-  if (format === 'zip') {
-    const sizes = (await runTool('unzip', ['-Zl', source.path])).stdout.split('\n').map((l) => /^\S+\s+\S+\s+\S+\s+(\d+)\s/.exec(l)?.[1]);
-    return sizes.reduce((sum, n) => sum + Number(n ?? 0), 0) || undefined;
-  }
-  return undefined;
+  return source.kind === 'file' ? recordedRawSize(await openImageFile(source.path, source.label)) : undefined;
 }

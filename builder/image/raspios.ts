@@ -5,7 +5,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { PibakeError } from '../common/errors.ts';
-import type { Generation } from '../inventory/types.ts';
+import type { Generation } from '../common/base-image.ts';
 import { type DiskLayout, type PartitionInfo, isMbrDiskId, readBytes, readDiskLayout, writeMbrDiskId } from './disk.ts';
 import { Ext4Fs, parseExt4Superblock } from './ext4.ts';
 import { FatFs } from './fat.ts';

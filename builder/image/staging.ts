@@ -9,7 +9,7 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { forgetOnExit, removeOnExit } from '../common/cleanup.ts';
-import { stagingDirPath } from '../package/temp-name.ts';
+import { stagingDirPath } from '../bytes/temp-name.ts';
 
 /** Run `fn` with a fresh private folder beside `nearFile`; the folder is removed whatever happens. */
 export async function withStagingDir<T>(nearFile: string, fn: (dir: string) => Promise<T>): Promise<T> {

@@ -5,9 +5,8 @@
  * still has. Pure, on the partial data shape.ts produced (anything may be missing).
  */
 import type { Location, Problem } from '../common/errors.ts';
-import type { RawInventory, RoleTags } from './checks.ts';
-import { hostProblem } from './checks.ts';
-import { CIDR_PATTERN, IPV4_PATTERN, ipToNumber, parseCidr } from './net.ts';
+import { CIDR_PATTERN, hostProblem, IPV4_PATTERN, ipToNumber, parseCidr } from './net.ts';
+import type { RawInventory, RoleTags } from './raw.ts';
 
 /** Role tags the layer works with (the shipped roles carry them; a user's role may too). */
 export const TAGS = { loadBalancer: 'load-balancer', database: 'postgresql', web: 'web' } as const;

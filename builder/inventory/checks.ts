@@ -4,29 +4,11 @@
  * source and the ports. Pure: works on the (possibly partial) data shape.ts produced.
  */
 import type { Location, Problem } from '../common/errors.ts';
-import { CIDR_PATTERN, IPV4_PATTERN, inSubnet, ipToNumber, parseCidr } from './net.ts';
+import { CIDR_PATTERN, hostProblem, IPV4_PATTERN, ipToNumber, parseCidr } from './net.ts';
 import type { Subnet } from './net.ts';
+import type { RawInventory, RoleTags } from './raw.ts';
 import { checkHa } from './checks-ha.ts';
 import { suggest } from './shape.ts';
-
-/** What shape.ts hands over: the valid parts of the file, anything may be missing. */
-export interface RawInventory {
-  network?: { cidr?: string; gateway?: string; dns?: (string | undefined)[]; vip?: string };
-  base?: { url?: string; path?: string; sha256?: string };
-  admin?: { sshKeys?: (string | undefined)[]; generateSshKey?: boolean };
-  nodes?: (RawNode | undefined)[];
-  roles?: Record<string, Record<string, unknown> | undefined>;
-}
-
-export interface RawNode {
-  name?: string;
-  role?: string;
-  ip?: string;
-  mac?: string;
-}
-
-/** Role name -> its tags, and the role that replaced it when it is an old name. */
-export type RoleTags = ReadonlyMap<string, { tags: string[]; replacedBy?: string }>;
 
 export interface CheckContext {
   file: string;
@@ -69,14 +51,6 @@ function checkNetwork(raw: RawInventory, report: Report): Subnet | undefined {
     if (problem) report('network.gateway', `gateway ${gateway} ${problem}`, `pick an address inside ${cidr}`);
   }
   return subnet;
-}
-
-/** Why an address cannot be a host of the subnet, or undefined when it can. */
-export function hostProblem(ip: number, subnet: Subnet, cidr: string): string | undefined {
-  if (!inSubnet(ip, subnet)) return `is outside the network ${cidr}`;
-  if (ip === subnet.network) return `is the network address of ${cidr}`;
-  if (ip === subnet.broadcast) return `is the broadcast address of ${cidr}`;
-  return undefined;
 }
 
 function checkNodes(

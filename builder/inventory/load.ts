@@ -8,7 +8,7 @@ import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
 import type { Location, Problem } from '../common/errors.ts';
 import { crossCheck } from './checks.ts';
 import { databaseNodeNames, defaultEtcdMembers } from './checks-ha.ts';
-import type { RawInventory, RoleTags } from './checks.ts';
+import type { RawInventory, RoleTags } from './raw.ts';
 import { parseCidr } from './net.ts';
 import { INVENTORY_SPEC } from './schema.ts';
 import { validateShape } from './shape.ts';

@@ -56,3 +56,11 @@ export function reservedRange(ip: number): string | undefined {
   }
   return undefined;
 }
+
+/** Why an address cannot be a host of the subnet, or undefined when it can. */
+export function hostProblem(ip: number, subnet: Subnet, cidr: string): string | undefined {
+  if (!inSubnet(ip, subnet)) return `is outside the network ${cidr}`;
+  if (ip === subnet.network) return `is the network address of ${cidr}`;
+  if (ip === subnet.broadcast) return `is the broadcast address of ${cidr}`;
+  return undefined;
+}

@@ -2,10 +2,11 @@
  * The validated cluster inventory, as the rest of pibake sees it (camelCase, defaults applied,
  * paths resolved against the inventory file's folder). Produced by `loadInventory` from cluster.yaml.
  */
+import type { BaseImageSpec, Generation } from '../common/base-image.ts';
 import type { Location, Problem } from '../common/errors.ts';
 
-/** Raspberry Pi OS generations pibake knows; the base image's generation decides the first-boot mechanism. */
-export type Generation = 'bookworm' | 'trixie';
+// Part of the inventory's vocabulary, declared beside the image code's (which must not import this module).
+export type { BaseImageSpec, Generation };
 
 export interface Inventory {
   /** Absolute path of the inventory file; secrets and relative paths live beside it. */
@@ -38,15 +39,6 @@ export interface Inventory {
   warnings: Problem[];
   /** Where each key path of the YAML was found, for errors raised after loading ("nodes.2.ip" -> location). */
   locations: Map<string, Location>;
-}
-
-export interface BaseImageSpec {
-  /** A local .img/.img.xz/.img.zst/.zip, resolved to an absolute path. */
-  path?: string;
-  /** An https URL; then sha256 is required. */
-  url?: string;
-  /** Lowercase hex SHA-256 of the file at url/path (of the compressed file when compressed). */
-  sha256?: string;
 }
 
 /** How the build fetches the role packages it carries on the cards. */

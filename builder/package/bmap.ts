@@ -14,11 +14,11 @@
  * Consequence a flasher must know: unmapped blocks are not written, exactly as with bmaptool.
  */
 import { createHash } from 'node:crypto';
-import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { PibakeError } from '../common/errors.ts';
 import { blockRange, type Bmap, type BmapRange, formatBmap } from './bmap-format.ts';
-import { type RecognisedFilesystem, reportFilesystemUsage } from './fs-usage.ts';
-import { siblingTempPath } from './temp-name.ts';
+import { type RecognisedFilesystem, reportFilesystemUsage } from '../image/fs-usage.ts';
+import { writeFileAtomic } from '../bytes/atomic.ts';
 
 export const BMAP_BLOCK_SIZE = 4096;
 const READ_SIZE = 4 << 20; // a multiple of the block size
@@ -37,14 +37,7 @@ export async function createBmap(imagePath: string): Promise<string> {
 /** Write `<image>.bmap` (or `bmapPath`) atomically; returns its path. */
 export async function writeBmapFile(imagePath: string, bmapPath = `${imagePath}.bmap`): Promise<string> {
   const text = await createBmap(imagePath);
-  const temp = siblingTempPath(bmapPath);
-  try {
-    await writeFile(temp, text);
-    await rename(temp, bmapPath);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
+  await writeFileAtomic(bmapPath, text);
   return bmapPath;
 }
 

@@ -2,39 +2,11 @@
  * What rendering produces for one node: the files to bake into its root filesystem and the files
  * to write onto its boot partition. Pure data; the bake stage writes it with the image adapters.
  */
-export interface RootEntryBase {
-  /** Absolute path inside the root filesystem, normalised, never containing `..`. */
-  path: string;
-  mode: number; // permission bits only, e.g. 0o644
-  uid: number;
-  gid: number;
-}
+import type { BootEdit, BootFile, RootEntry } from '../common/node-files.ts';
 
-export type RootEntry =
-  | (RootEntryBase & {
-    kind: 'file';
-    data: Buffer;
-    /**
-     * Names of the secrets its content was made from (role secrets as templates read them, and
-     * `ssh_host_key`, `admin_password`, `admin_ssh_key`, `wifi_passphrase` for the files pibake
-     * generates from cluster.secrets.yaml or the Wi-Fi passphrase). Non-empty: the file is
-     * secret-bearing, left out of sealed images and written onto the card by `pibake flash`/`seal`.
-     */
-    secrets?: readonly string[];
-  })
-  | (RootEntryBase & { kind: 'dir' })
-  | (RootEntryBase & { kind: 'symlink'; target: string });
-
-/** A file made from a secret: left out of sealed images, written onto the card when it is sealed. */
-export function isSecretBearing(entry: RootEntry): boolean {
-  return entry.kind === 'file' && (entry.secrets?.length ?? 0) > 0;
-}
-
-export interface BootFile {
-  /** Path on the FAT boot partition, e.g. `user-data` or `cmdline.txt`. */
-  path: string;
-  data: Buffer;
-}
+// What a rendered node is made of, declared where the bake and image code can use it without rendering.
+export { isSecretBearing } from '../common/node-files.ts';
+export type { BootEdit, BootFile, RootEntry, RootEntryBase } from '../common/node-files.ts';
 
 export interface RenderedNode {
   node: string;
@@ -48,12 +20,4 @@ export interface RenderedNode {
    * to cmdline.txt): applied to the base's content at bake time.
    */
   bootEdits: BootEdit[];
-}
-
-export interface BootEdit {
-  path: string;
-  /** Pure function of the base file's text. */
-  edit: (current: string) => string;
-  /** Stable description of the edit, part of the node's input digest. */
-  describe: string;
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { buildErrorLines, buildOptions, smallProject } from '../helpers/build-project.ts';
 import { entriesOf } from '../helpers/image.ts';
 import { copyBase, debugfsWrite, geometryOf, setPartition, truncateTo, writeAt, type BaseGeometry } from '../helpers/mutants.ts';

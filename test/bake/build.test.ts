@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCluster, type BuildOptions } from '../../builder/bake/build.ts';
 import { lineReporter } from '../../builder/bake/report.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { debugfs, ext4Stat, fsckExt4, fsckFat, mtype, sfdiskJson } from '../helpers/oracles.ts';
 
 const NODES = [

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type * as BakeNode from '../../builder/bake/bake-node.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { buildErrorLines, buildOptions, smallProject } from '../helpers/build-project.ts';
 import { fsckExt4 } from '../helpers/oracles.ts';
 import { geometryOf, writeAt } from '../helpers/mutants.ts';

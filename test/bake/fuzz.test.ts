@@ -19,7 +19,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCluster } from '../../builder/bake/build.ts';
 import { formatError, PibakeError } from '../../builder/common/errors.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { buildOptions, smallProject } from '../helpers/build-project.ts';
 import { entriesOf, expectCleanImage, runPibake } from '../helpers/image.ts';
 import { copyBase, debugfsWrite, geometryOf, prng, setPartition, writeAt, type BaseGeometry } from '../helpers/mutants.ts';

@@ -6,7 +6,7 @@ import { buildCluster } from '../../builder/bake/build.ts';
 import { renderFolder } from '../../builder/bake/render-folder.ts';
 import { runTool } from '../../builder/common/exec.ts';
 import { packageRoot } from '../../builder/common/paths.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import type { Inventory } from '../../builder/inventory/types.ts';
 import { SMALL_CLUSTER_NODES, buildOptions, smallProject } from '../helpers/build-project.ts';
 import { debugfsCat, mtype, partitionOffsets, scratchDir } from '../helpers/image.ts';

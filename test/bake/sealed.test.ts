@@ -14,7 +14,7 @@ import { buildCluster, type BuildResult } from '../../builder/bake/build.ts';
 import { lineReporter } from '../../builder/bake/report.ts';
 import { sealImage } from '../../builder/bake/seal.ts';
 import { formatError } from '../../builder/common/errors.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { wifiPsk } from '../../builder/render/seeds.ts';
 import { buildOptions } from '../helpers/build-project.ts';
 import { runPibake } from '../helpers/image.ts';

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { Ext4Fs } from '../../builder/image/ext4.ts';
 import { openRaspiosImage } from '../../builder/image/raspios.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { freePort } from '../helpers/qemu.ts';
 
 export interface FixturePackage {

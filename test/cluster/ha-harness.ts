@@ -13,7 +13,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { load } from 'js-yaml';
 import { expect } from 'vitest';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { NetnsLab, registerCleanup, sweepStale, type RunResult } from '../helpers/netns.ts';
 import { credentialsFolder } from '../helpers/roles.ts';
 import {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { readBmap } from '../../builder/package/bmap-format.ts';
 import { flash, verifyOnly } from '../../builder/flash/flash.ts';
 import { expectedFromBmap, verifyTarget } from '../../builder/flash/verify.ts';
+import { runPibake } from '../helpers/image.ts';
 import { MiB, flipByte, makeImageWithBmap, sameBytes, sha256Of, withTempDir } from './helpers.ts';
 
 const base = { verify: true, yes: false, unmount: false, allowNonRemovable: false, allowLarge: false };
@@ -39,6 +40,43 @@ describe('pibake flash to files', () => {
       const result = await flash({ ...base, image: `${image}.zst`, targets: [target] });
       expect(result.bmapUsed).toBe(false);
       expect(await sha256Of(target)).toBe(await sha256Of(image));
+    });
+  });
+
+  it('pibake flash writes what build reads: a .zip, and an .xz under a name that says nothing, byte for byte', async () => {
+    await withTempDir(async (dir) => {
+      const { image, bmap } = await makeImageWithBmap(dir);
+      await execa('zip', ['-q', '-j', join(dir, 'node.zip'), image]);
+      await execa('sh', ['-c', 'xz -0 -c "$1" > "$2"', '_', image, join(dir, 'node-download')]);
+      for (const [source, extra] of [['node.zip', []], ['node.zip', ['--bmap', bmap]], ['node-download', []]] as const) {
+        const target = join(dir, `card-${source}-${extra.length}.img`);
+        const run = await runPibake(['flash', join(dir, source), '--device', target, ...extra]);
+        expect(run.stderr.split('\n').filter((l) => l.startsWith('error'))).toEqual([]);
+        expect(run.exitCode).toBe(0);
+        expect(run.stdout).toMatch(new RegExp(`flashed .*${source} to .*, verified`));
+        // Oracle: the raw image itself (cmp over every mapped range; whole file without a bmap).
+        if (extra.length === 0) expect(await sha256Of(target)).toBe(await sha256Of(image));
+        else expect(await sameBytes(image, target, (await readBmap(bmap)).ranges)).toBe(true);
+      }
+    });
+  });
+
+  it('pibake flash refuses what build refuses, in the same words: content its name contradicts, and no image at all', async () => {
+    await withTempDir(async (dir) => {
+      const { image } = await makeImageWithBmap(dir);
+      await execa('sh', ['-c', 'xz -0 -c "$1" > "$2"', '_', image, join(dir, 'wrong.img')]);
+      await writeFile(join(dir, 'notes.img'), 'not a disk image\n'.repeat(100));
+      const cases = [
+        ['wrong.img', /^error: .*wrong\.img is not a raw image: it is xz \(hint: if that is what you meant, rename it to .*wrong\.img\.xz; otherwise download it again\)$/],
+        ['notes.img', /^error: .*notes\.img is not a disk image, \.xz, \.zst or \.zip file \(hint: give a Raspberry Pi OS \.img, \.img\.xz, \.img\.zst or \.zip\)$/],
+      ] as const;
+      for (const [name, message] of cases) {
+        const target = join(dir, `card-${name}`);
+        const run = await runPibake(['flash', join(dir, name), '--device', target]);
+        expect(run.exitCode).toBe(1);
+        expect(run.stderr.trim()).toMatch(message);
+        await expect(stat(target)).rejects.toThrow(/ENOENT/);
+      }
     });
   });
 

@@ -34,6 +34,10 @@ export const SEGMENTS: Segment[] = [
 export async function makeImageWithBmap(dir: string, name = 'node.img', sizeBytes = 32 * MiB + 1536): Promise<{ image: string; bmap: string }> {
   const image = join(dir, name);
   await makeImage(image, sizeBytes, [...SEGMENTS, { offset: sizeBytes - 100, length: 100 }]);
+  // Sector 0 ends with the MBR boot signature, as every disk image's does: pibake reads by content.
+  const handle = await open(image, 'r+');
+  await handle.write(Buffer.from([0x55, 0xaa]), 0, 2, 510);
+  await handle.close();
   const bmap = `${image}.bmap`;
   await execa('bmaptool', ['create', '-o', bmap, image]);
   return { image, bmap };

@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { openImageFile } from '../../builder/bytes/open.ts';
 import { imageSizeOf, planPieces, readPieces } from '../../builder/flash/source.ts';
 import { MiB, makeImageWithBmap, withTempDir } from './helpers.ts';
 
@@ -27,9 +28,10 @@ describe('image source', () => {
       const raw = await readFile(image);
       const ranges = [{ start: 0, end: 600 }, { start: 1 * MiB - 10, end: 5 * MiB }, { start: raw.length - 5000, end: raw.length }];
       for (const path of [image, `${image}.zst`, `${image}.xz`, streamed]) {
-        expect(await imageSizeOf(path)).toBe(raw.length);
+        const file = await openImageFile(path);
+        expect(await imageSizeOf(file)).toBe(raw.length);
         const got: Buffer[] = [];
-        for await (const piece of readPieces(path, ranges, 1 * MiB)) {
+        for await (const piece of readPieces(file, ranges, 1 * MiB)) {
           expect(piece.data.length).toBeLessThanOrEqual(1 * MiB);
           got.push(piece.data);
         }
@@ -46,7 +48,7 @@ describe('image source', () => {
       const broken = join(dir, 'broken.img.xz');
       await writeFile(broken, xz.subarray(0, Math.floor(xz.length / 2)));
       const drain = async () => {
-        for await (const _ of readPieces(broken, [{ start: 0, end: 32 * MiB }])) void _;
+        for await (const _ of readPieces(await openImageFile(broken), [{ start: 0, end: 32 * MiB }])) void _;
       };
       await expect(drain()).rejects.toThrow(/xz|ends at byte/);
     });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
 import { Ext4Fs, parseDpkgStatus } from '../../builder/image/ext4.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import {
   debugfs, debugfsCat, debugfsStat, dumpe2fsHeader, e2fsck, expectCleanImage, partitionOffsets, scratchDir,
 } from '../helpers/image.ts';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
 import { FatFs, parseMdir } from '../../builder/image/fat.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { expectCleanImage, fsckFat, mdirBare, mdirText, mtype, partitionOffsets, scratchDir } from '../helpers/image.ts';
 
 describe('FatFs (mtools) on a synthesized image', () => {

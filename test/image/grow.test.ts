@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { growRootFilesystem } from '../../builder/image/grow.ts';
 import { openRaspiosImage } from '../../builder/image/raspios.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { debugfsCat, dumpe2fsHeader, expectCleanImage, sfdiskJson } from '../helpers/image.ts';
 
 let dir: string;

@@ -1,7 +1,9 @@
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InspectReport } from '../../builder/image/inspect.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { blkid, dumpe2fsHeader, fsckFat, partitionOffsets, runPibake, scratchDir, sfdiskJson } from '../helpers/image.ts';
 
 let dir: string;
@@ -86,5 +88,27 @@ describe.each(['bookworm', 'trixie'] as const)('pibake inspect --json on a synth
     expect(cli.stdout).toContain(`generation ${generation}`);
     expect(cli.stdout).toMatch(new RegExp(`^1\\s+${report.partitions[0]?.startSector}\\s+131072\\s+64\\.0 MiB\\s+0c\\s+vfat\\s+bootfs`, 'm'));
     expect(cli.stdout).toMatch(/^2\s+\d+\s+\d+\s+[\d.]+ MiB\s+83\s+ext4\s+rootfs/m);
+  });
+});
+
+describe('pibake inspect on packed images', () => {
+  it('reports of an .img.xz, a .zip and an .xz with a bare name what it reports of the raw image, and leaves nothing beside them', async () => {
+    const folder = join(dir, 'packed');
+    await mkdir(folder);
+    const raw = join(folder, 'base.img');
+    await synthesizeRaspiosImage({ path: raw, generation: 'trixie', sizeMiB: 200, bootMiB: 64 });
+    await execa('xz', ['-0', '-T0', '-k', raw]);
+    await execa('zip', ['-q', '-j', join(folder, 'base.zip'), raw]);
+    await execa('cp', [`${raw}.xz`, join(folder, 'base-download')]);
+    const of = async (image: string) => {
+      const cli = await runPibake(['inspect', image, '--json']);
+      expect(cli.stderr).toBe('');
+      return JSON.parse(cli.stdout) as InspectReport;
+    };
+    const expected = await of(raw);
+    for (const name of ['base.img.xz', 'base.zip', 'base-download']) {
+      expect(await of(join(folder, name))).toEqual({ ...expected, image: join(folder, name) });
+    }
+    expect((await readdir(folder)).sort()).toEqual(['base-download', 'base.img', 'base.img.xz', 'base.zip']);
   });
 });

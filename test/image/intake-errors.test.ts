@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatError, PibakeError } from '../../builder/common/errors.ts';
 import { obtainBase } from '../../builder/image/intake.ts';
-import type { BaseImageSpec } from '../../builder/inventory/types.ts';
+import type { BaseImageSpec } from '../../builder/common/base-image.ts';
 import { makeDiskImage, scratchDir, sha256sum } from './intake-fixture.ts';
 import { entriesOf } from '../helpers/image.ts';
 

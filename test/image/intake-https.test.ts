@@ -88,7 +88,7 @@ describe('obtainBase from an https URL', () => {
     const sha256 = await sha256sum(join(dir, 'raspios.zip'));
     const result = await obtainBase({ url: `${base}/files/raspios.zip`, sha256 }, { cacheDir: cache, progress: false });
     expect(result.sha256).toBe(imageSha);
-    expect((await entriesOf(cache)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+    expect((await entriesOf(cache)).filter((n) => n.endsWith('.partial'))).toEqual([]);
   });
 
   it('rejects a wrong SHA-256 and leaves nothing in the cache', async () => {
@@ -125,7 +125,7 @@ describe('obtainBase from an https URL', () => {
     // Wait until the half-delivered download has produced a temp image with data in it.
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const temps = (await entriesOf(cache).catch(() => [] as string[])).filter((n) => n.startsWith('.tmp-'));
+      const temps = (await entriesOf(cache).catch(() => [] as string[])).filter((n) => n.endsWith('.partial'));
       if (temps.length > 0 && (await stat(join(cache, temps[0]!))).size > 0) break;
       if (Date.now() > deadline) throw new Error('child never started writing');
       await new Promise((r) => setTimeout(r, 50));

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { humanBytes, ProgressLine } from '../../builder/image/intake/progress.ts';
+import { humanBytes } from '../../builder/common/human-bytes.ts';
+import { ProgressLine } from '../../builder/image/intake/progress.ts';
 
 afterEach(() => {
   vi.restoreAllMocks();

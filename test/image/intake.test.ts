@@ -136,15 +136,16 @@ describe('obtainBase', () => {
       },
     });
     expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatch(/\/\.tmp-\d+-[0-9a-f]+\.img$/);
+    expect(seen[0]).toMatch(/\/\.intake\.img\.\d+-[0-9a-f]+\.partial$/);
   });
 
   it('sweeps temp files left by dead processes', async () => {
     const cache = await freshCache('sweep');
     // PID 2^22+1 is above Linux's pid_max limit, so it cannot be running.
-    await writeFile(join(cache, '.tmp-4194305-abcdef.img'), 'stale');
+    await writeFile(join(cache, '.intake.img.4194305-abcdef.partial'), 'stale');
+    await writeFile(join(cache, '.tmp-4194305-abcdef.img'), 'stale, named as older pibake named its temps');
     await obtainBase({ path: image }, { cacheDir: cache, progress: false });
-    expect((await entriesOf(cache)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);
+    expect((await entriesOf(cache)).filter((name) => name.startsWith('.tmp-') || name.endsWith('.partial'))).toEqual([]);
   });
 
   it('finds its cache folder from the option, PIBAKE_CACHE_DIR, XDG_CACHE_HOME, then ~/.cache', () => {

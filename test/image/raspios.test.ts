@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
 import { changeDiskId, openRaspiosImage, parseOsRelease, replacePartuuids } from '../../builder/image/raspios.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { debugfsCat, debugfsStat, expectCleanImage, mtype, partitionOffsets, runPibake, scratchDir, sfdiskJson } from '../helpers/image.ts';
 
 let dir: string;

@@ -8,7 +8,7 @@ import { flash } from '../../builder/flash/flash.ts';
 import { readDiskLayout } from '../../builder/image/disk.ts';
 import { Ext4Fs } from '../../builder/image/ext4.ts';
 import { FatFs } from '../../builder/image/fat.ts';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { parseBmap } from '../../builder/package/bmap-format.ts';
 import { createBmap, mapImage, writeBmapFile } from '../../builder/package/bmap.ts';
 import { fsckExt4, fsckFat, partitionOffsets } from '../helpers/oracles.ts';

@@ -1,16 +1,15 @@
 /**
  * The base-image cache: decompressed images keyed by the SHA-256 of the file the user gave
  * (`base-<sha>.img`), each with a `base-<sha>.json` record (raw image SHA-256, size, where it came
- * from). Writers use temp names (`.tmp-<pid>-…`) in the same folder and rename when complete, so a
+ * from). Writers use temp names (`.intake….<pid>-….partial`, bytes/temp-name.ts) in the same folder and rename when complete, so a
  * cache entry is always whole; temps of dead processes are swept at the next start, and a Ctrl-C
  * or exit removes the temps of the running one.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { forgetOnExit, removeOnExit } from '../../common/cleanup.ts';
-import { isAlive, partialOwner } from '../../package/temp-name.ts';
+import { isAlive, partialOwner, siblingTempPath } from '../../bytes/temp-name.ts';
 
 export interface CacheRecord {
   /** SHA-256 of the input file (compressed file when compressed): the cache key. */
@@ -131,11 +130,9 @@ function mergeFiles(a: FileIdentity[], b: FileIdentity[]): FileIdentity[] {
   return [...kept, ...b];
 }
 
-const TEMP_PREFIX = '.tmp-';
-
-/** A fresh temp name in the cache folder, registered for removal on Ctrl-C/exit until released. */
+/** A fresh temp name in the cache folder (`.intake<suffix>.<pid>-<hex>.partial`), removed on Ctrl-C/exit until released. */
 export function tempPath(cacheDir: string, suffix: string): string {
-  const path = join(cacheDir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}${suffix}`);
+  const path = siblingTempPath(join(cacheDir, `intake${suffix}`));
   removeOnExit(path);
   return path;
 }
@@ -153,6 +150,7 @@ export async function releaseTemp(path: string): Promise<void> {
 export async function sweepStaleTemps(cacheDir: string): Promise<void> {
   await mkdir(cacheDir, { recursive: true });
   for (const name of await readdir(cacheDir)) {
+    // `.tmp-<pid>-…`: the temp names of pibake before 0.2.
     const owner = /^\.tmp-(\d+)-/.exec(name)?.[1] ?? partialOwner(name);
     if (owner !== undefined && !isAlive(Number(owner))) await rm(join(cacheDir, name), { force: true, recursive: true });
   }

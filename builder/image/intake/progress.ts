@@ -2,17 +2,7 @@
  * One self-overwriting progress line on stderr (bytes, rate), only when stderr is a terminal:
  * logs and pipes stay clean.
  */
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-
-export function humanBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${UNITS[unit]}`;
-}
+import { humanBytes } from '../../common/human-bytes.ts';
 
 export class ProgressLine {
   private readonly started = Date.now();

@@ -2,8 +2,8 @@ import { execa } from 'execa';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { synthesizeRaspiosImage } from '../../builder/image/synthesize.ts';
-import { debugfs, debugfsCat, debugfsStat, expectCleanImage, mtype, partitionOffsets, scratchDir, sfdiskJson } from '../helpers/image.ts';
+import { synthesizeRaspiosImage } from './synthesize.ts';
+import { debugfs, debugfsCat, debugfsStat, expectCleanImage, mtype, partitionOffsets, scratchDir, sfdiskJson } from './image.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isPartial, isPartialOf, siblingTempPath } from '../../builder/package/temp-name.ts';
+import { isPartial, isPartialOf, siblingTempPath } from '../../builder/bytes/temp-name.ts';
 
 describe('temp names', () => {
   it('are hidden siblings marked .partial, recognisable per process', () => {

@@ -10,12 +10,12 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, rm, symlink, truncate, writeFile
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { once } from 'node:events';
-import { PibakeError } from '../common/errors.ts';
-import { runTool } from '../common/exec.ts';
-import type { Generation } from '../inventory/types.ts';
-import { isMbrDiskId } from './disk.ts';
-import { Ext4Fs, quote, writeTimestamp } from './ext4.ts';
-import { FatFs } from './fat.ts';
+import { PibakeError } from '../../builder/common/errors.ts';
+import { runTool } from '../../builder/common/exec.ts';
+import type { Generation } from '../../builder/common/base-image.ts';
+import { isMbrDiskId } from '../../builder/image/disk.ts';
+import { Ext4Fs, quote, writeTimestamp } from '../../builder/image/ext4.ts';
+import { FatFs } from '../../builder/image/fat.ts';
 
 export interface SynthesizeOptions {
   path: string;
@@ -165,7 +165,6 @@ const PACKAGES: Record<Generation, Package[]> = {
     { name: 'systemd', version: '252.38-1~deb12u1', section: 'admin', description: 'system and service manager' },
     { name: 'openssh-server', version: '1:9.2p1-2+deb12u6', section: 'net', description: 'secure shell (SSH) server' },
     { name: 'python3', version: '3.11.2-1+b1', section: 'python', description: 'interactive high-level object-oriented language' },
-    // eslint-disable-next-line no-restricted-syntax -- a package name in a dpkg list, not a command
     { name: 'sudo', version: '1.9.13p3-1+deb12u2', section: 'admin', description: 'Provide limited super user privileges' },
     { name: 'network-manager', version: '1.42.4-1+rpt1', section: 'net', description: 'network management framework' },
     { name: 'raspberrypi-sys-mods', version: '20250605~bookworm', section: 'admin', description: 'System tweaks for the Raspberry Pi' },
@@ -181,7 +180,6 @@ const PACKAGES: Record<Generation, Package[]> = {
     { name: 'systemd', version: '257.9-1~deb13u1', section: 'admin', description: 'system and service manager' },
     { name: 'openssh-server', version: '1:10.0p1-7', section: 'net', description: 'secure shell (SSH) server' },
     { name: 'python3', version: '3.13.5-1', section: 'python', description: 'interactive high-level object-oriented language' },
-    // eslint-disable-next-line no-restricted-syntax -- a package name in a dpkg list, not a command
     { name: 'sudo', version: '1.9.16p2-3', section: 'admin', description: 'Provide limited super user privileges' },
     { name: 'network-manager', version: '1.52.1-1', section: 'net', description: 'network management framework' },
     { name: 'netplan.io', version: '1.1.2-6', section: 'net', description: 'Declarative network configuration' },

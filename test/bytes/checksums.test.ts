@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256File, writeSha256Sums } from '../../builder/package/checksums.ts';
+import { sha256File, writeSha256Sums } from '../../builder/bytes/checksums.ts';
 import { makeDiskImage, scratchDir, sha256sum } from '../image/intake-fixture.ts';
 
 let dir: string;

@@ -4,12 +4,11 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PibakeError } from '../common/errors.ts';
-import { siblingTempPath } from './temp-name.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 /** Lowercase hex SHA-256 of a file, read as a stream; `onProgress` hears the bytes hashed so far. */
 export async function sha256File(path: string, onProgress?: (bytes: number) => void): Promise<string> {
@@ -22,21 +21,27 @@ export async function sha256File(path: string, onProgress?: (bytes: number) => v
 
 /**
  * A pass-through stream that hashes (SHA-256) and counts the bytes flowing through it,
- * so a download or a decompression is checked without a second read.
+ * so a download or a decompression is checked without a second read. `hashing: false` only counts.
  */
 export class HashTap extends Transform {
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: Hash | undefined;
   private hex: string | undefined;
   bytes = 0;
 
+  constructor(hashing = true) {
+    super();
+    this.hash = hashing ? createHash('sha256') : undefined;
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.bytes += chunk.length;
     callback(null, chunk);
   }
 
   /** The hex digest; call once the stream has ended. */
   digest(): string {
+    if (!this.hash) throw new Error('this HashTap only counts');
     this.hex ??= this.hash.digest('hex');
     return this.hex;
   }
@@ -59,9 +64,7 @@ export async function writeSha256Sums(dir: string, files: readonly string[], nam
     lines.push(sumLine(digest, rel));
   }
   const target = join(dir, name);
-  const temp = siblingTempPath(join(dir, name));
-  await writeFile(temp, lines.join(''));
-  await rename(temp, target);
+  await writeFileAtomic(target, lines.join(''));
   return target;
 }
 

@@ -12,8 +12,8 @@
 import { open } from 'node:fs/promises';
 import { PibakeError } from '../common/errors.ts';
 import { runTool } from '../common/exec.ts';
-import { type PartitionInfo, readDiskLayout } from '../image/disk.ts';
-import { parseExt4Superblock } from '../image/ext4.ts';
+import { type PartitionInfo, readDiskLayout } from './disk.ts';
+import { parseExt4Superblock } from './ext4.ts';
 
 export interface UsageSink {
   /** start..end (bytes, end exclusive) belongs to a filesystem: only what it marks used matters. */
