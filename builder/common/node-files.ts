@@ -44,3 +44,18 @@ export interface BootEdit {
   /** Stable description of the edit, part of the node's input digest. */
   describe: string;
 }
+
+/** What rendering produces for one node: its root-filesystem files, boot files and boot edits. */
+export interface RenderedNode {
+  node: string;
+  role: string;
+  /** The build id its files carry (node.json, the cloud-init instance-id): bound after rendering (render/build-id.ts). */
+  buildId: string;
+  rootEntries: RootEntry[];
+  bootFiles: BootFile[];
+  /**
+   * Edits to files the base already has on the boot partition (e.g. append ` ds=nocloud;i=...`
+   * to cmdline.txt): applied to the base's content at bake time.
+   */
+  bootEdits: BootEdit[];
+}

@@ -4,8 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { PibakeError } from '../common/errors.ts';
-import { isSecretBearing, type RootEntry } from '../common/node-files.ts';
-import type { RenderedNode } from '../render/types.ts';
+import { isSecretBearing, type RenderedNode, type RootEntry } from '../common/node-files.ts';
 
 /** A node's files, bound to a build id or not: what the digests are taken over. */
 export type NodeFiles = Pick<RenderedNode, 'node' | 'role' | 'rootEntries' | 'bootFiles' | 'bootEdits'>;
