@@ -142,7 +142,11 @@ async function readCloudConfig(root: Ext4Fs): Promise<CloudConfig> {
   return result;
 }
 
-/** The boot-partition files first boot may act on, per generation (docs/raspios-contract.md). */
+/**
+ * The boot-partition files first boot may act on, per generation: ssh and userconf.txt on both,
+ * custom.toml and firstrun.sh (when cmdline.txt runs it) on bookworm, and cloud-init's NoCloud
+ * seeds wherever cloud-init is installed and reads them from the boot partition.
+ */
 export function firstBootFiles(generation: Generation, cloudInit: boolean, seedfrom: string | undefined, cmdline: string): Omit<BootFileReport, 'present'>[] {
   const bookworm = generation === 'bookworm';
   const seedOnBoot = cloudInit && (seedfrom === undefined || /^file:\/\/\/boot(\/firmware)?\/?$/.test(seedfrom));

@@ -22,7 +22,8 @@ export function inventoryJsonSchemaText(): string {
   return `${JSON.stringify(inventoryJsonSchema(), null, 2)}\n`;
 }
 
-function objectSchema(spec: ObjectSpec): Json {
+/** The JSON Schema of any declared file or section (the role files' schema is made with it too). */
+export function objectSchema(spec: ObjectSpec): Json {
   const properties: Json = {};
   for (const field of spec.fields) properties[field.key] = fieldSchema(field);
   const required = spec.fields.filter((field) => field.required).map((field) => field.key);
@@ -48,7 +49,15 @@ function specSchema(spec: Spec): Json {
     case 'object':
       return objectSchema(spec);
     case 'array':
-      return { type: 'array', items: specSchema(spec.items), ...(spec.minItems !== undefined ? { minItems: spec.minItems } : {}) };
+      return {
+        type: 'array', items: specSchema(spec.items),
+        ...(spec.minItems !== undefined ? { minItems: spec.minItems } : {}),
+        ...(spec.unique ? { uniqueItems: true } : {}),
+      };
+    case 'map': {
+      const { type: _text, ...keys } = specSchema(spec.keys);
+      return { type: 'object', propertyNames: keys, additionalProperties: specSchema(spec.values) };
+    }
     case 'boolean':
       return { type: 'boolean' };
     case 'integer':

@@ -135,7 +135,7 @@ describe('one problem per rule, at its line:column', () => {
   it('unknown keys, with a did-you-mean hint', async () => {
     const yaml = edit(VALID, '  password: none\n', '  pasword: none\n');
     await single(yaml, '^pasword', /unknown key "pasword" in admin \(hint: did you mean "password"\?\)/);
-    await single(edit(VALID, 'generate_ssh_key', 'generateSshKey'), '^generateSshKey', /did you mean "generate_ssh_key"\? \(cluster.yaml keys are snake_case\)/);
+    await single(edit(VALID, 'generate_ssh_key', 'generateSshKey'), '^generateSshKey', /did you mean "generate_ssh_key"\? \(pibake's YAML keys are snake_case\)/);
     await single(`${VALID}colour: blue\n`, '^colour', /unknown key "colour" at the top level \(hint: known keys here: cluster, network/);
   });
 
