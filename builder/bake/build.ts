@@ -14,7 +14,7 @@ import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { roleFolders, toolVersion } from '../common/paths.ts';
 import { parseDpkgStatus } from '../image/ext4.ts';
 import { obtainBase } from '../image/intake.ts';
-import { humanBytes } from '../image/intake/progress.ts';
+import { formatBytes } from '../common/bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { openRaspiosImage, verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
@@ -201,7 +201,7 @@ async function buildLocked(input: {
 
   await inParallel(work, options.jobs, (item) => bakeAndPackage(item).catch(async (error: unknown) => {
     if (!isNoSpace(error)) throw error;
-    const need = `each node image needs about ${humanBytes(nodeBytes)} (the base's data)${options.compress ? ', and its archive up to as much again' : ''}`;
+    const need = `each node image needs about ${formatBytes(nodeBytes)} (the base's data)${options.compress ? ', and its archive up to as much again' : ''}`;
     throw await noSpaceError('the output folder', dir, need, 'free space there, or build into another folder with --out');
   }));
 

@@ -2,6 +2,8 @@
  * How a build tells the user what it is doing: redrawn progress lines on a terminal, plain log
  * lines otherwise, or one JSON event per line for CI (--json).
  */
+import { formatBytes } from '../common/bytes.ts';
+
 export type BuildEvent =
   | { type: 'base'; source: string; sha256: string; generation: string }
   | { type: 'warning'; message: string }
@@ -63,10 +65,6 @@ export function lineReporter(write: (line: string) => void = (l) => process.stde
   };
 }
 
-function formatBytes(bytes: number): string {
-  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
-  return `${(bytes / (1 << 20)).toFixed(0)} MiB`;
-}
 
 /** A status line per node, redrawn in place (stage, bytes done, rate), with log lines above. */
 export function ttyReporter(stream: NodeJS.WriteStream = process.stderr): Reporter {

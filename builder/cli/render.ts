@@ -5,10 +5,10 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Argv, CommandModule } from 'yargs';
 import { PibakeError, formatProblem } from '../common/errors.ts';
 import { roleFolders } from '../common/paths.ts';
 import { packagesOption } from './build.ts';
+import { defineCommand, printResult, withConfig, withJson, withNodes, withRequiredOut } from './options.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { Generation, Inventory } from '../inventory/types.ts';
 import { renderNode } from '../render/render.ts';
@@ -32,7 +32,8 @@ export const TYPICAL_LITE_PACKAGES: ReadonlySet<string> = new Set(
 
 export interface RenderCommandOptions {
   config: string;
-  node?: string;
+  /** Only these nodes (default: every node). */
+  node?: string[] | undefined;
   out: string;
   generation: Generation;
   /** Folders of role files and overlays; default: the ones `pibake build` uses for this inventory. */
@@ -64,9 +65,12 @@ export async function renderCommand(options: RenderCommandOptions, load: Invento
   const roles: RoleCatalog = await loadRoles(folders.roles, folders.overlays);
   const inventory = await load(options.config, roles);
   for (const warning of inventory.warnings) process.stderr.write(`warning: ${formatProblem(warning)}\n`);
-  const names = options.node ? [options.node] : inventory.nodes.map((n) => n.name);
-  if (options.node && !inventory.nodes.some((n) => n.name === options.node)) {
-    throw new PibakeError(`no node named "${options.node}" in ${inventory.file}`, { hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}` });
+  const names = options.node ?? inventory.nodes.map((n) => n.name);
+  const unknown = names.filter((name) => !inventory.nodes.some((n) => n.name === name));
+  if (unknown.length > 0) {
+    throw new PibakeError(`no node named ${unknown.map((name) => `"${name}"`).join(', ')} in ${inventory.file}`, {
+      hint: `nodes: ${inventory.nodes.map((n) => n.name).join(', ')}`,
+    });
   }
   const secrets = await loadOrCreateSecrets(inventory, roles, { yescrypt: baseSupportsYescrypt(TYPICAL_LITE_PACKAGES) });
   const cmdline = options.cmdline === undefined ? undefined : await readFile(options.cmdline, 'utf8');
@@ -85,21 +89,16 @@ export async function renderCommand(options: RenderCommandOptions, load: Invento
   return written;
 }
 
-export const renderCommandModule: CommandModule<object, RenderCommandOptions> = {
-  command: 'render',
-  describe: 'Render every node\'s files (rootfs, boot partition, seeds) into a folder for review; touches no image',
-  builder: (yargs: Argv) =>
-    yargs
-      .option('config', { alias: 'c', type: 'string', default: 'cluster.yaml', describe: 'cluster inventory' })
-      .option('node', { alias: 'n', type: 'string', describe: 'render only this node' })
-      .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'output folder (DIR/<node>/rootfs, bootfs, modes.txt)' })
-      .option('generation', { choices: ['trixie', 'bookworm'] as const, default: 'trixie' as Generation, describe: 'Raspberry Pi OS generation of the base' })
+export const command = defineCommand({
+  builder: (y) =>
+    withJson(withRequiredOut(withNodes(withConfig(y), 'render only these nodes'), 'output folder (DIR/<node>/rootfs, bootfs, modes.txt)'))
+      .option('generation', { choices: ['trixie', 'bookworm'] as const satisfies readonly Generation[], default: 'trixie' as const, describe: 'Raspberry Pi OS generation of the base' })
       .option('roles', { type: 'string', describe: 'folder of role files (default: as build, roles/ beside the inventory, else pibake\'s own)' })
       .option('overlays', { type: 'string', describe: 'folder of overlays (default: as build, overlays/ beside the inventory, else pibake\'s own)' })
       .option('packages', packagesOption)
-      .option('cmdline', { type: 'string', describe: 'a base cmdline.txt to apply the boot edits to (writes bootfs/cmdline.txt)' }) as unknown as Argv<RenderCommandOptions>,
-  handler: async (argv) => {
-    const written = await renderCommand(argv);
-    for (const dir of written) process.stdout.write(`rendered ${dir}\n`);
+      .option('cmdline', { type: 'string', describe: 'a base cmdline.txt to apply the boot edits to (writes bootfs/cmdline.txt)' }),
+  handler: async (args) => {
+    const written = await renderCommand(args);
+    printResult(args.json, { rendered: written }, () => written.map((dir) => `rendered ${dir}`));
   },
-};
+});

@@ -2,7 +2,7 @@
  * Progress per card. On a terminal, one line per card redrawn in place (bytes, rate, ETA);
  * otherwise a plain line per card at every further 10 % so logs stay short.
  */
-import { formatBytes } from './safety.ts';
+import { formatBytes } from '../common/bytes.ts';
 
 export interface ProgressSink {
   write(text: string): unknown;

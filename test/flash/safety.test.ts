@@ -31,7 +31,7 @@ describe('safety rules', () => {
       '/dev/sdc: is read-only',
       '/dev/sdc: holds 2.0 GiB, less than the image\'s 4.0 GiB',
       '/dev/sdd: is not a removable disk (transport sata)',
-      '/dev/sdd: is 1000.0 GiB, larger than any SD card pibake expects',
+      '/dev/sdd: is 1000 GiB, larger than any SD card pibake expects',
       '/dev/sde: is in use as swap (/dev/sde1)',
       '/dev/mmcblk0: holds the running system (/)',
       '/dev/mmcblk0: is named twice',

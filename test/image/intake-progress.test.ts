@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { humanBytes, ProgressLine } from '../../builder/image/intake/progress.ts';
+import { ProgressLine } from '../../builder/image/intake/progress.ts';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -31,8 +31,8 @@ describe('ProgressLine', () => {
     line.update(1024 * 2 ** 20);
     line.done();
     expect(writes).toHaveLength(3);
-    expect(writes[0]).toBe('\r\x1b[Kpibake: unpacking x.img.xz: 25% of 400.0 MiB read, 512.0 MiB written, 512.0 MiB/s');
-    expect(writes[1]).toMatch(/1\.0 GiB written, 512\.0 MiB\/s$/);
+    expect(writes[0]).toBe('\r\x1b[Kpibake: unpacking x.img.xz: 25% of 400 MiB read, 512 MiB written, 512 MiB/s');
+    expect(writes[1]).toMatch(/1\.0 GiB written, 512 MiB\/s$/);
     expect(writes[2]).toBe('\r\x1b[K');
   });
 
@@ -44,9 +44,4 @@ describe('ProgressLine', () => {
     expect(writes).toEqual([]);
   });
 
-  it('formats sizes in binary units', () => {
-    expect(humanBytes(0)).toBe('0 B');
-    expect(humanBytes(1536)).toBe('1.5 KiB');
-    expect(humanBytes(3 * 2 ** 30)).toBe('3.0 GiB');
-  });
 });

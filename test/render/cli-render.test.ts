@@ -37,7 +37,7 @@ describe('pibake render (renderCommand)', () => {
       expect(known).toMatch(/^lb,lb\.pilab\.lan,10\.0\.0\.10 ssh-ed25519 AAAA\S+\n/);
 
       // A second render replaces the earlier one and gives the same instance id (same content).
-      await renderCommand({ ...options, node: 'lb' }, load);
+      await renderCommand({ ...options, node: ['lb'] }, load);
       expect(await readFile(path.join(lb, 'bootfs/meta-data'), 'utf8')).toBe(meta);
       await expect(lstat(path.join(lb, 'bootfs/cmdline.txt'))).rejects.toThrow();
     });
@@ -51,9 +51,9 @@ describe('pibake render (renderCommand)', () => {
       await mkdir(path.join(out, 'db1'), { recursive: true });
       await writeFile(path.join(out, 'db1', 'precious.txt'), 'keep me');
       const options = { config: inventory.file, out, generation: 'bookworm' as const, roles: FIXTURE_ROLES, overlays: FIXTURE_OVERLAYS };
-      await expect(renderCommand({ ...options, node: 'db1' }, load)).rejects.toThrow(/not empty and not an earlier pibake render/);
+      await expect(renderCommand({ ...options, node: ['db1'] }, load)).rejects.toThrow(/not empty and not an earlier pibake render/);
       expect(await readFile(path.join(out, 'db1', 'precious.txt'), 'utf8')).toBe('keep me');
-      await expect(renderCommand({ ...options, node: 'ghost' }, load)).rejects.toThrow(/no node named "ghost"/);
+      await expect(renderCommand({ ...options, node: ['ghost'] }, load)).rejects.toThrow(/no node named "ghost"/);
     });
   });
 });

@@ -1,18 +1,9 @@
+import { formatBytes } from '../../common/bytes.ts';
+
 /**
  * One self-overwriting progress line on stderr (bytes, rate), only when stderr is a terminal:
  * logs and pipes stay clean.
  */
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-
-export function humanBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${UNITS[unit]}`;
-}
 
 export class ProgressLine {
   private readonly started = Date.now();
@@ -39,8 +30,8 @@ export class ProgressLine {
     this.lastDraw = now;
     const seconds = Math.max((now - this.started) / 1000, 0.001);
     const bytesIn = this.bytesIn();
-    const percent = this.totalIn && bytesIn > 0 ? ` ${Math.min(100, (100 * bytesIn) / this.totalIn).toFixed(0)}% of ${humanBytes(this.totalIn)} read,` : '';
-    process.stderr.write(`\r\x1b[K${this.label}:${percent} ${humanBytes(bytesOut)} written, ${humanBytes(bytesOut / seconds)}/s`);
+    const percent = this.totalIn && bytesIn > 0 ? ` ${Math.min(100, (100 * bytesIn) / this.totalIn).toFixed(0)}% of ${formatBytes(this.totalIn)} read,` : '';
+    process.stderr.write(`\r\x1b[K${this.label}:${percent} ${formatBytes(bytesOut)} written, ${formatBytes(bytesOut / seconds)}/s`);
     this.drawn = true;
   }
 
