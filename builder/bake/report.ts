@@ -3,6 +3,7 @@
  * lines otherwise, or one JSON event per line for CI (--json).
  */
 import { formatBytes } from '../common/bytes.ts';
+import { transferText, type ProgressSink } from '../common/progress.ts';
 
 export type BuildEvent =
   | { type: 'base'; source: string; sha256: string; generation: string }
@@ -67,16 +68,16 @@ export function lineReporter(write: (line: string) => void = (l) => process.stde
 
 
 /** A status line per node, redrawn in place (stage, bytes done, rate), with log lines above. */
-export function ttyReporter(stream: NodeJS.WriteStream = process.stderr): Reporter {
+export function ttyReporter(stream: ProgressSink = process.stderr): Reporter {
   const status = new Map<string, { stage: string; since: number; bytes?: number; total?: number }>();
   let drawn = 0;
   const redraw = () => {
     if (drawn > 0) stream.write(`\x1b[${drawn}A\x1b[J`);
     const lines = [...status.entries()].map(([node, s]) => {
       const seconds = (Date.now() - s.since) / 1000;
-      const amount = s.bytes !== undefined ? ` ${formatBytes(s.bytes)}${s.total ? ` / ${formatBytes(s.total)}` : ''}` : '';
-      const rate = s.bytes !== undefined && seconds > 0.5 ? ` ${formatBytes(s.bytes / seconds)}/s` : '';
-      return `  ${node.padEnd(12)} ${s.stage}${amount}${rate}`;
+      // A rate is shown once it means something (half a second in).
+      const amount = s.bytes === undefined ? '' : seconds > 0.5 ? ` ${transferText(s.bytes, s.total || undefined, seconds)}` : ` ${formatBytes(s.bytes)}`;
+      return `  ${node.padEnd(12)} ${s.stage}${amount}`;
     });
     for (const line of lines) stream.write(`${line}\n`);
     drawn = lines.length;

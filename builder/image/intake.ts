@@ -91,7 +91,7 @@ async function cached(source: Source, cacheDir: string, options: ObtainBaseOptio
 
 async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions): Promise<BaseImage> {
   const temp = tempPath(cacheDir, '.img');
-  const progress = new ProgressLine(`pibake: unpacking ${source.label}`, options.progress ?? process.stderr.isTTY === true);
+  const progress = new ProgressLine(`pibake: unpacking ${source.label}`, (options.progress ?? process.stderr.isTTY === true) ? process.stderr : undefined);
   try {
     const result = await intake(source, temp, cacheDir, progress).catch(async (error: unknown) => {
       if (!isNoSpace(error)) throw error;
