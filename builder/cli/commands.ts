@@ -19,6 +19,11 @@ export const commands: readonly CommandEntry[] = [
     load: () => import('./render.ts'),
   },
   {
+    command: 'secrets',
+    describe: 'Create the cluster\'s secrets file (cluster.secrets.yaml, 0600), or add what a new node or role needs; never changes a value',
+    load: () => import('./secrets.ts'),
+  },
+  {
     command: 'build',
     describe: 'Bake output/<cluster>/<node>.img for every node of the inventory (only what changed)',
     load: () => import('./build.ts'),
