@@ -9,21 +9,29 @@ import { INVENTORY_SPEC } from './schema.ts';
 type Json = Record<string, unknown>;
 
 export function inventoryJsonSchema(): Json {
-  return {
-    $schema: 'https://json-schema.org/draft/2020-12/schema',
-    title: 'pibake cluster inventory (cluster.yaml)',
-    description: 'One file describing a Raspberry Pi cluster; pibake bakes one SD-card image per node from it. Reference: docs/inventory.md.',
-    ...objectSchema(INVENTORY_SPEC),
-  };
+  return schemaDocument(
+    'pibake cluster inventory (cluster.yaml)',
+    'One file describing a Raspberry Pi cluster; pibake bakes one SD-card image per node from it. Reference: docs/inventory.md.',
+    INVENTORY_SPEC,
+  );
 }
 
-/** The schema file's exact text (stable key order, trailing newline), as committed. */
+/** The schema file's exact text, as committed. */
 export function inventoryJsonSchemaText(): string {
-  return `${JSON.stringify(inventoryJsonSchema(), null, 2)}\n`;
+  return schemaText(inventoryJsonSchema());
 }
 
-/** The JSON Schema of any declared file or section (the role files' schema is made with it too). */
-export function objectSchema(spec: ObjectSpec): Json {
+/** A whole schema file (draft 2020-12) for one declared YAML file. */
+export function schemaDocument(title: string, description: string, spec: ObjectSpec): Json {
+  return { $schema: 'https://json-schema.org/draft/2020-12/schema', title, description, ...objectSchema(spec) };
+}
+
+/** A schema file's exact text: stable key order, trailing newline. */
+export function schemaText(schema: Json): string {
+  return `${JSON.stringify(schema, null, 2)}\n`;
+}
+
+function objectSchema(spec: ObjectSpec): Json {
   const properties: Json = {};
   for (const field of spec.fields) properties[field.key] = fieldSchema(field);
   const required = spec.fields.filter((field) => field.required).map((field) => field.key);

@@ -2,22 +2,21 @@
  * schema/role.schema.json and docs/roles.md, generated from the role files' declaration
  * (role-schema.ts) by the same code that makes cluster.yaml's schema and reference.
  */
-import { objectSchema } from '../inventory/json-schema.ts';
+import { schemaDocument, schemaText } from '../inventory/json-schema.ts';
 import { cell, rows } from '../inventory/reference-doc.ts';
 import { ROLE_FIELDS, ROLE_RULES, ROLE_SPEC } from './role-schema.ts';
 
 export function roleJsonSchema(): Record<string, unknown> {
-  return {
-    $schema: 'https://json-schema.org/draft/2020-12/schema',
-    title: 'pibake role file (roles/<role>.yaml)',
-    description: 'What a node of this role gets: overlays, packages, units, secrets and file modes. Reference: docs/roles.md.',
-    ...objectSchema(ROLE_SPEC),
-  };
+  return schemaDocument(
+    'pibake role file (roles/<role>.yaml)',
+    'What a node of this role gets: overlays, packages, units, secrets and file modes. Reference: docs/roles.md.',
+    ROLE_SPEC,
+  );
 }
 
-/** The schema file's exact text (stable key order, trailing newline), as committed. */
+/** The schema file's exact text, as committed. */
 export function roleJsonSchemaText(): string {
-  return `${JSON.stringify(roleJsonSchema(), null, 2)}\n`;
+  return schemaText(roleJsonSchema());
 }
 
 /**
