@@ -187,8 +187,8 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
   const parentLocation = (path: Path, node: YamlMap | undefined): Location =>
     keyLocations.get(path.yaml.join('.')) ?? node?.location ?? top;
 
-  const wrongType = (node: YamlNode, expected: string, where: string): typeof INVALID => {
-    problems.push({ message: `${where || 'the file'} must be ${expected}, not ${describe(node)}`, location: node.location });
+  const wrongType = (node: YamlNode, expected: keyof typeof HOW_TO_WRITE, where: string): typeof INVALID => {
+    problems.push({ message: `${where || 'the file'} must be ${expected}, not ${describe(node)}`, hint: HOW_TO_WRITE[expected], location: node.location });
     return INVALID;
   };
 
@@ -205,6 +205,15 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
   const value = convertObject(root, spec, { yaml: [], prop: [] }) as Record<string, unknown>;
   return { value, problems, locations, keyLocations };
 }
+
+/** The hint for a value of the wrong kind: how YAML writes the kind expected. */
+const HOW_TO_WRITE = {
+  'a mapping (key: value lines)': 'write key: value pairs, indented under the key, or { key: value } on one line',
+  'a list': 'write [a, b] on one line, or one "- item" line per item, indented under the key',
+  'true or false': 'write true or false, without quotes',
+  'a whole number': 'write digits only, without quotes',
+  text: 'write the value itself; quote it if YAML would read it as something else (true, null, a list)',
+} as const;
 
 function childPath(path: Path, field: Field): Path {
   return { yaml: [...path.yaml, field.key], prop: [...path.prop, propOf(field)] };

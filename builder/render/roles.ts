@@ -68,7 +68,7 @@ export async function loadRoles(rolesDir: string, overlaysDir = path.join(rolesD
       continue;
     }
     if (catalog.has(roleName)) {
-      problems.push({ message: `role "${roleName}" is defined twice (.yaml and .yml)`, location: { file } });
+      problems.push({ message: `role "${roleName}" is defined twice (.yaml and .yml)`, hint: "keep one of the two files", location: { file } });
       continue;
     }
     try {
@@ -109,7 +109,9 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
   const shape = validateShape(root, ROLE_SPEC, file, {
     empty: { message: 'the role file is empty', hint: 'declare at least its tags and overlays; see docs/roles.md' },
   });
-  problems.push(...shape.problems);
+  // In the order of the file, as the user reads it (the validator goes in declaration order).
+  const at = (p: Problem) => [p.location?.line ?? 0, p.location?.column ?? 0] as const;
+  problems.push(...shape.problems.sort((a, b) => at(a)[0] - at(b)[0] || at(a)[1] - at(b)[1]));
   if (!shape.value) return undefined;
   const value = shape.value as unknown as RoleFile;
   const files = Object.entries(value.files ?? {}).map(([pattern, rule]): FileRule => ({
@@ -119,14 +121,15 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
     ...(rule.group !== undefined ? { group: rule.group } : {}),
     location: shape.keyLocations.get(`files.${pattern}`) ?? { file },
   }));
-  // Items that failed validation come back undefined (so indexes match the file): leave them out.
-  const list = (items: (string | undefined)[]): string[] => items.filter((item): item is string => item !== undefined);
+  // A key that failed validation is absent, and a list item that failed is undefined (so indexes
+  // match the file): leave them out, the problems are recorded.
+  const list = (items: (string | undefined)[] = []): string[] => items.filter((item): item is string => item !== undefined);
   const role: RoleDefinition = {
-    name, file, description: value.description, tags: list(value.tags), overlays: list(value.overlays), packages: list(value.packages),
+    name, file, description: value.description ?? '', tags: list(value.tags), overlays: list(value.overlays), packages: list(value.packages),
     services: list(value.services), firstboot: list(value.firstboot), secrets: list(value.secrets), files,
     ...(value.replacedBy !== undefined ? { replacedBy: value.replacedBy } : {}),
   };
-  overlayLocations.set(role, new Map(value.overlays.flatMap((overlay, i) => {
+  overlayLocations.set(role, new Map((value.overlays ?? []).flatMap((overlay, i) => {
     const location = shape.locations.get(`overlays.${i}`);
     return overlay !== undefined && location ? [[overlay, location] as const] : [];
   })));
@@ -143,15 +146,15 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
   return role;
 }
 
-/** A role file as validateShape returns it (camelCase keys, defaults applied). */
+/** A role file as validateShape returns it (camelCase keys, defaults applied, invalid keys left out). */
 interface RoleFile {
-  description: string;
-  tags: (string | undefined)[];
-  overlays: (string | undefined)[];
-  packages: (string | undefined)[];
-  services: (string | undefined)[];
-  firstboot: (string | undefined)[];
-  secrets: (string | undefined)[];
+  description?: string;
+  tags?: (string | undefined)[];
+  overlays?: (string | undefined)[];
+  packages?: (string | undefined)[];
+  services?: (string | undefined)[];
+  firstboot?: (string | undefined)[];
+  secrets?: (string | undefined)[];
   files?: Record<string, { mode?: string; owner?: string; group?: string }>;
   replacedBy?: string;
 }

@@ -114,4 +114,12 @@ describe('loadRoles', () => {
       expect.stringMatching(/^error: roles\/older\.yaml: role "older" is replaced by "old", which is itself replaced/),
     ]);
   });
+
+  it('says how to write a value of the wrong kind', async () => {
+    expect(await errorsOf({ 'web.yaml': 'tags: web\nfiles: /etc/x\ndescription: [a]\n' })).toEqual([
+      expect.stringMatching(/^error: roles\/web\.yaml:1:7: tags must be a list, not "web" \(hint: write \[a, b\] on one line/),
+      expect.stringMatching(/^error: roles\/web\.yaml:2:8: files must be a mapping \(key: value lines\), not "\/etc\/x" \(hint: write key: value pairs/),
+      expect.stringMatching(/^error: roles\/web\.yaml:3:14: description must be text, not a list \(hint: /),
+    ]);
+  });
 });
