@@ -35,8 +35,8 @@ function describe(event: BuildEvent): string | undefined {
         ? `${event.node}: up to date`
         : `${event.node}: baking — ${event.reasons.join('; ')}`;
     case 'packages':
-      return `role ${event.role}: carrying ${event.packages.join(' ')} — ${event.debs} .debs, ${(event.bytes / 1e6).toFixed(1)} MB ` +
-        `(${(event.installedBytes / 1e6).toFixed(0)} MB installed; ${event.fetched} fetched, ${event.debs - event.fetched} cached) in ${event.seconds.toFixed(1)} s`;
+      return `role ${event.role}: carrying ${event.packages.join(' ')} — ${event.debs} .debs, ${formatBytes(event.bytes)} ` +
+        `(${formatBytes(event.installedBytes)} installed; ${event.fetched} fetched, ${event.debs - event.fetched} cached) in ${event.seconds.toFixed(1)} s`;
     case 'stage':
       return undefined;
     case 'done':
