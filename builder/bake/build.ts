@@ -250,6 +250,7 @@ async function buildLocked(input: {
           ip: item.node.ip,
           diskId: item.diskId,
           digest: item.digest.digest,
+          publicDigest: item.digest.publicDigest,
           files: item.digest.files,
           image: { file: `${name}.img`, ...state, sha256 },
           extras: {},

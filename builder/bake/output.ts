@@ -23,7 +23,14 @@ export interface ManifestNode {
   role: string;
   ip: string;
   diskId: string;
+  /** Everything the image was made from, the secret values included: what decides a rebuild. */
   digest: string;
+  /**
+   * The same without the secret values (stand-ins count instead), as the card's own
+   * /etc/pibake/manifest.json records it: a sealed image cannot know its secrets, and a card must
+   * not carry anything derived from them. What `pibake status` checks a card against.
+   */
+  publicDigest?: string;
   /** `root:/path` / `boot:path` -> digest; lets the next build say which files changed. */
   files: Record<string, string>;
   image: Artifact;

@@ -81,7 +81,8 @@ export async function planStatus(options: StatusOptions): Promise<StatusPlan> {
     cluster: inventory.cluster.name,
     targets,
     peers: inventory.nodes.map((n) => ({ name: n.name, ip: n.ip })),
-    digests: new Map(selected.map((n) => [n.name, manifest.nodes[n.name]?.digest])),
+    // The card records the public digest; a build made before pibake recorded it has only `digest`, which its cards hold.
+    digests: new Map(selected.map((n) => [n.name, manifest.nodes[n.name]?.publicDigest ?? manifest.nodes[n.name]?.digest])),
     ssh: {
       user: inventory.admin.user,
       identity,

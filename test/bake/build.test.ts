@@ -126,8 +126,12 @@ describe('pibake build (trixie base)', () => {
       expect(await mtype(image, 'user-data')).toMatch(new RegExp(`hostname: ${node}\\b`));
       expect(await mtype(image, 'network-config')).toContain(`${ip}/24`);
       expect(await mtype(image, 'meta-data')).toMatch(new RegExp(`instance-id: ${node}-`));
-      const manifest = JSON.parse(await debugfs(image, 'cat /etc/pibake/manifest.json')) as { node: string };
+      const manifest = JSON.parse(await debugfs(image, 'cat /etc/pibake/manifest.json')) as { node: string; digest: string };
       expect(manifest.node).toBe(node);
+      // pibake status checks the card's digest against the build's record of it.
+      const built = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as { nodes: Record<string, { publicDigest: string; digest: string }> };
+      expect(manifest.digest).toBe(built.nodes[node]?.publicDigest);
+      expect(manifest.digest).not.toBe(built.nodes[node]?.digest); // that one includes the secret values
       expect((await debugfs(image, 'cat /etc/machine-id')).trim()).toBe('uninitialized');
     }
   });
