@@ -12,7 +12,7 @@ import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../c
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { inParallel, serialised, throttled } from '../common/parallel.ts';
 import { toolVersion } from '../common/paths.ts';
-import { humanBytes } from '../common/human-bytes.ts';
+import { formatBytes } from '../common/bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
@@ -173,7 +173,7 @@ async function buildLocked(input: {
 
   await inParallel(work, options.jobs, (item) => bakeAndPackage(item).catch(async (error: unknown) => {
     if (!isNoSpace(error)) throw error;
-    const need = `each node image needs about ${humanBytes(nodeBytes)} (the base's data)${options.compress ? ', and its archive up to as much again' : ''}`;
+    const need = `each node image needs about ${formatBytes(nodeBytes)} (the base's data)${options.compress ? ', and its archive up to as much again' : ''}`;
     throw await noSpaceError('the output folder', dir, need, 'free space there, or build into another folder with --out');
   }));
 

@@ -2,6 +2,9 @@
  * How a build tells the user what it is doing: redrawn progress lines on a terminal, plain log
  * lines otherwise, or one JSON event per line for CI (--json).
  */
+import { formatBytes } from '../common/bytes.ts';
+import { transferText, type ProgressSink } from '../common/progress.ts';
+
 export type BuildEvent =
   | { type: 'base'; source: string; sha256: string; generation: string }
   | { type: 'warning'; message: string }
@@ -32,8 +35,8 @@ function describe(event: BuildEvent): string | undefined {
         ? `${event.node}: up to date`
         : `${event.node}: baking — ${event.reasons.join('; ')}`;
     case 'packages':
-      return `role ${event.role}: carrying ${event.packages.join(' ')} — ${event.debs} .debs, ${(event.bytes / 1e6).toFixed(1)} MB ` +
-        `(${(event.installedBytes / 1e6).toFixed(0)} MB installed; ${event.fetched} fetched, ${event.debs - event.fetched} cached) in ${event.seconds.toFixed(1)} s`;
+      return `role ${event.role}: carrying ${event.packages.join(' ')} — ${event.debs} .debs, ${formatBytes(event.bytes)} ` +
+        `(${formatBytes(event.installedBytes)} installed; ${event.fetched} fetched, ${event.debs - event.fetched} cached) in ${event.seconds.toFixed(1)} s`;
     case 'stage':
       return undefined;
     case 'done':
@@ -63,22 +66,18 @@ export function lineReporter(write: (line: string) => void = (l) => process.stde
   };
 }
 
-function formatBytes(bytes: number): string {
-  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
-  return `${(bytes / (1 << 20)).toFixed(0)} MiB`;
-}
 
 /** A status line per node, redrawn in place (stage, bytes done, rate), with log lines above. */
-export function ttyReporter(stream: NodeJS.WriteStream = process.stderr): Reporter {
+export function ttyReporter(stream: ProgressSink = process.stderr): Reporter {
   const status = new Map<string, { stage: string; since: number; bytes?: number; total?: number }>();
   let drawn = 0;
   const redraw = () => {
     if (drawn > 0) stream.write(`\x1b[${drawn}A\x1b[J`);
     const lines = [...status.entries()].map(([node, s]) => {
       const seconds = (Date.now() - s.since) / 1000;
-      const amount = s.bytes !== undefined ? ` ${formatBytes(s.bytes)}${s.total ? ` / ${formatBytes(s.total)}` : ''}` : '';
-      const rate = s.bytes !== undefined && seconds > 0.5 ? ` ${formatBytes(s.bytes / seconds)}/s` : '';
-      return `  ${node.padEnd(12)} ${s.stage}${amount}${rate}`;
+      // A rate is shown once it means something (half a second in).
+      const amount = s.bytes === undefined ? '' : seconds > 0.5 ? ` ${transferText(s.bytes, s.total || undefined, seconds)}` : ` ${formatBytes(s.bytes)}`;
+      return `  ${node.padEnd(12)} ${s.stage}${amount}`;
     });
     for (const line of lines) stream.write(`${line}\n`);
     drawn = lines.length;

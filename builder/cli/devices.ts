@@ -1,40 +1,35 @@
 /** `pibake devices`: the disks of this machine and whether `pibake flash` would accept each. */
-import type { CommandModule } from 'yargs';
-import { holdsRoot, isRemovable, listBlockDevices, mountsOf, rootMajMin } from '../flash/devices.ts';
-import { LARGE_DISK_BYTES, formatBytes } from '../flash/safety.ts';
+import { defineCommand, printResult, withJson } from './options.ts';
 
-export const devicesCommand: CommandModule<object, { json: boolean }> = {
-  command: 'devices',
-  describe: 'list disks that could be flashed, with the reasons pibake would refuse one',
-  builder: (y) => y.option('json', { type: 'boolean', default: false, describe: 'print JSON' }) as never,
+export const command = defineCommand({
+  builder: (y) => withJson(y),
   handler: async (args) => {
+    const [{ holdsRoot, isRemovable, listBlockDevices, mountsOf, rootMajMin }, { diskRefusals }, { formatBytes }] = await Promise.all([
+      import('../flash/devices.ts'), import('../flash/safety.ts'), import('../common/bytes.ts'),
+    ]);
     const rootDev = await rootMajMin();
     const disks = (await listBlockDevices())
       .filter((d) => d.type === 'disk' || d.type === 'loop')
       .filter((d) => d.size > 0)
       .map((d) => {
-        const refusals: string[] = [];
-        if (holdsRoot(d, rootDev)) refusals.push('system disk');
-        if (mountsOf(d).length > 0) refusals.push('mounted');
-        if (!isRemovable(d)) refusals.push('not removable');
-        if (d.size > LARGE_DISK_BYTES) refusals.push('large');
-        if (d.readOnly) refusals.push('read-only');
-        return { path: d.path, size: d.size, model: d.model ?? null, serial: d.serial ?? null, transport: d.transport ?? null,
-          removable: isRemovable(d), readOnly: d.readOnly, mountpoints: mountsOf(d).map((m) => m.mountpoint), refusals };
+        // flash's own rules; an option that lets flash go ahead anyway is named beside its reason.
+        const refusals = diskRefusals(d, { holdsRoot: holdsRoot(d, rootDev) });
+        return {
+          path: d.path, size: d.size, model: d.model ?? null, serial: d.serial ?? null, transport: d.transport ?? null,
+          removable: isRemovable(d), readOnly: d.readOnly, mountpoints: mountsOf(d).map((m) => m.mountpoint),
+          refusals: refusals.map((r) => r.reason),
+          overrides: Object.fromEntries(refusals.flatMap((r) => (r.override ? [[r.reason, r.override] as const] : []))),
+        };
       });
-    if (args.json) {
-      process.stdout.write(`${JSON.stringify(disks, null, 2)}\n`);
-      return;
-    }
-    if (disks.length === 0) {
-      process.stdout.write('no disks found\n');
-      return;
-    }
-    const header = ['DEVICE', 'SIZE', 'MODEL', 'SERIAL', 'TRAN', 'FLASHABLE'];
-    const rows: string[][] = [header, ...disks.map((d) => [
-      d.path, formatBytes(d.size), d.model ?? '-', d.serial ?? '-', d.transport ?? '-', d.refusals.length === 0 ? 'yes' : `no: ${d.refusals.join(', ')}`,
-    ])];
-    const widths = header.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-    for (const row of rows) process.stdout.write(`${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')}\n`);
+    printResult(args.json, disks, () => {
+      if (disks.length === 0) return ['no disks found'];
+      const header = ['DEVICE', 'SIZE', 'MODEL', 'SERIAL', 'TRAN', 'FLASHABLE'];
+      const rows: string[][] = [header, ...disks.map((d) => [
+        d.path, formatBytes(d.size), d.model ?? '-', d.serial ?? '-', d.transport ?? '-',
+        d.refusals.length === 0 ? 'yes' : `no: ${d.refusals.map((r) => (d.overrides[r] ? `${r} (${d.overrides[r]})` : r)).join(', ')}`,
+      ])];
+      const widths = header.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+      return rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  '));
+    });
   },
-};
+});

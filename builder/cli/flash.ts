@@ -1,34 +1,11 @@
 /** `pibake flash NODE|IMAGE --device DEV...`: write node images to cards, safely and verified. */
-import { createInterface } from 'node:readline/promises';
-import type { CommandModule } from 'yargs';
-import { withSealedCopy } from '../bake/seal.ts';
-import { flash, verifyOnly } from '../flash/flash.ts';
-import { bmapBeside, resolveImage, sealedNodeOf } from '../flash/resolve.ts';
-import { formatBytes } from '../flash/safety.ts';
+import { defineCommand, printResult, withConfig, withJson, withOut } from './options.ts';
 
-interface FlashArgs {
-  config: string;
-  out: string;
-  target: string;
-  device: string[];
-  yes: boolean;
-  verify: boolean;
-  unmount: boolean;
-  'allow-non-removable': boolean;
-  'allow-large': boolean;
-  bmap?: string;
-  'verify-only': boolean;
-  seal: boolean;
-}
-
-export const flashCommand: CommandModule<object, FlashArgs> = {
-  command: 'flash <target>',
-  describe: 'write a node image (or any .img, .img.xz, .img.zst or .zip) to one or more cards, then verify it',
+export const command = defineCommand({
   builder: (y) =>
-    y
-      .positional('target', { type: 'string', demandOption: true, describe: 'node name (its image from pibake build, in <out>/<cluster>/) or image file' })
-      .option('config', { alias: 'c', type: 'string', default: 'cluster.yaml', describe: 'cluster inventory (for node names)' })
-      .option('out', { alias: 'o', type: 'string', default: 'output', describe: 'output root of pibake build: a node\'s image is <out>/<cluster>/<node>.img*' })
+    withJson(withOut(withConfig(
+      y.positional('target', { type: 'string', demandOption: true, describe: 'node name (its image from pibake build, in <out>/<cluster>/) or image file (.img, .img.xz, .img.zst, .zip)' }),
+      'cluster inventory (for node names)'), 'output root of pibake build: a node\'s image is <out>/<cluster>/<node>.img*'))
       .option('device', { type: 'string', array: true, demandOption: true, describe: 'card to write (whole disk, e.g. /dev/sdX), or a file; repeat for several' })
       .option('yes', { type: 'boolean', default: false, describe: 'do not ask before erasing (needed without a terminal)' })
       .option('verify', { type: 'boolean', default: true, describe: 'read every written range back and compare checksums (--no-verify skips)' })
@@ -37,13 +14,17 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
       .option('allow-large', { type: 'boolean', default: false, describe: 'allow a disk larger than 128 GiB' })
       .option('verify-only', { type: 'boolean', default: false, describe: 'write nothing; check cards written earlier against the image' })
       .option('seal', { type: 'boolean', default: true, describe: 'a sealed image (build --sealed) gets its node\'s secrets from cluster.secrets.yaml before it is written (--no-seal writes it as it is)' })
-      .option('bmap', { type: 'string', describe: 'block map to use (default: X.img.bmap or X.bmap beside the image)' }) as never,
+      .option('bmap', { type: 'string', describe: 'block map to use (default: X.img.bmap or X.bmap beside the image)' }),
   handler: async (args) => {
+    const [{ withSealedCopy }, { flash, verifyOnly }, { bmapBeside, resolveImage, sealedNodeOf }, { formatBytes }] = await Promise.all([
+      import('../bake/seal.ts'), import('../flash/flash.ts'), import('../flash/resolve.ts'), import('../common/bytes.ts'),
+    ]);
     const image = await resolveImage(args.target, { config: args.config, out: args.out });
     const bmap = args.bmap ?? bmapBeside(image);
     if (args['verify-only']) {
       const checked = await verifyOnly({ image, bmap, targets: args.device, out: process.stderr });
-      process.stdout.write(`${args.device.join(', ')} match ${image} (${formatBytes(checked.writtenBytes)} compared${checked.bmapUsed ? ', bmap' : ''})\n`);
+      printResult(args.json, { image, targets: args.device, comparedBytes: checked.writtenBytes, bmapUsed: checked.bmapUsed },
+        () => [`${args.device.join(', ')} match ${image} (${formatBytes(checked.writtenBytes)} compared${checked.bmapUsed ? ', bmap' : ''})`]);
       return;
     }
     const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
@@ -72,14 +53,18 @@ export const flashCommand: CommandModule<object, FlashArgs> = {
     } else {
       result = await write(image, bmap);
     }
-    process.stdout.write(
+    printResult(args.json, {
+      image, sealedFor: sealedNode ?? null, targets: args.device, writtenBytes: result.writtenBytes, bmapUsed: result.bmapUsed,
+      verified: result.verified, seconds: result.seconds,
+    }, () => [
       `flashed ${image}${sealing} to ${args.device.join(', ')}: ${formatBytes(result.writtenBytes)} written${result.bmapUsed ? ' (bmap)' : ''}, ` +
-        `${result.verified ? 'verified' : 'not verified'}, ${result.seconds.toFixed(1)} s\n`,
-    );
+        `${result.verified ? 'verified' : 'not verified'}, ${result.seconds.toFixed(1)} s`,
+    ]);
   },
-};
+});
 
 async function ask(summary: string[]): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     process.stderr.write(`These cards will be erased:\n${summary.map((s) => `  ${s}\n`).join('')}`);

@@ -1,22 +1,12 @@
 /** `pibake inspect IMAGE [--json]`: what pibake sees in a base image. Read-only. */
-import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { formatReport, inspectImage } from '../image/inspect.ts';
+import { defineCommand, printResult, withJson } from './options.ts';
 
-interface InspectArgs {
-  image: string;
-  json: boolean;
-}
-
-export const inspectCommand: CommandModule<object, InspectArgs> = {
-  command: 'inspect <image>',
-  describe: 'Show partitions, filesystems, OS generation, cloud-init and first-boot files of an image',
-  builder: (yargs: Argv<object>) =>
-    yargs
-      .positional('image', { type: 'string', demandOption: true, describe: 'a Raspberry Pi OS or node image: .img, .img.xz, .img.zst or .zip' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }) as unknown as Argv<InspectArgs>,
-  handler: async (args: ArgumentsCamelCase<InspectArgs>) => {
+export const command = defineCommand({
+  builder: (y) =>
+    withJson(y.positional('image', { type: 'string', demandOption: true, describe: 'a Raspberry Pi OS or node image: .img, .img.xz, .img.zst or .zip' }), 'print the report as JSON'),
+  handler: async (args) => {
+    const { formatReport, inspectImage } = await import('../image/inspect.ts');
     const report = await inspectImage(args.image);
-    const text = args.json ? JSON.stringify(report, null, 2) : formatReport(report).join('\n');
-    process.stdout.write(`${text}\n`);
+    printResult(args.json, report, () => formatReport(report));
   },
-};
+});

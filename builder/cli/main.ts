@@ -1,8 +1,7 @@
 /** The pibake command line: parses arguments, runs one command, prints errors as single lines. */
-import yargs, { type CommandModule } from 'yargs';
 import { formatError } from '../common/errors.ts';
 import { toolVersion } from '../common/paths.ts';
-import { commands } from './commands.ts';
+import { commandName, commands } from './commands.ts';
 import { takeExitCode } from './exit-code.ts';
 
 /**
@@ -13,11 +12,26 @@ const STATE_COMMANDS = new Set(['status']);
 
 export async function main(argv: string[]): Promise<number> {
   const failed = (usual: number) => (STATE_COMMANDS.has(argv[0] ?? '') ? 3 : usual);
+  // Answered before the parser is even loaded: importing yargs costs more than Node's own start.
+  if (argv.length === 1 && argv[0] === '--version') {
+    process.stdout.write(`${toolVersion}\n`);
+    return 0;
+  }
+  const { default: yargs } = await import('yargs');
   let exitCode: number;
-  const parser = yargs(argv)
+  let parser = yargs(argv)
     .scriptName('pibake')
-    .usage('$0 <command> [options]\n\nBake a flashable Raspberry Pi OS image for every node of a cluster, in user space.')
-    .command(commands as unknown as CommandModule[])
+    .usage('$0 <command> [options]\n\nBake a flashable Raspberry Pi OS image for every node of a cluster, in user space.');
+  // Only the command being run (its name is the first word that names one) is loaded; the others
+  // are listed by name for --help, and never run.
+  const chosen = commands.find((entry) => commandName(entry) === argv.find((word) => commands.some((e) => commandName(e) === word)));
+  for (const entry of commands) {
+    if (entry === chosen) parser = (await entry.load()).command.attach(parser, entry.command, entry.describe);
+    else parser = parser.command(entry.command, entry.describe, {}, () => {
+      throw new UsageError(`${commandName(entry)} was not loaded`);
+    });
+  }
+  parser = parser
     .demandCommand(1, 'name a command; see pibake --help')
     .strict()
     .help()

@@ -4,22 +4,19 @@
  * for a new cluster or a new node. Adds only what is missing; a value once made is never changed,
  * since the cards already written hold it. Prints what it added by name, never a value.
  */
-import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { ensureSecrets } from '../render/ensure-secrets.ts';
+import { defineCommand, printResult, withConfig, withJson } from './options.ts';
 
-interface SecretsArgs {
-  config: string;
-}
-
-export const secretsCommand: CommandModule<object, SecretsArgs> = {
-  command: 'secrets',
-  describe: 'Create the cluster\'s secrets file (cluster.secrets.yaml, 0600), or add what a new node or role needs; never changes a value',
-  builder: (yargs: Argv<object>) =>
-    yargs.option('config', { alias: 'c', type: 'string', default: 'cluster.yaml', describe: 'the inventory; its secrets file is made beside it' }) as unknown as Argv<SecretsArgs>,
-  handler: async (args: ArgumentsCamelCase<SecretsArgs>) => {
-    const { file, created, added } = await ensureSecrets(args.config);
-    if (created) process.stdout.write(`created ${file} (0600; back it up, never commit it): ${added.join(', ')}\n`);
-    else if (added.length > 0) process.stdout.write(`added to ${file}: ${added.join(', ')}\n`);
-    else process.stdout.write(`${file} already holds every secret the inventory needs; nothing changed\n`);
+export const command = defineCommand({
+  builder: (y) => withJson(withConfig(y, 'the inventory; its secrets file is made beside it'), 'print the file and the names of what was added as JSON'),
+  handler: async (args) => {
+    // Loaded when the command runs: --help and --version load none of the pipeline.
+    const { ensureSecrets } = await import('../render/ensure-secrets.ts');
+    const result = await ensureSecrets(args.config);
+    const { file, created, added } = result;
+    printResult(args.json, result, () => [
+      created ? `created ${file} (0600; back it up, never commit it): ${added.join(', ')}`
+        : added.length > 0 ? `added to ${file}: ${added.join(', ')}`
+          : `${file} already holds every secret the inventory needs; nothing changed`,
+    ]);
   },
-};
+});

@@ -1,33 +1,22 @@
 /** `pibake status`: every node, its services, replication and load-balancer backends, and a verdict. */
-import type { CommandModule } from 'yargs';
 import { PibakeError } from '../common/errors.ts';
-import { formatReport } from '../status/format.ts';
-import { SshMasters } from '../status/ssh.ts';
-import { checkCluster, planStatus, type StatusPlan } from '../status/status.ts';
+import type { StatusPlan } from '../status/status.ts';
 import type { StatusReport } from '../status/types.ts';
 import { setExitCode } from './exit-code.ts';
+import { defineCommand, withConfig, withJson, withNodes, withOut } from './options.ts';
 
-interface StatusArgs {
-  config: string;
-  out: string;
-  node?: string[];
+interface WatchOptions {
   json: boolean;
-  watch: boolean;
   interval: number;
   count?: number;
-  timeout: number;
-  'ssh-config'?: string;
 }
 
-export const statusCommand: CommandModule<object, StatusArgs> = {
-  command: 'status',
-  describe: 'Check the running cluster over ssh: each node, its card, services, replication, load balancers; exit 0 healthy, 1 degraded, 2 down',
+export const command = defineCommand({
   builder: (y) =>
-    y
-      .option('config', { alias: 'c', type: 'string', default: 'cluster.yaml', describe: 'the cluster inventory' })
-      .option('out', { alias: 'o', type: 'string', default: 'output', describe: 'output root of pibake build (its manifest and known_hosts are used)' })
-      .option('node', { type: 'string', array: true, describe: 'check only these nodes (repeatable)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON (schema/status.schema.json); with --watch one line per round' })
+    withJson(
+      withNodes(withOut(withConfig(y), 'output root of pibake build (its manifest and known_hosts are used)'), 'check only these nodes'),
+      'print the report as JSON (schema/status.schema.json); with --watch one line per round',
+    )
       .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'check again every --interval seconds, redrawing in place (Ctrl-C ends)' })
       .option('interval', { type: 'number', default: 3, describe: 'seconds between rounds of --watch' })
       .option('count', { type: 'number', describe: 'with --watch: stop after this many rounds' })
@@ -40,16 +29,18 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
         }
         if (a.count !== undefined && !a.watch) throw new PibakeError('--count counts rounds of --watch', { hint: 'add --watch, or leave --count out' });
         return true;
-      }) as never,
+      }),
   handler: async (args) => {
+    const { checkCluster, planStatus } = await import('../status/status.ts');
     const plan = await planStatus({ config: args.config, out: args.out, nodes: args.node, timeout: args.timeout, sshConfig: args['ssh-config'] });
     const report = args.watch ? await watch(plan, args) : await checkCluster(plan);
-    if (!args.watch) process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : `${render(report)}\n`);
+    if (!args.watch) process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : `${await render(report)}\n`);
     setExitCode(report.verdict.exitCode);
   },
-};
+});
 
-function render(report: StatusReport, footer?: string): string {
+async function render(report: StatusReport, footer?: string): Promise<string> {
+  const { formatReport } = await import('../status/format.ts');
   const tty = process.stdout.isTTY === true;
   return formatReport(report, {
     color: tty && !process.env.NO_COLOR,
@@ -63,7 +54,8 @@ function render(report: StatusReport, footer?: string): string {
  * frames follow each other. Every node keeps one ssh connection open meanwhile, so a round costs
  * one session per node, not one login.
  */
-async function watch(plan: StatusPlan, args: StatusArgs): Promise<StatusReport> {
+async function watch(plan: StatusPlan, args: WatchOptions): Promise<StatusReport> {
+  const [{ SshMasters }, { checkCluster }] = await Promise.all([import('../status/ssh.ts'), import('../status/status.ts')]);
   const tty = process.stdout.isTTY === true && !args.json;
   const masters = await SshMasters.create(plan.ssh);
   let stop: (() => void) | undefined;
@@ -88,7 +80,7 @@ async function watch(plan: StatusPlan, args: StatusArgs): Promise<StatusReport> 
       if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
       else {
         const footer = final ? undefined : `next check in ${args.interval} s; Ctrl-C ends`;
-        const frame = render(report, footer);
+        const frame = await render(report, footer);
         // Home, each line cleared to its end, then everything below the frame: no flicker.
         process.stdout.write(tty ? `\x1b[H${frame.split('\n').map((l) => `${l}\x1b[K`).join('\n')}\n\x1b[J` : `${frame}\n\n`);
       }

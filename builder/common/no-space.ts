@@ -4,7 +4,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { PibakeError } from './errors.ts';
-import { humanBytes } from './human-bytes.ts';
+import { formatBytes } from './bytes.ts';
 
 /** Whether `error` (or a cause of it) is "no space left on device", from node or from a tool's stderr. */
 export function isNoSpace(error: unknown): boolean {
@@ -31,5 +31,5 @@ export async function freeBytes(folder: string): Promise<number | undefined> {
  */
 export async function noSpaceError(what: string, folder: string, need: string, hint: string): Promise<PibakeError> {
   const free = await freeBytes(folder);
-  return new PibakeError(`${what} ${folder} is full${free === undefined ? '' : ` (${humanBytes(free)} free)`}: ${need}`, { hint });
+  return new PibakeError(`${what} ${folder} is full${free === undefined ? '' : ` (${formatBytes(free)} free)`}: ${need}`, { hint });
 }

@@ -5,6 +5,7 @@
  */
 import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { formatBytes } from './bytes.ts';
 import { PibakeError } from './errors.ts';
 
 const KiB = 1024;
@@ -29,9 +30,6 @@ function kindOf(info: { isDirectory(): boolean; isCharacterDevice(): boolean; is
   return 'not a file';
 }
 
-function sizeText(bytes: number): string {
-  return bytes >= MiB ? `${(bytes / MiB).toFixed(1)} MiB` : `${Math.ceil(bytes / KiB)} KiB`;
-}
 
 /**
  * The bytes of `path` (`what` names it in errors: "the inventory", "SSH key file"). Errors from
@@ -50,7 +48,7 @@ export async function readInputFile(path: string, what: string, maxBytes: number
       throw new PibakeError(`${what} ${path} is not a regular file (it is ${kindOf(info)})`, { hint: 'name a plain file' });
     }
     if (info.size > maxBytes) {
-      throw new PibakeError(`${what} ${path} is ${sizeText(info.size)}, more than the ${sizeText(maxBytes)} pibake reads for it`, {
+      throw new PibakeError(`${what} ${path} is ${formatBytes(info.size)}, more than the ${formatBytes(maxBytes)} pibake reads for it`, {
         hint: 'check that it is the file you meant',
       });
     }

@@ -7,8 +7,9 @@ import { createHash, type Hash } from 'node:crypto';
 import { type ImageFile, openImageFile } from '../bytes/open.ts';
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { type Bmap, type ChecksumType, readBmap } from '../package/bmap-format.ts';
-import { Progress, type ProgressSink } from './progress.ts';
-import { checkTargets, formatBytes, type SafetyOptions, type TargetFacts } from './safety.ts';
+import { ProgressBoard, type ProgressSink } from '../common/progress.ts';
+import { formatBytes } from '../common/bytes.ts';
+import { checkTargets, type SafetyOptions, type TargetFacts } from './safety.ts';
 import { type ByteRange, DEFAULT_CHUNK_BYTES, imageSizeOf, readPieces } from './source.ts';
 import { flushTarget, gatherFacts, type OpenTarget, openTargets, unmountAll } from './target.ts';
 import { bmapRangeLabel, byteRangeLabel, type ExpectedRange, verifyTarget } from './verify.ts';
@@ -100,7 +101,7 @@ export async function flash(options: FlashOptions): Promise<FlashResult> {
 
   const targets = await openTargets(facts, imageSize);
   try {
-    const progress = new Progress(options.out, targets.map((t) => t.path));
+    const progress = new ProgressBoard(options.out, targets.map((t) => t.path));
     progress.begin('write', writtenBytes);
     const mismatches: Problem[] = [];
     const digests = await writePieces(readPieces(image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES), targets, {
@@ -130,7 +131,7 @@ export async function flash(options: FlashOptions): Promise<FlashResult> {
 }
 
 async function verifyAll(targets: readonly Pick<OpenTarget, 'path'>[], ranges: ExpectedRange[], checksumType: ChecksumType, options: Pick<FlashOptions, 'out' | 'chunkBytes'>, total: number): Promise<void> {
-  const progress = new Progress(options.out, targets.map((t) => t.path));
+  const progress = new ProgressBoard(options.out, targets.map((t) => t.path));
   progress.begin('verify', total);
   const failures = (
     await Promise.all(targets.map((t, i) => verifyTarget(t.path, ranges, checksumType, { progress, progressIndex: i, chunkBytes: options.chunkBytes })))

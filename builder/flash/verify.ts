@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { Bmap, ChecksumType } from '../package/bmap-format.ts';
-import type { Progress } from './progress.ts';
+import type { ProgressBoard } from '../common/progress.ts';
 import { DEFAULT_CHUNK_BYTES, planPieces } from './source.ts';
 
 export interface ExpectedRange {
@@ -42,7 +42,7 @@ export async function verifyTarget(
   path: string,
   ranges: readonly ExpectedRange[],
   checksumType: ChecksumType,
-  options: { progress?: Progress; progressIndex?: number; chunkBytes?: number } = {},
+  options: { progress?: ProgressBoard; progressIndex?: number; chunkBytes?: number } = {},
 ): Promise<VerifyFailure[]> {
   const failures: VerifyFailure[] = [];
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;

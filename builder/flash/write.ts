@@ -6,7 +6,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { PibakeError } from '../common/errors.ts';
 import type { ChecksumType } from '../package/bmap-format.ts';
-import type { Progress } from './progress.ts';
+import type { ProgressBoard } from '../common/progress.ts';
 import type { Piece } from './source.ts';
 import type { OpenTarget } from './target.ts';
 
@@ -18,7 +18,7 @@ export const WRITE_DEPTH = 4;
 export interface WriteOptions {
   rangeCount: number;
   checksumType: ChecksumType;
-  progress?: Progress;
+  progress?: ProgressBoard;
   /** Called with each range's source checksum as soon as the range has been read. */
   onRangeDigest?: (range: number, digest: string) => void;
 }

@@ -8,6 +8,7 @@ import { load } from 'js-yaml';
 import { readHeader, sniffFormat } from '../bytes/formats.ts';
 import { openImageFile, unpackImageFile } from '../bytes/open.ts';
 import type { Generation } from '../common/base-image.ts';
+import { formatBytes } from '../common/bytes.ts';
 import type { Ext4Fs } from './ext4.ts';
 import { openRaspiosImage } from './raspios.ts';
 import { withStagingDir } from './staging.ts';
@@ -162,7 +163,11 @@ async function readCloudConfig(root: Ext4Fs): Promise<CloudConfig> {
   return result;
 }
 
-/** The boot-partition files first boot may act on, per generation (docs/raspios-contract.md). */
+/**
+ * The boot-partition files first boot may act on, per generation: ssh and userconf.txt on both,
+ * custom.toml and firstrun.sh (when cmdline.txt runs it) on bookworm, and cloud-init's NoCloud
+ * seeds wherever cloud-init is installed and reads them from the boot partition.
+ */
 export function firstBootFiles(generation: Generation, cloudInit: boolean, seedfrom: string | undefined, cmdline: string): Omit<BootFileReport, 'present'>[] {
   const bookworm = generation === 'bookworm';
   const seedOnBoot = cloudInit && (seedfrom === undefined || /^file:\/\/\/boot(\/firmware)?\/?$/.test(seedfrom));
@@ -192,21 +197,21 @@ export function firstBootFiles(generation: Generation, cloudInit: boolean, seedf
 /** A compact human-readable rendering of the report. */
 export function formatReport(r: InspectReport): string[] {
   const lines = [
-    `image     ${r.image}  ${mib(r.sizeBytes)}, ${r.scheme.toUpperCase()}, disk id ${r.diskId}`,
+    `image     ${r.image}  ${formatBytes(r.sizeBytes)}, ${r.scheme.toUpperCase()}, disk id ${r.diskId}`,
     `os        ${r.os.prettyName} -> generation ${r.os.generation}`,
     '',
   ];
   const rows = [['#', 'start', 'sectors', 'size', 'type', 'fs', 'label', 'uuid', 'partuuid', 'free'],
-    ...r.partitions.map((p) => [String(p.index), String(p.startSector), String(p.sizeSectors), mib(p.sizeBytes), p.type,
-      p.filesystem, p.label, p.uuid, p.partuuid ?? '-', mib(p.freeBytes)])];
+    ...r.partitions.map((p) => [String(p.index), String(p.startSector), String(p.sizeSectors), formatBytes(p.sizeBytes), p.type,
+      p.filesystem, p.label, p.uuid, p.partuuid ?? '-', formatBytes(p.freeBytes)])];
   lines.push(...table(rows), '');
   const c = r.cloudInit;
   lines.push(c.installed
     ? `cloud-init ${c.version}; datasource_list [${(c.datasourceList ?? []).join(', ')}]; NoCloud seedfrom ${c.noCloudSeedfrom ?? '-'}`
     : 'cloud-init not installed');
   if (r.room) {
-    const carried = r.carried ? `; carries ${r.carried.debs} .debs (${mib(r.carried.debBytes)}, ${mib(r.carried.installedBytes)} once installed) for ${r.carried.requested.join(' ')}` : '';
-    lines.push(`root room ${mib(r.room.baseFreeBytes)} free before pibake, ${mib(r.room.freeBytes)} now (grown by ${mib(r.room.grownBytes)})${carried}`);
+    const carried = r.carried ? `; carries ${r.carried.debs} .debs (${formatBytes(r.carried.debBytes)}, ${formatBytes(r.carried.installedBytes)} once installed) for ${r.carried.requested.join(' ')}` : '';
+    lines.push(`root room ${formatBytes(r.room.baseFreeBytes)} free before pibake, ${formatBytes(r.room.freeBytes)} now (grown by ${formatBytes(r.room.grownBytes)})${carried}`);
   }
   lines.push('', 'first-boot files on the boot partition:');
   lines.push(...table([['file', 'present', 'honoured', 'note'],
@@ -217,8 +222,4 @@ export function formatReport(r: InspectReport): string[] {
 function table(rows: string[][]): string[] {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
-}
-
-function mib(bytes: number): string {
-  return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(2)} GiB` : `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 }

@@ -13,7 +13,7 @@ import type { BaseImageSpec } from '../common/base-image.ts';
 import {
   evict, imagePathFor, lookup, lookupByFile, markValidated, publish, releaseTemp, resolveCacheDir, sweepStaleTemps, tempPath, type CacheRecord,
 } from './intake/cache.ts';
-import { humanBytes } from '../common/human-bytes.ts';
+import { formatBytes } from '../common/bytes.ts';
 import { ProgressLine } from './intake/progress.ts';
 import { describeSource, type Source } from './intake/sources.ts';
 
@@ -83,13 +83,13 @@ async function cached(source: Source, cacheDir: string, options: ObtainBaseOptio
 
 async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions): Promise<BaseImage> {
   const temp = tempPath(cacheDir, '.img');
-  const progress = new ProgressLine(`pibake: unpacking ${source.label}`, options.progress ?? process.stderr.isTTY === true);
+  const progress = new ProgressLine(`pibake: unpacking ${source.label}`, (options.progress ?? process.stderr.isTTY === true) ? process.stderr : undefined);
   try {
     const result = await intake(source, temp, cacheDir, progress).catch(async (error: unknown) => {
       if (!isNoSpace(error)) throw error;
       const expected = await rawSizeOf(source).catch(() => undefined);
-      const need = `unpacking ${source.label} needs ${expected === undefined ? `more than ${humanBytes(progress.bytesOut)}` : `up to ${humanBytes(expected)}`} ` +
-        `(sparse: only its data; ${humanBytes(progress.bytesOut)} of the image were unpacked when it filled)`;
+      const need = `unpacking ${source.label} needs ${expected === undefined ? `more than ${formatBytes(progress.bytesOut)}` : `up to ${formatBytes(expected)}`} ` +
+        `(sparse: only its data; ${formatBytes(progress.bytesOut)} of the image were unpacked when it filled)`;
       throw await noSpaceError('the cache folder', cacheDir, need,
         'free space there, or put the cache on a filesystem with room: PIBAKE_CACHE_DIR=/path or --cache-dir /path');
     });

@@ -9,17 +9,26 @@ import { INVENTORY_SPEC } from './schema.ts';
 type Json = Record<string, unknown>;
 
 export function inventoryJsonSchema(): Json {
-  return {
-    $schema: 'https://json-schema.org/draft/2020-12/schema',
-    title: 'pibake cluster inventory (cluster.yaml)',
-    description: 'One file describing a Raspberry Pi cluster; pibake bakes one SD-card image per node from it. Reference: docs/inventory.md.',
-    ...objectSchema(INVENTORY_SPEC),
-  };
+  return schemaDocument(
+    'pibake cluster inventory (cluster.yaml)',
+    'One file describing a Raspberry Pi cluster; pibake bakes one SD-card image per node from it. Reference: docs/inventory.md.',
+    INVENTORY_SPEC,
+  );
 }
 
-/** The schema file's exact text (stable key order, trailing newline), as committed. */
+/** The schema file's exact text, as committed. */
 export function inventoryJsonSchemaText(): string {
-  return `${JSON.stringify(inventoryJsonSchema(), null, 2)}\n`;
+  return schemaText(inventoryJsonSchema());
+}
+
+/** A whole schema file (draft 2020-12) for one declared YAML file. */
+export function schemaDocument(title: string, description: string, spec: ObjectSpec): Json {
+  return { $schema: 'https://json-schema.org/draft/2020-12/schema', title, description, ...objectSchema(spec) };
+}
+
+/** A schema file's exact text: stable key order, trailing newline. */
+export function schemaText(schema: Json): string {
+  return `${JSON.stringify(schema, null, 2)}\n`;
 }
 
 function objectSchema(spec: ObjectSpec): Json {
@@ -48,7 +57,15 @@ function specSchema(spec: Spec): Json {
     case 'object':
       return objectSchema(spec);
     case 'array':
-      return { type: 'array', items: specSchema(spec.items), ...(spec.minItems !== undefined ? { minItems: spec.minItems } : {}) };
+      return {
+        type: 'array', items: specSchema(spec.items),
+        ...(spec.minItems !== undefined ? { minItems: spec.minItems } : {}),
+        ...(spec.unique ? { uniqueItems: true } : {}),
+      };
+    case 'map': {
+      const { type: _text, ...keys } = specSchema(spec.keys);
+      return { type: 'object', propertyNames: keys, additionalProperties: specSchema(spec.values) };
+    }
     case 'boolean':
       return { type: 'boolean' };
     case 'integer':

@@ -62,10 +62,12 @@ export function inventoryReferenceDoc(): string {
   return lines.join('\n');
 }
 
-function rows(field: Field, path: string): string[] {
+/** The reference table's rows for a field and everything under it. */
+export function rows(field: Field, path: string): string[] {
   const spec = field.spec;
-  const nested = spec.type === 'object' ? spec.fields : spec.type === 'array' && spec.items.type === 'object' ? spec.items.fields : undefined;
-  const childPath = spec.type === 'array' ? `${path}[]` : path;
+  const inner = spec.type === 'array' ? spec.items : spec.type === 'map' ? spec.values : spec;
+  const nested = inner.type === 'object' ? inner.fields : undefined;
+  const childPath = spec.type === 'array' ? `${path}[]` : spec.type === 'map' ? `${path}.<${spec.keys.label ?? 'key'}>` : path;
   const own = `| \`${path}\` | ${typeText(spec)} | ${requirement(field)} | ${cell(field.description)}${field.example ? ` Example: \`${field.example}\`.` : ''} |`;
   const children = (nested ?? []).flatMap((child) => rows(child, `${childPath}.${child.key}`));
   return [own, ...children];
@@ -84,7 +86,9 @@ function typeText(spec: Spec): string {
     case 'object':
       return 'mapping';
     case 'array':
-      return `list of ${typeText(spec.items)}${spec.minItems ? ` (at least ${spec.minItems})` : ''}`;
+      return `list of ${typeText(spec.items)}${spec.minItems ? ` (at least ${spec.minItems})` : ''}${spec.unique ? ', each once' : ''}`;
+    case 'map':
+      return `mapping of ${spec.keys.label ?? 'text'} to ${typeText(spec.values)}`;
     case 'boolean':
       return 'true / false';
     case 'integer':
@@ -97,6 +101,6 @@ function typeText(spec: Spec): string {
   }
 }
 
-function cell(text: string): string {
+export function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/\n/g, ' ');
 }

@@ -1,6 +1,6 @@
 /**
- * Checks a YAML tree against the declared schema (schema.ts) and turns it into plain data with
- * camelCase keys and defaults applied. Every problem is collected with its location; nothing stops
+ * Checks a YAML tree against a declared schema (the inventory's schema.ts, the role files'
+ * render/role-schema.ts) and turns it into plain data with camelCase keys and defaults applied. Every problem is collected with its location; nothing stops
  * at the first one.
  */
 import type { Location, Problem } from '../common/errors.ts';
@@ -26,7 +26,12 @@ interface Path {
   prop: string[];
 }
 
-export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file: string): ShapeResult {
+/** What to say about a file with no content at all (default: an empty inventory). */
+export interface ShapeOptions {
+  empty?: { message: string; hint?: string };
+}
+
+export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file: string, options: ShapeOptions = {}): ShapeResult {
   const problems: Problem[] = [];
   const locations = new Map<string, Location>();
   const keyLocations = new Map<string, Location>();
@@ -51,11 +56,33 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
           problems.push({ message: `${where} needs at least ${spec.minItems} entr${spec.minItems === 1 ? 'y' : 'ies'}`, location: node.location });
           return INVALID;
         }
+        const seen = new Set<string>();
         // An invalid item becomes undefined, so indexes still match the file for later checks.
         return node.items.map((item, i) => {
           const converted = convert(item, spec.items, { yaml: [...path.yaml, String(i)], prop: [...path.prop, String(i)] });
-          return converted === INVALID ? undefined : converted;
+          if (converted === INVALID) return undefined;
+          if (spec.unique && item.kind === 'scalar') {
+            if (seen.has(item.text)) {
+              problems.push({ message: `${where}: "${item.text}" is listed twice`, hint: 'list each once', location: item.location });
+              return undefined;
+            }
+            seen.add(item.text);
+          }
+          return converted;
         });
+      }
+      case 'map': {
+        if (node.kind !== 'map') return wrongType(node, 'a mapping (key: value lines)', where);
+        const result: Record<string, unknown> = {};
+        for (const entry of node.entries) {
+          const child = { yaml: [...path.yaml, entry.key], prop: [...path.prop, entry.key] };
+          keyLocations.set(child.yaml.join('.'), entry.keyLocation);
+          const key = checkString(entry.key, spec.keys, where, entry.keyLocation);
+          if (key === INVALID) continue;
+          const converted = convert(entry.value, spec.values, child);
+          if (converted !== INVALID) result[entry.key] = converted;
+        }
+        return result;
       }
       case 'boolean':
         if (node.kind !== 'scalar' || typeof node.value !== 'boolean') return wrongType(node, 'true or false', where);
@@ -81,9 +108,17 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
     if (node.kind !== 'scalar' || !(typeof node.value === 'string' || typeof node.value === 'number')) {
       return wrongType(node, 'text', where);
     }
-    const text = node.text;
+    if (spec.quoted && typeof node.value === 'number') {
+      problems.push({ message: `${where}: ${node.text} must be quoted text, not a number`, hint: spec.format, location: node.location });
+      return INVALID;
+    }
+    return checkString(node.text, spec, where, node.location);
+  };
+
+  /** A text value (or a data key of a map) against its spec. */
+  const checkString = (text: string, spec: StringSpec, where: string, location: Location): string | typeof INVALID => {
     const fail = (message: string, hint?: string): typeof INVALID => {
-      problems.push({ message, hint, location: node.location });
+      problems.push({ message, hint, location });
       return INVALID;
     };
     // Before anything that quotes the value: a control character would garble the message too.
@@ -152,13 +187,14 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
   const parentLocation = (path: Path, node: YamlMap | undefined): Location =>
     keyLocations.get(path.yaml.join('.')) ?? node?.location ?? top;
 
-  const wrongType = (node: YamlNode, expected: string, where: string): typeof INVALID => {
-    problems.push({ message: `${where || 'the file'} must be ${expected}, not ${describe(node)}`, location: node.location });
+  const wrongType = (node: YamlNode, expected: keyof typeof HOW_TO_WRITE, where: string): typeof INVALID => {
+    problems.push({ message: `${where || 'the file'} must be ${expected}, not ${describe(node)}`, hint: HOW_TO_WRITE[expected], location: node.location });
     return INVALID;
   };
 
   if (!root) {
-    problems.push({ message: 'the inventory is empty', hint: 'start from the cluster.yaml shipped with pibake', location: top });
+    const empty = options.empty ?? { message: 'the inventory is empty', hint: 'start from the cluster.yaml shipped with pibake' };
+    problems.push({ ...empty, location: top });
     return { value: undefined, problems, locations, keyLocations };
   }
   if (root.kind !== 'map') {
@@ -169,6 +205,15 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
   const value = convertObject(root, spec, { yaml: [], prop: [] }) as Record<string, unknown>;
   return { value, problems, locations, keyLocations };
 }
+
+/** The hint for a value of the wrong kind: how YAML writes the kind expected. */
+const HOW_TO_WRITE = {
+  'a mapping (key: value lines)': 'write key: value pairs, indented under the key, or { key: value } on one line',
+  'a list': 'write [a, b] on one line, or one "- item" line per item, indented under the key',
+  'true or false': 'write true or false, without quotes',
+  'a whole number': 'write digits only, without quotes',
+  text: 'write the value itself; quote it if YAML would read it as something else (true, null, a list)',
+} as const;
 
 function childPath(path: Path, field: Field): Path {
   return { yaml: [...path.yaml, field.key], prop: [...path.prop, propOf(field)] };
@@ -191,9 +236,13 @@ export function findControlCharacter(text: string): { index: number; name: strin
   return { index: match.index, name };
 }
 
-/** nodes.2.ip -> nodes[2].ip, the way people read it. */
+/** nodes.2.ip -> nodes[2].ip, files./etc/x.mode -> files["/etc/x"].mode: the way people read them. */
 export function display(path: readonly string[]): string {
-  return path.reduce((text, part) => (/^\d+$/.test(part) ? `${text}[${part}]` : text ? `${text}.${part}` : part), '');
+  return path.reduce((text, part) => {
+    if (/^\d+$/.test(part)) return `${text}[${part}]`;
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(part)) return `${text}[${JSON.stringify(part)}]`;
+    return text ? `${text}.${part}` : part;
+  }, '');
 }
 
 function describe(node: YamlNode): string {
@@ -209,7 +258,7 @@ function describe(node: YamlNode): string {
 export function suggest(key: string, known: readonly string[]): string {
   const squash = (s: string): string => s.toLowerCase().replace(/[_-]/g, '');
   const same = known.find((k) => squash(k) === squash(key));
-  if (same) return `did you mean "${same}"? (cluster.yaml keys are snake_case)`;
+  if (same) return `did you mean "${same}"? (pibake's YAML keys are snake_case)`;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of known) {

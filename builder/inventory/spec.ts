@@ -1,7 +1,8 @@
 /**
- * The vocabulary the cluster.yaml schema is written in. One declaration (schema.ts) drives the
- * validator (shape.ts), the JSON Schema for editors (json-schema.ts) and the reference doc
- * (reference-doc.ts), so the three can never disagree.
+ * The vocabulary pibake's YAML files are declared in: cluster.yaml (schema.ts) and the role files
+ * (render/role-schema.ts). One declaration per file drives the validator (shape.ts), the JSON
+ * Schema for editors (json-schema.ts) and the reference doc (reference-doc.ts), so the three can
+ * never disagree.
  */
 
 /** A problem with one value: what is wrong and how to fix it. */
@@ -30,6 +31,11 @@ export interface StringSpec {
   maxLength?: number;
   /** A secret (a Wi-Fi passphrase): messages about it never quote the value. */
   secret?: boolean;
+  /**
+   * Only text is accepted, not a number written without quotes: YAML reads an unquoted `0644` as
+   * the number 644, so a file mode must be quoted to mean what it says.
+   */
+  quoted?: boolean;
 }
 
 export interface IntegerSpec {
@@ -55,14 +61,23 @@ export interface ArraySpec {
   type: 'array';
   items: Spec;
   minItems?: number;
+  /** No item may be listed twice. */
+  unique?: boolean;
 }
 
-export type Spec = StringSpec | IntegerSpec | BooleanSpec | ObjectSpec | ArraySpec;
+/** A mapping whose keys are data (paths, names), each checked by `keys`, each value by `values`. */
+export interface MapSpec {
+  type: 'map';
+  keys: StringSpec;
+  values: Spec;
+}
+
+export type Spec = StringSpec | IntegerSpec | BooleanSpec | ObjectSpec | ArraySpec | MapSpec;
 
 export interface Field {
-  /** Key in cluster.yaml (snake_case). */
+  /** Key in the YAML file (snake_case). */
   key: string;
-  /** Property in `Inventory` (camelCase); derived from key when omitted. */
+  /** Property in the loaded value (camelCase); derived from key when omitted. */
   prop?: string;
   description: string;
   spec: Spec;

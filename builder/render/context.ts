@@ -1,5 +1,6 @@
 /**
- * The Handlebars context a node's templates see (ROLES-CONTRACT.md "Template context").
+ * The Handlebars context a node's templates see (docs/roles.md "Template context", which
+ * role-reference.ts generates: a key added here needs its line there).
  * Every optional key is present (possibly undefined) because templates run in strict mode.
  */
 import { PibakeError } from '../common/errors.ts';

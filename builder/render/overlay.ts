@@ -71,7 +71,7 @@ export function renderTemplate(hb: typeof Handlebars, source: string, text: stri
       const shown = expression && expression.endsWith(missing[1] as string) ? expression : missing[1];
       const detail = shown === missing[1] ? '' : ` ("${missing[1]}" is missing)`;
       throw new PibakeError(`template uses "${shown}", which is not defined${detail}`, {
-        hint: 'see the template context in ROLES-CONTRACT.md; secrets must be declared under secrets: in the role file',
+        hint: 'see "Template context" in docs/roles.md; secrets must be declared under secrets: in the role file',
         location,
         cause: error,
       });

@@ -1,13 +1,17 @@
 /**
- * Loads roles/<role>.yaml (see ROLES-CONTRACT.md) into a validated RoleCatalog. Every problem in
- * every file is collected and reported at once with file:line:column.
+ * Loads roles/<role>.yaml into a validated RoleCatalog. Each file is checked against its
+ * declaration (role-schema.ts, which also generates schema/role.schema.json and docs/roles.md);
+ * the rules across files follow here. Every problem in every file is collected and reported at
+ * once with file:line:column.
  */
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { READ_LIMITS, readInputFile } from '../common/read-input.ts';
 import { PibakeError, type Location, type Problem } from '../common/errors.ts';
 import { globToRegExp, isGlob } from './glob.ts';
-import { parseYamlTree, type YamlNode } from '../common/yaml-tree.ts';
+import { parseYamlTree } from '../common/yaml-tree.ts';
+import { validateShape } from '../inventory/shape.ts';
+import { ROLE_NAME_PATTERN, ROLE_SPEC } from './role-schema.ts';
 
 export interface FileRule {
   /** Absolute root-filesystem path or shell-style glob. */
@@ -41,15 +45,6 @@ export interface RoleDefinition {
 
 export type RoleCatalog = Map<string, RoleDefinition>;
 
-const ROLE_NAME = /^[a-z][a-z0-9-]*$/;
-const TAG = /^[a-z][a-z0-9-]*$/;
-const OVERLAY_NAME = /^[a-z0-9][a-z0-9._-]*$/;
-const PACKAGE = /^[a-z0-9][a-z0-9+.-]+$/;
-const UNIT = /^[A-Za-z0-9][A-Za-z0-9@_.:-]*\.(service|timer|socket|target|path|mount)$/;
-const SECRET = /^[a-z][a-z0-9_]*$/;
-const ACCOUNT = /^[a-z_][a-z0-9_-]*$/;
-const MODE = /^0[0-7]{3}$/;
-const KEYS = ['description', 'tags', 'overlays', 'packages', 'services', 'firstboot', 'secrets', 'files', 'replaced_by'];
 
 /**
  * Read every roles/*.yaml. Overlays named by a role must exist as folders of `overlaysDir`
@@ -68,12 +63,12 @@ export async function loadRoles(rolesDir: string, overlaysDir = path.join(rolesD
   for (const name of names) {
     const file = path.resolve(rolesDir, name);
     const roleName = name.replace(/\.ya?ml$/, '');
-    if (!ROLE_NAME.test(roleName)) {
+    if (!ROLE_NAME_PATTERN.test(roleName)) {
       problems.push({ message: `role file name "${name}" is not a valid role name`, hint: 'use lowercase letters, digits and dashes', location: { file } });
       continue;
     }
     if (catalog.has(roleName)) {
-      problems.push({ message: `role "${roleName}" is defined twice (.yaml and .yml)`, location: { file } });
+      problems.push({ message: `role "${roleName}" is defined twice (.yaml and .yml)`, hint: "keep one of the two files", location: { file } });
       continue;
     }
     try {
@@ -111,55 +106,34 @@ function overlayLocation(role: RoleDefinition, overlay: string): Location {
 export function parseRole(name: string, file: string, text: string, problems: Problem[]): RoleDefinition | undefined {
   const { root, problems: yamlProblems } = parseYaml(text, file);
   problems.push(...yamlProblems);
-  if (!root || root.kind !== 'map') {
-    problems.push({ message: 'a role file must be a mapping (description, tags, overlays, ...)', location: root ? textAt(root) : { file } });
-    return undefined;
-  }
+  const shape = validateShape(root, ROLE_SPEC, file, {
+    empty: { message: 'the role file is empty', hint: 'declare at least its tags and overlays; see docs/roles.md' },
+  });
+  // In the order of the file, as the user reads it (the validator goes in declaration order).
+  const at = (p: Problem) => [p.location?.line ?? 0, p.location?.column ?? 0] as const;
+  problems.push(...shape.problems.sort((a, b) => at(a)[0] - at(b)[0] || at(a)[1] - at(b)[1]));
+  if (!shape.value) return undefined;
+  const value = shape.value as unknown as RoleFile;
+  const files = Object.entries(value.files ?? {}).map(([pattern, rule]): FileRule => ({
+    pattern, matcher: globToRegExp(pattern), exact: !isGlob(pattern),
+    ...(rule.mode !== undefined ? { mode: parseInt(rule.mode, 8) } : {}),
+    ...(rule.owner !== undefined ? { owner: rule.owner } : {}),
+    ...(rule.group !== undefined ? { group: rule.group } : {}),
+    location: shape.keyLocations.get(`files.${pattern}`) ?? { file },
+  }));
+  // A key that failed validation is absent, and a list item that failed is undefined (so indexes
+  // match the file): leave them out, the problems are recorded.
+  const list = (items: (string | undefined)[] = []): string[] => items.filter((item): item is string => item !== undefined);
   const role: RoleDefinition = {
-    name, file, description: '', tags: [], overlays: [], packages: [], services: [], firstboot: [], secrets: [], files: [],
+    name, file, description: value.description ?? '', tags: list(value.tags), overlays: list(value.overlays), packages: list(value.packages),
+    services: list(value.services), firstboot: list(value.firstboot), secrets: list(value.secrets), files,
+    ...(value.replacedBy !== undefined ? { replacedBy: value.replacedBy } : {}),
   };
-  const locations = new Map<string, Location>();
-  for (const { key, keyLocation, value } of root.entries) {
-    switch (key) {
-      case 'description':
-        if (value.kind === 'scalar' && !isNull(value)) role.description = value.text;
-        else if (!isNull(value)) problems.push({ message: 'description must be text', location: value.location });
-        break;
-      case 'tags':
-        role.tags = stringList(value, key, TAG, 'lowercase letters, digits and dashes', problems);
-        break;
-      case 'overlays':
-        role.overlays = stringList(value, key, OVERLAY_NAME, 'a folder name of overlays/', problems, locations);
-        break;
-      case 'packages':
-        role.packages = stringList(value, key, PACKAGE, 'a Debian package name', problems);
-        break;
-      case 'services':
-        role.services = stringList(value, key, UNIT, 'a systemd unit name such as nginx.service', problems);
-        break;
-      case 'firstboot':
-        role.firstboot = stringList(value, key, UNIT, 'a systemd unit name such as pibake-setup.service', problems);
-        break;
-      case 'secrets':
-        role.secrets = stringList(value, key, SECRET, 'lowercase letters, digits and underscores, starting with a letter', problems);
-        break;
-      case 'files':
-        role.files = fileRules(value, problems);
-        break;
-      case 'replaced_by':
-        if (value.kind === 'scalar' && ROLE_NAME.test(value.text)) role.replacedBy = value.text;
-        else problems.push({ message: 'replaced_by must name a role', hint: 'e.g. replaced_by: db', location: textAt(value) });
-        break;
-      default:
-        problems.push({
-          message: `unknown key "${key}" in role file`,
-          hint: `known keys: ${KEYS.join(', ')}${suggest(key, KEYS)}`,
-          location: keyLocation,
-        });
-    }
-  }
-  overlayLocations.set(role, locations);
-  if (role.replacedBy) {
+  overlayLocations.set(role, new Map((value.overlays ?? []).flatMap((overlay, i) => {
+    const location = shape.locations.get(`overlays.${i}`);
+    return overlay !== undefined && location ? [[overlay, location] as const] : [];
+  })));
+  if (role.replacedBy && root?.kind === 'map') {
     const extra = root.entries.filter((e) => e.key !== 'description' && e.key !== 'replaced_by');
     for (const entry of extra) {
       problems.push({
@@ -170,6 +144,19 @@ export function parseRole(name: string, file: string, text: string, problems: Pr
     }
   }
   return role;
+}
+
+/** A role file as validateShape returns it (camelCase keys, defaults applied, invalid keys left out). */
+interface RoleFile {
+  description?: string;
+  tags?: (string | undefined)[];
+  overlays?: (string | undefined)[];
+  packages?: (string | undefined)[];
+  services?: (string | undefined)[];
+  firstboot?: (string | undefined)[];
+  secrets?: (string | undefined)[];
+  files?: Record<string, { mode?: string; owner?: string; group?: string }>;
+  replacedBy?: string;
 }
 
 /** Give every old role name the definition of the role that replaced it (one step, no chains). */
@@ -191,85 +178,6 @@ function resolveReplacedRoles(catalog: RoleCatalog, problems: Problem[]): void {
   }
 }
 
-function stringList(
-  node: YamlNode, key: string, pattern: RegExp, what: string, problems: Problem[], locations?: Map<string, Location>,
-): string[] {
-  if (isNull(node)) return [];
-  if (node.kind !== 'seq') {
-    problems.push({ message: `${key} must be a list`, hint: `e.g. ${key}: [a, b]`, location: textAt(node) });
-    return [];
-  }
-  const out: string[] = [];
-  for (const item of node.items) {
-    if (item.kind !== 'scalar' || !pattern.test(item.text)) {
-      const shown = item.kind === 'scalar' ? `"${item.text}"` : `a ${item.kind === 'seq' ? 'sequence' : 'mapping'}`;
-      problems.push({ message: `${key}: ${shown} is not valid`, hint: `expected ${what}`, location: textAt(item) });
-      continue;
-    }
-    if (out.includes(item.text)) {
-      problems.push({ message: `${key}: "${item.text}" is listed twice`, location: textAt(item) });
-      continue;
-    }
-    out.push(item.text);
-    locations?.set(item.text, textAt(item));
-  }
-  return out;
-}
-
-function fileRules(node: YamlNode, problems: Problem[]): FileRule[] {
-  if (isNull(node)) return [];
-  if (node.kind !== 'map') {
-    problems.push({ message: 'files must be a mapping of path -> { mode, owner, group }', location: textAt(node) });
-    return [];
-  }
-  const rules: FileRule[] = [];
-  for (const { key, keyLocation, value } of node.entries) {
-    const normal = path.posix.normalize(key);
-    if (!key.startsWith('/') || key.split('/').includes('..') || normal !== key || /\s/.test(key)) {
-      problems.push({
-        message: `files: "${key}" is not an absolute, normalised root-filesystem path`,
-        hint: 'write it like /etc/haproxy/haproxy.cfg (no "..", no trailing slash, no spaces)',
-        location: keyLocation,
-      });
-      continue;
-    }
-    const rule: FileRule = { pattern: key, matcher: globToRegExp(key), exact: !isGlob(key), location: keyLocation };
-    if (value.kind !== 'map') {
-      problems.push({ message: `files: "${key}" must map to { mode, owner, group }`, location: textAt(value) });
-      continue;
-    }
-    for (const entry of value.entries) {
-      const v = entry.value;
-      if (v.kind !== 'scalar') {
-        problems.push({ message: `files: ${entry.key} of "${key}" must be a single value`, location: textAt(v) });
-        continue;
-      }
-      if (entry.key === 'mode') {
-        // An unquoted 0644 resolves to the number 644, so only a string can be a valid mode.
-        if (typeof v.value !== 'string' || !MODE.test(v.value)) {
-          problems.push({
-            message: `files: mode ${v.quoted ? `"${v.text}"` : v.text} of "${key}" is not a quoted four-digit octal mode`,
-            hint: 'write it quoted with a leading zero, e.g. mode: "0644"',
-            location: textAt(v),
-          });
-        } else rule.mode = parseInt(v.value, 8);
-      } else if (entry.key === 'owner' || entry.key === 'group') {
-        if (!ACCOUNT.test(v.text)) {
-          problems.push({ message: `files: ${entry.key} "${v.text}" of "${key}" is not a valid user/group name`, location: textAt(v) });
-        } else rule[entry.key] = v.text;
-      } else {
-        problems.push({
-          message: `unknown key "${entry.key}" for files: "${key}"`,
-          hint: `known keys: mode, owner, group${suggest(entry.key, ['mode', 'owner', 'group'])}`,
-          location: entry.keyLocation,
-        });
-      }
-    }
-    rules.push(rule);
-  }
-  return rules;
-}
-
 /** The shared YAML reader, with role files' long-standing "invalid YAML: ..." wording for syntax errors. */
 function parseYaml(text: string, file: string): ReturnType<typeof parseYamlTree> {
   try {
@@ -280,39 +188,6 @@ function parseYaml(text: string, file: string): ReturnType<typeof parseYamlTree>
       hint: error.hint, location: error.location, cause: error.cause,
     });
   }
-}
-
-/** A plain `~`, `null` or empty value, which leaves a key at its default. */
-function isNull(node: YamlNode): boolean {
-  return node.kind === 'scalar' && node.value === null;
-}
-
-/**
- * Role-file messages about a value point at its first character, inside any quotes (the shared
- * reader locates a quoted scalar at its opening quote, one column earlier).
- */
-function textAt(node: YamlNode): Location {
-  if (node.kind !== 'scalar' || !node.quoted || node.location.column === undefined) return node.location;
-  return { ...node.location, column: node.location.column + 1 };
-}
-
-function suggest(word: string, known: string[]): string {
-  const close = known.find((k) => distance(k, word) <= 2);
-  return close ? `; did you mean "${close}"?` : '';
-}
-
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] as number;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j] as number;
-      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length] as number;
 }
 
 /** The rule deciding mode/owner for a path: an exact path wins over globs; among globs the last listed wins. */

@@ -4,7 +4,8 @@
  * without it. Pure.
  */
 import { serverUp } from './parse.ts';
-import { downByDesign, formatBytes, formatSeconds } from './verdict.ts';
+import { formatBytes } from '../common/bytes.ts';
+import { downByDesign, formatSeconds } from './verdict.ts';
 import type { NodeStatus, StatusReport, VerdictState } from './types.ts';
 
 export interface FormatOptions {

@@ -6,6 +6,7 @@
  * PostgreSQL primary" says so. Pure; every rule reads what the roles declared (tags,
  * services), never a role's name.
  */
+import { formatBytes } from '../common/bytes.ts';
 import { serverUp } from './parse.ts';
 import type { ProbeTarget } from './probe.ts';
 import type { Finding, HaproxyBackend, HaproxyServer, NodeStatus, Replication, UnitStatus, Verdict } from './types.ts';
@@ -77,17 +78,6 @@ export function linkReplication(nodes: NodeStatus[], peers: { name: string; ip: 
   }
 }
 
-/** Binary units, as WAL is counted (16 MiB segments). */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
 
 export function formatSeconds(seconds: number): string {
   return seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s`;

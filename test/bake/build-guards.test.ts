@@ -180,7 +180,7 @@ describe.skipIf(!root)('a full disk is named, with the room needed, and leaves n
     const result = await buildOnSmallDisk(small, 4, ['build', '--config', config, '--base', fat, '--out', path.join(work, 'full-cache', 'output'), '--cache-dir', small, '--packages', 'online']);
     expect(result.code).toBe(1);
     expect(result.stderr.split('\n')).toEqual([expect.stringMatching(new RegExp(
-      `^error: the cache folder ${small} is full \\(\\d+(\\.\\d)? \\w+ free\\): unpacking fat-base\\.img needs up to 200\\.0 MiB \\(sparse: only its data; [\\d.]+ MiB of the image were unpacked when it filled\\) ` +
+      `^error: the cache folder ${small} is full \\(\\d+(\\.\\d)? \\w+ free\\): unpacking fat-base\\.img needs up to 200 MiB \\(sparse: only its data; [\\d.]+ MiB of the image were unpacked when it filled\\) ` +
       '\\(hint: free space there, or put the cache on a filesystem with room: PIBAKE_CACHE_DIR=/path or --cache-dir /path\\)$'))]);
     expect(result.left.filter((n) => n !== '.pibake.lock')).toEqual([]);
   });

@@ -73,7 +73,7 @@ describe('pibake build carrying role packages', () => {
     const { out, build } = await project('ok', { occupyMiB: 90 });
     const result = await build();
     expect(result.exitCode, result.stderr).toBe(0);
-    expect(result.stderr).toMatch(/role lb: carrying pibake-demo — 2 \.debs, 0\.\d MB \(\d+ MB installed; 2 fetched, 0 cached\)/);
+    expect(result.stderr).toMatch(/role lb: carrying pibake-demo — 2 \.debs, [\d.]+ KiB \([\d.]+ [KM]iB installed; 2 fetched, 0 cached\)/);
     expect(result.stderr).toMatch(/warning: http:\/\/127\.0\.0\.2:\d+\/raspi\/dists\/trixie\/InRelease did not answer/);
     expect(result.stderr).toMatch(/lb1: grow root filesystem/);
     const image = path.join(out, 'carry', 'lb1.img');
@@ -96,7 +96,7 @@ describe('pibake build carrying role packages', () => {
     expect(inspect.room?.grownBytes).toBeGreaterThan(0);
     expect(inspect.room!.freeBytes).toBeGreaterThan(inspect.room!.baseFreeBytes);
     const text = (await runPibake(['inspect', image])).stdout;
-    expect(text).toMatch(/^root room +\d+\.\d MiB free before pibake, \d+\.\d MiB now \(grown by \d+\.\d MiB\); carries 2 \.debs/m);
+    expect(text).toMatch(/^root room +[\d.]+ [KMG]iB free before pibake, [\d.]+ [KMG]iB now \(grown by [\d.]+ [KMG]iB\); carries 2 \.debs/m);
 
     // Unchanged inputs, a second build: nothing fetched, nothing baked.
     const again = await build();

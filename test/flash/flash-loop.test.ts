@@ -65,7 +65,7 @@ describe.runIf(isRoot && hasLosetup && process.platform === 'linux')('pibake fla
         const before = await sha256Of(small);
         const error = await flash({ ...base, allowNonRemovable: false, image, bmap, targets: [small] }).catch((e: unknown) => e);
         expect((error as { problems: { message: string }[] }).problems.map((p) => p.message)).toEqual([
-          `${small}: holds 16.0 MiB, less than the image's 32.0 MiB`,
+          `${small}: holds 16 MiB, less than the image's 32 MiB`,
           `${small}: is not a removable disk (transport unknown)`,
         ]);
         expect(await sha256Of(small)).toBe(before);

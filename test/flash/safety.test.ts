@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseLsblk } from '../../builder/flash/devices.ts';
-import { checkTargets, type TargetFacts } from '../../builder/flash/safety.ts';
+import { checkTargets, diskRefusals, type TargetFacts } from '../../builder/flash/safety.ts';
 
 const GiB = 1024 ** 3;
 const devs = parseLsblk(JSON.stringify({
@@ -31,7 +31,7 @@ describe('safety rules', () => {
       '/dev/sdc: is read-only',
       '/dev/sdc: holds 2.0 GiB, less than the image\'s 4.0 GiB',
       '/dev/sdd: is not a removable disk (transport sata)',
-      '/dev/sdd: is 1000.0 GiB, larger than any SD card pibake expects',
+      '/dev/sdd: is 1000 GiB, larger than any SD card pibake expects',
       '/dev/sde: is in use as swap (/dev/sde1)',
       '/dev/mmcblk0: holds the running system (/)',
       '/dev/mmcblk0: is named twice',
@@ -65,5 +65,23 @@ describe('safety rules', () => {
       'small.img: holds 1.0 GiB, less than the image\'s 4.0 GiB',
       'link.img: is named twice',
     ]);
+  });
+
+  it('gives pibake devices the reasons flash refuses, telling swap from mounted, with the option that overrides each', () => {
+    const reasons = (d: (typeof devs)[number] | undefined, holdsRoot = false) =>
+      diskRefusals(d!, { holdsRoot }).map((r) => (r.override ? `${r.reason} (${r.override})` : r.reason));
+    expect(reasons(sdb)).toEqual(['mounted (--unmount)']);
+    expect(reasons(sdc)).toEqual(['read-only']);
+    expect(reasons(sdd)).toEqual(['not removable (--allow-non-removable)', 'large (--allow-large)']);
+    expect(reasons(sde)).toEqual(['swap']);
+    expect(reasons(mmc)).toEqual([]);
+    expect(reasons(mmc, true)).toEqual(['system disk']);
+    // The same rules decide flash: a disk devices calls flashable is accepted, each refusal refused.
+    for (const d of [sdb, sdc, sdd, sde, mmc]) {
+      const refused = checkTargets([block(d)], 1, opts).problems.length > 0;
+      expect(refused, d!.path).toBe(reasons(d).length > 0);
+    }
+    // Swap has no override: --unmount unmounts filesystems, never swap.
+    expect(checkTargets([block(sde)], 1, { ...opts, unmount: true }).problems.map((p) => p.message)).toEqual(['/dev/sde: is in use as swap (/dev/sde1)']);
   });
 });

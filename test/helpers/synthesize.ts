@@ -2,7 +2,8 @@
  * Builds an image laid out like Raspberry Pi OS (MBR, FAT32 `bootfs`, ext4 `rootfs`) without
  * root, loop devices or mounts: sfdisk and mkfs.vfat --offset on the file, mke2fs -d from a staged
  * tree, then one debugfs run that makes every staged entry root:root with pibake's timestamp.
- * Used by tests, the demo and the benchmark; the contents follow docs/raspios-contract.md.
+ * Used by tests, the demo and the benchmark; the contents are what raspios.ts checks in a real
+ * image (partition types and order, /etc/os-release) and what inspect.ts reports of it.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';

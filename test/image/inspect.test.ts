@@ -86,7 +86,7 @@ describe.each(['bookworm', 'trixie'] as const)('pibake inspect --json on a synth
     const cli = await runPibake(['inspect', path]);
     expect(cli.exitCode).toBe(0);
     expect(cli.stdout).toContain(`generation ${generation}`);
-    expect(cli.stdout).toMatch(new RegExp(`^1\\s+${report.partitions[0]?.startSector}\\s+131072\\s+64\\.0 MiB\\s+0c\\s+vfat\\s+bootfs`, 'm'));
+    expect(cli.stdout).toMatch(new RegExp(`^1\\s+${report.partitions[0]?.startSector}\\s+131072\\s+64 MiB\\s+0c\\s+vfat\\s+bootfs`, 'm'));
     expect(cli.stdout).toMatch(/^2\s+\d+\s+\d+\s+[\d.]+ MiB\s+83\s+ext4\s+rootfs/m);
   });
 });

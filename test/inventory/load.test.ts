@@ -135,7 +135,7 @@ describe('one problem per rule, at its line:column', () => {
   it('unknown keys, with a did-you-mean hint', async () => {
     const yaml = edit(VALID, '  password: none\n', '  pasword: none\n');
     await single(yaml, '^pasword', /unknown key "pasword" in admin \(hint: did you mean "password"\?\)/);
-    await single(edit(VALID, 'generate_ssh_key', 'generateSshKey'), '^generateSshKey', /did you mean "generate_ssh_key"\? \(cluster.yaml keys are snake_case\)/);
+    await single(edit(VALID, 'generate_ssh_key', 'generateSshKey'), '^generateSshKey', /did you mean "generate_ssh_key"\? \(pibake's YAML keys are snake_case\)/);
     await single(`${VALID}colour: blue\n`, '^colour', /unknown key "colour" at the top level \(hint: known keys here: cluster, network/);
   });
 
@@ -257,7 +257,7 @@ describe('YAML syntax', () => {
 
   it('reports an empty file and a file that is not a mapping', async () => {
     expect(await ws.problems('')).toEqual(['1:1: the inventory is empty (hint: start from the cluster.yaml shipped with pibake)']);
-    expect(await ws.problems('- a\n- b\n')).toEqual(['1:1: the file must be a mapping (key: value lines), not a list']);
+    expect(await ws.problems('- a\n- b\n')).toEqual([expect.stringMatching(/^1:1: the file must be a mapping \(key: value lines\), not a list \(hint: write key: value pairs/)]);
   });
 
   it('reports a missing inventory file', async () => {

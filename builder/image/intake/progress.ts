@@ -1,9 +1,10 @@
-/**
- * One self-overwriting progress line on stderr (bytes, rate), only when stderr is a terminal:
- * logs and pipes stay clean.
- */
-import { humanBytes } from '../../common/human-bytes.ts';
+import { formatBytes } from '../../common/bytes.ts';
+import { REDRAW_MS, type ProgressSink } from '../../common/progress.ts';
 
+/**
+ * One self-overwriting line while a base is unpacked (input read, bytes written, rate), drawn only
+ * when a sink is given (intake gives stderr when it is a terminal): logs and pipes stay clean.
+ */
 export class ProgressLine {
   private readonly started = Date.now();
   private lastDraw = 0;
@@ -11,7 +12,7 @@ export class ProgressLine {
 
   constructor(
     private readonly label: string,
-    private readonly enabled: boolean,
+    private readonly sink: ProgressSink | undefined,
   ) {}
 
   /** Size of the input when known, for a percentage. */
@@ -23,18 +24,18 @@ export class ProgressLine {
 
   update(bytesOut: number): void {
     this.bytesOut = bytesOut;
-    if (!this.enabled) return;
+    if (!this.sink) return;
     const now = Date.now();
-    if (now - this.lastDraw < 250) return;
+    if (now - this.lastDraw < REDRAW_MS) return;
     this.lastDraw = now;
     const seconds = Math.max((now - this.started) / 1000, 0.001);
     const bytesIn = this.bytesIn();
-    const percent = this.totalIn && bytesIn > 0 ? ` ${Math.min(100, (100 * bytesIn) / this.totalIn).toFixed(0)}% of ${humanBytes(this.totalIn)} read,` : '';
-    process.stderr.write(`\r\x1b[K${this.label}:${percent} ${humanBytes(bytesOut)} written, ${humanBytes(bytesOut / seconds)}/s`);
+    const percent = this.totalIn && bytesIn > 0 ? ` ${Math.min(100, (100 * bytesIn) / this.totalIn).toFixed(0)}% of ${formatBytes(this.totalIn)} read,` : '';
+    this.sink.write(`\r\x1b[K${this.label}:${percent} ${formatBytes(bytesOut)} written, ${formatBytes(bytesOut / seconds)}/s`);
     this.drawn = true;
   }
 
   done(): void {
-    if (this.drawn) process.stderr.write('\r\x1b[K');
+    if (this.drawn) this.sink?.write('\r\x1b[K');
   }
 }

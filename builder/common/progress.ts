@@ -1,15 +1,34 @@
 /**
- * Progress per card. On a terminal, one line per card redrawn in place (bytes, rate, ETA);
- * otherwise a plain line per card at every further 10 % so logs stay short.
+ * How long work shows its progress, the same way for unpacking a base (intake), baking nodes
+ * (bake) and writing cards (flash): everything goes to one ProgressSink, a terminal is redrawn
+ * in place at most every REDRAW_MS, and amounts are written as "done / total (percent) rate ETA".
  */
-import { formatBytes } from './safety.ts';
+import { formatBytes } from './bytes.ts';
 
+/** Where progress is shown: stderr, usually. A terminal is redrawn in place; anything else gets plain lines. */
 export interface ProgressSink {
   write(text: string): unknown;
   isTTY?: boolean;
 }
 
-export class Progress {
+/** Redraws of a terminal line are at least this far apart (a byte stream reports far more often). */
+export const REDRAW_MS = 250;
+
+/** "512 MiB / 1.0 GiB (50%) 100 MiB/s ETA 5s"; without a total, "512 MiB 100 MiB/s". */
+export function transferText(done: number, total: number | undefined, seconds: number): string {
+  const rate = done / Math.max(seconds, 0.001);
+  if (total === undefined) return `${formatBytes(done)} ${formatBytes(rate)}/s`;
+  const left = total - done;
+  const eta = rate > 0 && left > 0 ? ` ETA ${formatDuration(left / rate)}` : '';
+  const percent = total === 0 ? 100 : Math.floor((done / total) * 100);
+  return `${formatBytes(done)} / ${formatBytes(total)} (${percent}%) ${formatBytes(rate)}/s${eta}`;
+}
+
+/**
+ * Several transfers at once (the cards of one flash), each a line. On a terminal the lines are
+ * redrawn in place; otherwise a plain line per transfer at every further 10 % so logs stay short.
+ */
+export class ProgressBoard {
   private done: number[] = [];
   private lastPercent: number[] = [];
   private started = 0;
@@ -47,7 +66,7 @@ export class Progress {
     if (!this.out) return;
     const now = Date.now();
     if (this.out.isTTY) {
-      if (!force && now - this.lastDraw < 250) return;
+      if (!force && now - this.lastDraw < REDRAW_MS) return;
       this.lastDraw = now;
       const lines = this.labels.map((label, i) => `${this.phase} ${label}: ${this.describe(i, now)}`);
       const up = this.drawn ? `\x1b[${lines.length}A` : '';
@@ -65,13 +84,7 @@ export class Progress {
   }
 
   private describe(i: number, now: number): string {
-    const seconds = Math.max((now - this.started) / 1000, 0.001);
-    const done = this.done[i] ?? 0;
-    const rate = done / seconds;
-    const left = this.total - done;
-    const eta = rate > 0 && left > 0 ? ` ETA ${formatDuration(left / rate)}` : '';
-    const percent = this.total === 0 ? 100 : Math.floor((done / this.total) * 100);
-    return `${formatBytes(done)} / ${formatBytes(this.total)} (${percent}%) ${formatBytes(rate)}/s${eta}`;
+    return transferText(this.done[i] ?? 0, this.total, (now - this.started) / 1000);
   }
 }
 
