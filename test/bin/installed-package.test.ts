@@ -1,14 +1,15 @@
 /**
  * The package as a user installs it: `npm pack`, then `npm install` of the tarball into an empty
  * folder (no dev tools: no tsx, no TypeScript), then the installed `pibake` runs and finds its own
- * roles and overlays. Dependencies come from npm's cache where it has them, else the registry.
+ * roles and overlays, and builds a card. Dependencies come from npm's cache where it has them, else the registry.
  */
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import { copyFile, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scratchDir } from '../helpers/image.ts';
+import { expectCleanImage, scratchDir } from '../helpers/image.ts';
+import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const { version } = JSON.parse(await readFile(path.join(repo, 'package.json'), 'utf8')) as { version: string };
@@ -57,6 +58,16 @@ describe('the packed package, installed into an empty folder', () => {
     expect(help.exitCode).toBe(0);
     for (const command of ['build', 'render', 'inspect', 'flash', 'devices']) expect(help.stdout).toMatch(new RegExp(`^ {2}pibake ${command}\\b`, 'm'));
   });
+
+  it('builds a card of the shipped cluster (the demo build: a synthesized base, packages online), fsck-clean', async () => {
+    await copyFile(path.join(repo, 'cluster.yaml'), path.join(app, 'cluster.yaml'));
+    const base = path.join(scratch.dir, 'base.img');
+    await synthesizeRaspiosImage({ path: base, generation: 'trixie', sizeMiB: 600, bootMiB: 64 });
+    const r = await pibake(['build', '--config', 'cluster.yaml', '--base', base, '--node', 'lb1', '--packages', 'online', '--out', 'output']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/1 baked/);
+    await expectCleanImage(path.join(app, 'output/pistack/lb1.img'));
+  }, 180_000);
 
   it('renders the shipped cluster with the roles and overlays inside the package', async () => {
     await copyFile(path.join(repo, 'cluster.yaml'), path.join(app, 'cluster.yaml'));
