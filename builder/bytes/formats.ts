@@ -8,6 +8,8 @@ import { PibakeError } from '../common/errors.ts';
 
 /** The compressions pibake writes and reads. */
 export type Compression = 'xz' | 'zstd';
+/** What `pibake build --compress` writes beside a raw image, in the order build lists them. */
+export const COMPRESSIONS = ['zstd', 'xz'] as const satisfies readonly Compression[];
 /** Everything an image input can be. */
 export type ImageFormat = Compression | 'zip' | 'raw';
 

@@ -2,7 +2,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Compression } from '../bytes/formats.ts';
+import { COMPRESSIONS } from '../bytes/formats.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import { defineCommand, withConfig, withJson, withNodes, withOut } from './options.ts';
 
@@ -11,8 +11,6 @@ export const packagesOption = {
   type: 'string', choices: ['card', 'online'] as const satisfies readonly PackageSource[], default: 'card' as const,
   describe: 'card: fetch the role packages now and carry them on each card (first boot needs no network); online: each card installs them from its apt sources at first boot',
 } as const;
-
-const COMPRESSIONS = ['zstd', 'xz'] as const satisfies readonly Compression[];
 
 export const command = defineCommand({
   builder: (y) =>

@@ -8,10 +8,12 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { clusterOutputDir } from '../bake/output.ts';
+import { COMPRESSIONS, extensionOf } from '../bytes/formats.ts';
 import { PibakeError } from '../common/errors.ts';
 import { loadProject, selectNodes } from '../render/project.ts';
 
-export const IMAGE_SUFFIXES = ['.img', '.img.zst', '.img.xz'];
+/** The image files a build writes for a node: the raw one, then each compressed one (bytes/formats.ts). */
+export const IMAGE_SUFFIXES = ['.img', ...COMPRESSIONS.map((c) => `.img${extensionOf(c)}`)];
 
 /** `config`: the inventory (for node names); `out`: the build's output root (--out, default ./output). */
 export async function resolveImage(nodeOrImage: string, where: { config: string; out: string }): Promise<string> {
@@ -33,7 +35,8 @@ export async function resolveImage(nodeOrImage: string, where: { config: string;
 
 /** X.img.zst → X.img.bmap or X.bmap, whichever exists. */
 export function bmapBeside(image: string): string | undefined {
-  const stem = image.replace(/\.(zst|xz)$/i, '');
+  const packed = COMPRESSIONS.map(extensionOf).find((ext) => image.toLowerCase().endsWith(ext));
+  const stem = packed ? image.slice(0, -packed.length) : image;
   const candidates = [`${stem}.bmap`, `${stem.replace(/\.img$/i, '')}.bmap`];
   return candidates.find((p) => existsSync(p));
 }
