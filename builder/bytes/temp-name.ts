@@ -1,6 +1,6 @@
 /**
  * Temp names for files written beside their final name and renamed when complete. They end in
- * `.partial`, the project's mark for work in progress, so the build's sweep (bake/output.ts)
+ * `.partial`, the project's mark for work in progress, so the build's sweep (package/output.ts)
  * removes those a killed process (SIGKILL, power loss) leaves behind. The pid in the name tells
  * folders shared by concurrent processes (the base cache) whose work in progress is stale.
  */

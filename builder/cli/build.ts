@@ -25,7 +25,7 @@ export const command = defineCommand({
       .option('packages', packagesOption)
       .option('cache-dir', { type: 'string', describe: 'where base images, package lists and .debs are cached (default: XDG cache)' }),
   handler: async (args) => {
-    const [{ buildCluster }, { jsonReporter, lineReporter, ttyReporter }] = await Promise.all([import('../bake/build.ts'), import('../bake/report.ts')]);
+    const [{ buildCluster }, { jsonReporter, lineReporter, ttyReporter }] = await Promise.all([import('../build/build-cluster.ts'), import('../build/report.ts')]);
     const reporter = args.json ? jsonReporter() : process.stderr.isTTY ? ttyReporter() : lineReporter();
     const stopInterrupted = await cleanUpOnInterrupt(path.resolve(args.out));
     try {

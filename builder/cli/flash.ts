@@ -17,7 +17,7 @@ export const command = defineCommand({
       .option('bmap', { type: 'string', describe: 'block map to use (default: X.img.bmap or X.bmap beside the image)' }),
   handler: async (args) => {
     const [{ withSealedCopy }, { flash, verifyOnly }, { bmapBeside, resolveImage, sealedNodeOf }, { formatBytes }] = await Promise.all([
-      import('../bake/seal.ts'), import('../flash/flash.ts'), import('../flash/resolve.ts'), import('../common/bytes.ts'),
+      import('../build/seal.ts'), import('../flash/flash.ts'), import('../flash/resolve.ts'), import('../common/bytes.ts'),
     ]);
     const image = await resolveImage(args.target, { config: args.config, out: args.out });
     const bmap = args.bmap ?? bmapBeside(image);

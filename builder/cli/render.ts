@@ -19,7 +19,7 @@ export const command = defineCommand({
       .option('cmdline', { type: 'string', describe: 'a base cmdline.txt to apply the boot edits to (writes bootfs/cmdline.txt)' }),
   handler: async (args) => {
     // Loaded when the command runs: --help and --version load none of the pipeline.
-    const { renderFolder } = await import('../bake/render-folder.ts');
+    const { renderFolder } = await import('../build/render-folder.ts');
     const written = await renderFolder({
       config: args.config, nodes: args.node, out: args.out, generation: args.generation,
       base: args.base, baseSha256: args['base-sha256'], cacheDir: args['cache-dir'], progress: process.stderr.isTTY === true && !args.json,

@@ -8,7 +8,7 @@ export const command = defineCommand({
       'the inventory the image was built from; its secrets file beside it'),
     'the node the image is for'), 'the image file to write (holds the node\'s secrets: mode 0600)')),
   handler: async (args) => {
-    const { sealImage } = await import('../bake/seal.ts');
+    const { sealImage } = await import('../build/seal.ts');
     const result = await sealImage({ image: args.image, node: args.node, out: args.out, config: args.config });
     printResult(args.json, { node: args.node, out: result.out, added: result.added },
       () => [`sealed ${args.node}: ${result.added.length} secret files added, ${result.out}`]);

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { clusterOutputDir } from '../bake/output.ts';
+import { clusterOutputDir } from '../package/output.ts';
 import { COMPRESSIONS, extensionOf } from '../bytes/formats.ts';
 import { PibakeError } from '../common/errors.ts';
 import { loadProject, selectNodes } from '../render/project.ts';

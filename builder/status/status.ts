@@ -9,7 +9,7 @@ import path from 'node:path';
 import { removeOnExit } from '../common/cleanup.ts';
 import { PibakeError } from '../common/errors.ts';
 import { inParallel } from '../common/parallel.ts';
-import { clusterOutputDir, readManifest } from '../bake/output.ts';
+import { clusterOutputDir, readManifest } from '../package/output.ts';
 import type { Inventory } from '../inventory/types.ts';
 import { loadProject, selectNodes } from '../render/project.ts';
 import type { RoleCatalog } from '../render/roles.ts';

@@ -60,7 +60,7 @@ describe('the final check of every baked image', () => {
     expect(names).toContain('lb1.img');
 
     sabotage.node = undefined;
-    const { buildCluster } = await import('../../builder/bake/build.ts');
+    const { buildCluster } = await import('../../builder/build/build-cluster.ts');
     const again = await buildCluster(buildOptions(config, base, path.join(work, 'cache'), { out }));
     expect(again.baked).toEqual(['web1']);
     expect((await readdir(path.join(out, 'small'))).filter((n) => n.endsWith('.partial'))).toEqual([]);

@@ -1,7 +1,7 @@
 /**
  * Where roles and overlays are found: beside the inventory when the project has them, else
  * pibake's own; folders named explicitly win. (That build and render both use them, file for file,
- * is test/bake/render-folder.test.ts.)
+ * is test/build/render-folder.test.ts.)
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';

@@ -1,8 +1,8 @@
 /** A two-node cluster project (load balancer + database/web node) for tests that run whole builds. */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { buildCluster, type BuildOptions } from '../../builder/bake/build.ts';
-import { lineReporter } from '../../builder/bake/report.ts';
+import { buildCluster, type BuildOptions } from '../../builder/build/build-cluster.ts';
+import { lineReporter } from '../../builder/build/report.ts';
 import { formatError } from '../../builder/common/errors.ts';
 
 export const SMALL_CLUSTER_NODES = ['  - { name: lb1, role: lb, ip: 10.0.0.10 }', '  - { name: web1, role: db, ip: 10.0.0.11 }'];

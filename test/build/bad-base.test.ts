@@ -102,7 +102,7 @@ describe('a damaged base is refused at intake: one line, an empty cache, no node
 
   it('the good base itself builds (the control)', async () => {
     const cache = path.join(work, 'cache-good');
-    const { buildCluster } = await import('../../builder/bake/build.ts');
+    const { buildCluster } = await import('../../builder/build/build-cluster.ts');
     const result = await buildCluster(buildOptions(config, good, cache, { out: path.join(work, 'out-good'), nodes: ['web1'] }));
     expect(result.baked).toEqual(['web1']);
     expect(await readFile(path.join(result.dir, 'SHA256SUMS'), 'utf8')).toContain('web1.img');

@@ -10,9 +10,9 @@ import { open, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCluster, type BuildResult } from '../../builder/bake/build.ts';
-import { lineReporter } from '../../builder/bake/report.ts';
-import { sealImage } from '../../builder/bake/seal.ts';
+import { buildCluster, type BuildResult } from '../../builder/build/build-cluster.ts';
+import { lineReporter } from '../../builder/build/report.ts';
+import { sealImage } from '../../builder/build/seal.ts';
 import { formatError } from '../../builder/common/errors.ts';
 import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { wifiPsk } from '../../builder/render/seeds.ts';

@@ -15,7 +15,7 @@ import {
 } from '../render/project.ts';
 import { knownHosts } from '../render/secrets.ts';
 import { writeRenderedNode } from '../render/write-tree.ts';
-import { prepareBase, type BaseOptions } from './base.ts';
+import { prepareBase, type BaseOptions } from '../bake/base.ts';
 
 export interface RenderFolderOptions extends Partial<BaseOptions> {
   config: string;

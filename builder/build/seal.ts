@@ -22,7 +22,7 @@ import type { PackageSource } from '../render/firstboot.ts';
 import { loadProject, renderProjectNode, selectNodes, type Project } from '../render/project.ts';
 import { readExistingSecrets, standInSecrets } from '../render/secrets.ts';
 import { isSecretBearing, type RootEntry } from '../common/node-files.ts';
-import { nodeDigest } from './build.ts';
+import { nodeDigest } from './build-cluster.ts';
 
 export interface SealOptions {
   /** A sealed image (`<node>.img` of a `--sealed` build), raw, compressed or zipped (bytes/open.ts reads it). */

@@ -17,7 +17,7 @@ import { copyFile, mkdir, mkdtemp, rm, stat, truncate } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCluster } from '../../builder/bake/build.ts';
+import { buildCluster } from '../../builder/build/build-cluster.ts';
 import { formatError, PibakeError } from '../../builder/common/errors.ts';
 import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { buildOptions, smallProject } from '../helpers/build-project.ts';

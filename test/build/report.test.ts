@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsonReporter, lineReporter } from '../../builder/bake/report.ts';
+import { jsonReporter, lineReporter } from '../../builder/build/report.ts';
 
 describe('lineReporter', () => {
   it('prints a line when a node enters a stage, not one per progress tick, and the plan with its reasons', () => {

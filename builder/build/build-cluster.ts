@@ -33,12 +33,12 @@ import type { RoleCatalog } from '../render/roles.ts';
 import { missingPackages } from '../render/render.ts';
 import { knownHosts } from '../render/secrets.ts';
 import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
-import { bakeNodeImage, type RoomReport } from './bake-node.ts';
-import { prepareBase, type BaseOptions } from './base.ts';
+import { bakeNodeImage, type RoomReport } from '../bake/bake-node.ts';
+import { prepareBase, type BaseOptions } from '../bake/base.ts';
 import {
   MANIFEST_FORMAT, clusterOutputDir, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   type Artifact, type ManifestNode, type OutputManifest,
-} from './output.ts';
+} from '../package/output.ts';
 import type { Reporter } from './report.ts';
 
 export interface BuildOptions extends BaseOptions {

@@ -8,8 +8,8 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCluster, type BuildOptions } from '../../builder/bake/build.ts';
-import { lineReporter } from '../../builder/bake/report.ts';
+import { buildCluster, type BuildOptions } from '../../builder/build/build-cluster.ts';
+import { lineReporter } from '../../builder/build/report.ts';
 import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { debugfs, ext4Stat, fsckExt4, fsckFat, mtype, sfdiskJson } from '../helpers/oracles.ts';
 
