@@ -3,13 +3,14 @@
  * error rather than a short file, and a peek at the first bytes that loses none of them (to
  * recognise a download by its magic bytes before deciding how to read it).
  */
-import { get } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import { PibakeError } from '../common/errors.ts';
 
 /** GET an https URL (following redirects) and return the body stream and its length if announced. */
 export async function download(url: URL, redirects = 5): Promise<{ body: Readable; length?: number }> {
+  // Loaded when a download starts: https brings tls and net, which a build from the cache never uses.
+  const { get } = await import('node:https');
   const response = await new Promise<IncomingMessage>((resolvePromise, reject) => {
     const request = get(url, { headers: { 'user-agent': 'pibake' } }, resolvePromise);
     request.on('error', (error) =>

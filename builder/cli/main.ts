@@ -25,8 +25,9 @@ export async function main(argv: string[]): Promise<number> {
   // Only the command being run (its name is the first word that names one) is loaded; the others
   // are listed by name for --help, and never run.
   const chosen = commands.find((entry) => commandName(entry) === argv.find((word) => commands.some((e) => commandName(e) === word)));
+  const definition = chosen ? (await chosen.load()).command : undefined;
   for (const entry of commands) {
-    if (entry === chosen) parser = (await entry.load()).command.attach(parser, entry.command, entry.describe);
+    if (entry === chosen && definition) parser = definition.attach(parser, entry.command, entry.describe);
     else parser = parser.command(entry.command, entry.describe, {}, () => {
       throw new UsageError(`${commandName(entry)} was not loaded`);
     });
@@ -43,7 +44,10 @@ export async function main(argv: string[]): Promise<number> {
       throw error ?? new UsageError(message);
     });
   try {
-    await parser.parseAsync();
+    const parsed = await parser.parseAsync();
+    // Parsing succeeded, so yargs took the loaded command (the others' stubs throw) and printed no
+    // help (that exits): its handler runs now.
+    await definition?.run(parsed);
     exitCode = takeExitCode() ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
