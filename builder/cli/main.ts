@@ -1,4 +1,5 @@
 /** The pibake command line: parses arguments, runs one command, prints errors as single lines. */
+import type { Argv } from 'yargs';
 import { formatError } from '../common/errors.ts';
 import { toolVersion } from '../common/paths.ts';
 import { commandName, commands } from './commands.ts';
@@ -43,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     .fail((message, error) => {
       throw error ?? new UsageError(message);
     });
+  skipHelpCache(parser);
   try {
     const parsed = await parser.parseAsync();
     // Parsing succeeded, so yargs took the loaded command (the others' stubs throw) and printed no
@@ -62,3 +64,15 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/**
+ * yargs renders the whole help text (some 40 ms of string measuring) every time it runs a command,
+ * for a handler that might ask for it. pibake's handlers run after parsing and never do, and --help
+ * renders it when asked, so the cache is switched off. It is yargs' internal interface: should it
+ * change, the guard leaves yargs as it is (only slower).
+ */
+function skipHelpCache(parser: Argv): void {
+  const internal = parser as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } };
+  const usage = internal.getInternalMethods?.().getUsageInstance?.();
+  if (typeof usage?.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
+}
