@@ -16,6 +16,7 @@ import { formatBytes } from '../common/bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
+import type { BaseOverride } from '../inventory/base.ts';
 import type { Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
 import { writeBmapFile } from '../package/bmap.ts';
@@ -41,7 +42,7 @@ import {
 } from '../package/output.ts';
 import type { Reporter } from './report.ts';
 
-export interface BuildOptions extends BaseOptions {
+export interface BuildOptions extends BaseOptions, BaseOverride {
   config: string;
   /** Build only these nodes; the others keep what they had. */
   nodes?: string[];
@@ -74,7 +75,9 @@ export interface BuildResult {
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const project = await loadProject(options.config, { onWarning: (warning) => options.reporter.event({ type: 'warning', message: formatProblem(warning) }) });
+  const project = await loadProject(options.config, {
+    base: options, onWarning: (warning) => options.reporter.event({ type: 'warning', message: formatProblem(warning) }),
+  });
   const selected = selectNodes(project.inventory, options.nodes);
 
   const dir = clusterOutputDir(options.out, project.inventory);

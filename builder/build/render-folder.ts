@@ -8,6 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError, formatProblem } from '../common/errors.ts';
 import type { RoleFolders } from '../common/paths.ts';
+import type { BaseOverride } from '../inventory/base.ts';
 import type { Generation } from '../inventory/types.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import {
@@ -17,7 +18,7 @@ import { knownHosts } from '../render/secrets.ts';
 import { writeRenderedNode } from '../render/write-tree.ts';
 import { prepareBase, type BaseOptions } from '../bake/base.ts';
 
-export interface RenderFolderOptions extends Partial<BaseOptions> {
+export interface RenderFolderOptions extends Partial<BaseOptions>, BaseOverride {
   config: string;
   /** Render only these nodes (all when none). */
   nodes?: string[];
@@ -37,7 +38,7 @@ export interface RenderFolderOptions extends Partial<BaseOptions> {
 /** Renders the selected nodes into <out>/<node>/ and writes <out>/known_hosts; returns the node folders. */
 export async function renderFolder(options: RenderFolderOptions): Promise<string[]> {
   const project = await loadProject(options.config, {
-    folders: options.folders, load: options.load,
+    folders: options.folders, load: options.load, base: options,
     onWarning: (warning) => process.stderr.write(`warning: ${formatProblem(warning)}\n`),
   });
   const selected = selectNodes(project.inventory, options.nodes);

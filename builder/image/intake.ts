@@ -96,7 +96,7 @@ async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions
     progress.done();
     if (source.sha256 && result.inputSha256 !== source.sha256) {
       throw new PibakeError(`${source.label} has SHA-256 ${result.inputSha256}, expected ${source.sha256}`, {
-        hint: 'the file is damaged or not the one you meant: download it again, or correct base.sha256',
+        hint: 'the file is damaged or not the one you meant: download it again, or correct the SHA-256 given for it (base.sha256, or --base-sha256)',
       });
     }
     if (result.sizeBytes === 0) throw new PibakeError(`${source.label} contains an empty image`, { hint: IMAGE_KINDS_HINT });
