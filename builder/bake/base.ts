@@ -2,16 +2,16 @@
 import path from 'node:path';
 import { readStatus } from '../carry/facts.ts';
 import { parseDpkgStatus } from '../image/ext4.ts';
-import { obtainBase, type BaseImage } from '../image/intake.ts';
+import { obtainBase, type BaseImage, type UnpackProgress } from '../image/intake.ts';
 import { openRaspiosImage, type RaspiosImage } from '../image/raspios.ts';
 import type { BaseImageSpec, Inventory } from '../inventory/types.ts';
 import type { BaseFacts } from '../render/project.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
 
-/** Where the base is cached. */
+/** Where the base is cached, and who hears how its unpacking goes (the build's reporter). */
 export interface BaseOptions {
   cacheDir?: string;
-  progress: boolean;
+  onUnpack?: (progress: UnpackProgress) => void;
 }
 
 export interface PreparedBase {
@@ -32,7 +32,7 @@ export async function prepareBase(inventory: Inventory, options: BaseOptions): P
   const spec = inventory.base;
   const base = await obtainBase(spec, {
     cacheDir: options.cacheDir,
-    progress: options.progress,
+    onProgress: options.onUnpack,
     // Intake refuses a damaged base before it is cached: both filesystems checked whole.
     validate: async (raw, label) => {
       await openRaspiosImage(raw, { label, checkFilesystems: true });

@@ -40,9 +40,10 @@ import {
   MANIFEST_FORMAT, clusterOutputDir, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   type Artifact, type ManifestNode, type OutputManifest,
 } from '../package/output.ts';
-import type { Reporter } from './report.ts';
+import { unpackEvents, type Reporter } from './report.ts';
 
-export interface BuildOptions extends BaseOptions, BaseOverride {
+/** The base's unpacking is told to `reporter` (as 'unpack' events), not to a BaseOptions listener. */
+export interface BuildOptions extends Omit<BaseOptions, 'onUnpack'>, BaseOverride {
   config: string;
   /** Build only these nodes; the others keep what they had. */
   nodes?: string[];
@@ -115,7 +116,9 @@ async function buildLocked(input: {
   await sweepPartials(dir);
   await sweepLegacyStaging();
 
-  const { spec, base, image: baseImage, facts: baseFacts } = await prepareBase(inventory, options);
+  const { spec, base, image: baseImage, facts: baseFacts } = await prepareBase(inventory, {
+    cacheDir: options.cacheDir, onUnpack: unpackEvents(options.reporter, inventory.base.url ?? inventory.base.path),
+  });
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
   const carried = options.packages === 'card'
     ? await carryRolePackages({

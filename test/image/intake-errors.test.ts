@@ -42,7 +42,7 @@ afterAll(() => cleanup());
 async function expectCleanFailure(spec: BaseImageSpec, pattern: RegExp, validate?: () => Promise<void>): Promise<PibakeError> {
   const cache = join(dir, `cache-${Math.random().toString(16).slice(2)}`);
   await mkdir(cache);
-  const error = await obtainBase(spec, { cacheDir: cache, progress: false, validate }).then(
+  const error = await obtainBase(spec, { cacheDir: cache, validate }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -82,7 +82,7 @@ describe('obtainBase with bad input: one-line error, nothing in the cache', () =
     const cache = join(dir, 'cache-control');
     await mkdir(cache);
     for (const name of ['good.img.xz', 'good.img.zst', 'good.zip']) {
-      const base = await obtainBase({ path: join(dir, name) }, { cacheDir: cache, progress: false });
+      const base = await obtainBase({ path: join(dir, name) }, { cacheDir: cache });
       expect(base.sha256).toBe(await sha256sum(join(dir, 'good.img')));
     }
   });
