@@ -98,13 +98,14 @@ function describe(event: BuildEvent): string | undefined {
 
 export function lineReporter(write: (line: string) => void = (l) => process.stderr.write(l)): Reporter {
   const stageOf = new Map<string, string>();
-  // The quarter of the input last told about (-1: nothing yet): a log gets a handful of lines.
+  // The quarter of the input last told about (-1: nothing yet): a log gets its start, a line at
+  // each further quarter read, and its end.
   let unpackQuarter = -1;
   return {
     event(e) {
       if (e.type === 'unpack' && !e.done) {
         const quarter = e.total === undefined || e.total === 0 ? 0 : Math.floor((4 * e.read) / e.total);
-        if (quarter <= unpackQuarter || quarter >= 4) return;
+        if (unpackQuarter >= 0 && (quarter <= unpackQuarter || quarter >= 4)) return;
         unpackQuarter = quarter;
       }
       if (e.type === 'stage') {

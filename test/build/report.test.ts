@@ -71,6 +71,16 @@ describe('the base\'s unpacking', () => {
     ]);
   });
 
+  it('in a log, from an input read at once (a small one): the start and the end', () => {
+    const lines: string[] = [];
+    const reporter = lineReporter((l) => lines.push(l));
+    for (const event of unpacking()) reporter.event({ ...event, read: 400 * MiB });
+    expect(lines).toEqual([
+      'unpacking raspios-trixie-arm64-lite.img.xz: 100% of 400 MiB read, 51 MiB written, 205 MiB/s\n',
+      'unpacked raspios-trixie-arm64-lite.img.xz: 2.0 GiB image from 400 MiB in 10.0 s\n',
+    ]);
+  });
+
   it('in a log, from a download of unknown length: the start and the end', () => {
     const lines: string[] = [];
     const reporter = lineReporter((l) => lines.push(l));
