@@ -42,7 +42,7 @@ import {
 } from '../package/output.ts';
 import { unpackEvents, type Reporter } from './report.ts';
 
-/** The base's unpacking is told to `reporter` (as 'unpack' events), not to a BaseOptions listener. */
+/** What `pibake build` is given. The base's unpacking is told to `reporter`, as 'unpack' events. */
 export interface BuildOptions extends Omit<BaseOptions, 'onUnpack'>, BaseOverride {
   config: string;
   /** Build only these nodes; the others keep what they had. */
