@@ -1,20 +1,17 @@
 /** The base image as the build reads it: taken in, its facts known, checked against the inventory. */
 import path from 'node:path';
 import type { Ext4Fs } from '../image/ext4.ts';
-import { obtainBase, resolveCacheDir, type BaseImage } from '../image/intake.ts';
+import { obtainBase, resolveCacheDir, type BaseImage, type UnpackProgress } from '../image/intake.ts';
 import { openRaspiosImage } from '../image/raspios.ts';
 import type { BaseImageSpec, Inventory } from '../inventory/types.ts';
 import type { BaseFacts } from '../render/project.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
 import { readBaseFacts } from './base-facts.ts';
 
-/** Overrides of the inventory's base (--base, --base-sha256) and where it is cached. */
+/** Where the base is cached, and who hears how its unpacking goes (the build's reporter). */
 export interface BaseOptions {
-  /** A local image file or an https URL (then baseSha256 too). */
-  base?: string;
-  baseSha256?: string;
   cacheDir?: string;
-  progress: boolean;
+  onUnpack?: (progress: UnpackProgress) => void;
 }
 
 export interface PreparedBase {
@@ -27,16 +24,16 @@ export interface PreparedBase {
 }
 
 /**
- * The base image as a build uses it (and `pibake render --base`): taken in through the cache
- * (checked whole before it is cached), its facts (generation, installed packages, accounts, time
- * zones) read once per base and then taken from the cache (base-facts.ts), and the inventory
- * checked against them.
+ * The inventory's base image (the command line's --base already in its place, see loadProject)
+ * as a build uses it (and `pibake render --base`): taken in through the cache (checked whole
+ * before it is cached), its facts (generation, installed packages, accounts, time zones) read once
+ * per base and then taken from the cache (base-facts.ts), and the inventory checked against them.
  */
 export async function prepareBase(inventory: Inventory, options: BaseOptions): Promise<PreparedBase> {
-  const spec = baseSpec(inventory, options);
+  const spec = inventory.base;
   const base = await obtainBase(spec, {
     cacheDir: options.cacheDir,
-    progress: options.progress,
+    onProgress: options.onUnpack,
     // Intake refuses a damaged base before it is cached: both filesystems checked whole.
     validate: async (raw, label) => {
       await openRaspiosImage(raw, { label, checkFilesystems: true });
@@ -54,10 +51,3 @@ export async function prepareBase(inventory: Inventory, options: BaseOptions): P
     openRoot: async () => (await openRaspiosImage(base.path, { label })).root,
   };
 }
-
-function baseSpec(inventory: Inventory, options: BaseOptions): BaseImageSpec {
-  if (!options.base) return inventory.base;
-  if (/^https?:\/\//.test(options.base)) return { url: options.base, sha256: options.baseSha256 };
-  return { path: path.resolve(options.base), sha256: options.baseSha256 };
-}
-

@@ -15,6 +15,7 @@ import { toolVersion } from '../common/paths.ts';
 import { formatBytes } from '../common/bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
+import type { BaseOverride } from '../inventory/base.ts';
 import type { Inventory, NodeSpec } from '../inventory/types.ts';
 import { updateFileAtomic } from '../bytes/atomic.ts';
 import { type Compression, extensionOf } from '../bytes/formats.ts';
@@ -35,9 +36,10 @@ import {
   MANIFEST_FORMAT, clusterOutputDir, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   type Artifact, type ManifestNode, type OutputManifest,
 } from '../package/output.ts';
-import type { Reporter } from './report.ts';
+import { unpackEvents, type Reporter } from './report.ts';
 
-export interface BuildOptions extends BaseOptions {
+/** What `pibake build` is given. The base's unpacking is told to `reporter`, as 'unpack' events. */
+export interface BuildOptions extends Omit<BaseOptions, 'onUnpack'>, BaseOverride {
   config: string;
   /** Build only these nodes; the others keep what they had. */
   nodes?: string[];
@@ -70,7 +72,9 @@ export interface BuildResult {
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const project = await loadProject(options.config, { onWarning: (warning) => options.reporter.event({ type: 'warning', message: formatProblem(warning) }) });
+  const project = await loadProject(options.config, {
+    base: options, onWarning: (warning) => options.reporter.event({ type: 'warning', message: formatProblem(warning) }),
+  });
   const selected = selectNodes(project.inventory, options.nodes);
 
   const dir = clusterOutputDir(options.out, project.inventory);
@@ -108,7 +112,9 @@ async function buildLocked(input: {
   await sweepPartials(dir);
   await sweepLegacyStaging();
 
-  const { spec, base, facts: baseFacts, openRoot } = await prepareBase(inventory, options);
+  const { spec, base, facts: baseFacts, openRoot } = await prepareBase(inventory, {
+    cacheDir: options.cacheDir, onUnpack: unpackEvents(options.reporter, inventory.base.url ?? inventory.base.path),
+  });
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseFacts.generation });
   const carried = options.packages === 'card'
     ? await (await import('../carry/carry.ts')).carryRolePackages({
