@@ -15,10 +15,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../bytes/atomic.ts';
 import type { Generation } from '../common/base-image.ts';
 import { toolVersion } from '../common/paths.ts';
-import { readStatus } from '../carry/facts.ts';
 import type { Ext4Fs } from '../image/ext4.ts';
-import { parseDpkgStatus } from '../image/ext4.ts';
-import { openRaspiosImage } from '../image/raspios.ts';
 
 export interface BaseRecord {
   generation: Generation;
@@ -67,6 +64,8 @@ export async function readBaseFacts(base: { path: string; sha256: string }, opti
   const recorded = await readRecord(file, base.sha256, identity);
   if (recorded && options.zones.every((zone) => zoneInBase(recorded, zone) !== undefined)) return recorded;
 
+  // The image readers are loaded only now: a rebuild from a sound record needs none of them.
+  const { openRaspiosImage } = await import('../image/raspios.ts');
   const image = await openRaspiosImage(base.path, { label: options.label });
   const facts = recorded ?? await readFromImage(image.root, image.generation, options.source ?? options.label);
   for (const zone of options.zones) {
@@ -79,6 +78,7 @@ export async function readBaseFacts(base: { path: string; sha256: string }, opti
 }
 
 async function readFromImage(root: Ext4Fs, generation: Generation, source: string): Promise<BaseRecord> {
+  const [{ readStatus }, { parseDpkgStatus }] = await Promise.all([import('../carry/facts.ts'), import('../image/ext4.ts')]);
   const installed = parseDpkgStatus((await readStatus(root, source)).toString('utf8'));
   const passwd = (await root.stat('/etc/passwd'))?.kind === 'file' ? (await root.readFile('/etc/passwd')).toString('utf8') : '';
   return {

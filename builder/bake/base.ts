@@ -2,7 +2,6 @@
 import path from 'node:path';
 import type { Ext4Fs } from '../image/ext4.ts';
 import { obtainBase, resolveCacheDir, type BaseImage, type UnpackProgress } from '../image/intake.ts';
-import { openRaspiosImage } from '../image/raspios.ts';
 import type { BaseImageSpec, Inventory } from '../inventory/types.ts';
 import type { BaseFacts } from '../render/project.ts';
 import { checkInventoryAgainstBase } from './base-checks.ts';
@@ -36,6 +35,7 @@ export async function prepareBase(inventory: Inventory, options: BaseOptions): P
     onProgress: options.onUnpack,
     // Intake refuses a damaged base before it is cached: both filesystems checked whole.
     validate: async (raw, label) => {
+      const { openRaspiosImage } = await import('../image/raspios.ts');
       await openRaspiosImage(raw, { label, checkFilesystems: true });
     },
   });
@@ -48,6 +48,6 @@ export async function prepareBase(inventory: Inventory, options: BaseOptions): P
     spec,
     base,
     facts: { generation: record.generation, installedPackages: new Set(record.installedPackages) },
-    openRoot: async () => (await openRaspiosImage(base.path, { label })).root,
+    openRoot: async () => (await (await import('../image/raspios.ts')).openRaspiosImage(base.path, { label })).root,
   };
 }
