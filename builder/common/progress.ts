@@ -35,14 +35,15 @@ export class ProgressBoard {
   private lastDraw = 0;
   private drawn = false;
   private phase = '';
-  private total = 0;
+  private total: number | undefined = 0;
 
   constructor(
     private readonly out: ProgressSink | undefined,
     private readonly labels: readonly string[],
   ) {}
 
-  begin(phase: string, totalBytes: number): void {
+  /** `totalBytes` undefined: the amount is not known beforehand (a download without Content-Length). */
+  begin(phase: string, totalBytes: number | undefined): void {
     this.phase = phase;
     this.total = totalBytes;
     this.done = this.labels.map(() => 0);
@@ -75,7 +76,9 @@ export class ProgressBoard {
       return;
     }
     this.labels.forEach((label, i) => {
-      const percent = this.total === 0 ? 100 : Math.floor(((this.done[i] ?? 0) / this.total) * 10) * 10;
+      if (this.total === undefined && !force) return; // no percentages to step by: first and last line only
+      const percent = this.total === undefined ? (this.lastPercent[i] ?? -1) + 1
+        : this.total === 0 ? 100 : Math.floor(((this.done[i] ?? 0) / this.total) * 10) * 10;
       if (percent > (this.lastPercent[i] ?? -1)) {
         this.lastPercent[i] = percent;
         this.out?.write(`${this.phase} ${label}: ${this.describe(i, now)}\n`);
