@@ -15,7 +15,9 @@ import { join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { forgetOnExit, removeOnExit } from '../common/cleanup.ts';
+import { formatBytes } from '../common/bytes.ts';
 import { PibakeError } from '../common/errors.ts';
+import { isNoSpace, noSpaceError } from '../common/no-space.ts';
 import { HashTap } from './checksums.ts';
 import { downloadIfPublished } from './download.ts';
 import { openImageUrl } from './open.ts';
@@ -118,7 +120,10 @@ async function fetchImage(url: URL, path: string, options: FetchOptions): Promis
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
-    throw error;
+    if (!isNoSpace(error)) throw error;
+    const need = input.size === undefined ? `downloading ${input.label} needs more than ${formatBytes(tap.bytes)}` : `downloading ${input.label} needs ${formatBytes(input.size)}`;
+    throw await noSpaceError('the cache folder', options.folder, need,
+      'free space there, or put the cache on a filesystem with room: PIBAKE_CACHE_DIR=/path');
   }
 }
 

@@ -143,6 +143,31 @@ describe('pibake flash URL', () => {
   });
 });
 
+
+describe.skipIf(process.getuid?.() !== 0)('pibake flash URL on a full cache (root: tmpfs in a private mount namespace)', () => {
+  it('names the cache folder and the room the download needs, in one line, and leaves nothing', async () => {
+    const sha = await sha256Of(`${image}.xz`);
+    const mount = join(dir, 'small-cache');
+    await mkdir(mount);
+    const card = join(dir, 'card-full.img');
+    const script = [
+      'mount -t tmpfs -o size=2m pibake-test "$PIBAKE_CACHE_DIR"',
+      'node "$@"; echo "exit=$?" >&2',
+      'find "$PIBAKE_CACHE_DIR" -mindepth 1 -printf "left %P\\n" >&2',
+    ].join('\n');
+    const run = await execa('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script, 'sh',
+      join(repo, 'bin/pibake.js'), 'flash', `${server.base}/files/web1.img.xz`, '--sha256', sha, '--device', card],
+    { reject: false, env: { ...server.childEnv, PIBAKE_CACHE_DIR: mount } });
+    const lines = run.stderr.split('\n');
+    expect(lines.filter((l) => l.startsWith('error'))).toEqual([
+      expect.stringMatching(new RegExp(`^error: the cache folder ${mount} is full \\(.* free\\): downloading web1\\.img\\.xz needs [0-9.]+ MiB \\(hint: .*PIBAKE_CACHE_DIR`)),
+    ]);
+    expect(lines).toContain('exit=1');
+    expect(lines.filter((l) => l.startsWith('left'))).toEqual([]);
+    expect(await exists(card)).toBe(false);
+  });
+});
+
 const repo = new URL('../../', import.meta.url).pathname;
 
 /** Waits until a download into `cache` has written data (its private folder holds a non-empty file). */
