@@ -36,7 +36,7 @@ async function project(ctx: BenchContext, nodes: number): Promise<string> {
 async function build(ctx: BenchContext, nodes: number, base: string, out: string): Promise<void> {
   await buildCluster({
     config: await project(ctx, nodes), base, out, jobs: 2, bmap: false, force: false, packages: 'online',
-    cacheDir: join(ctx.work, 'build-cache'), progress: false, reporter: silent,
+    cacheDir: join(ctx.work, 'build-cache'), reporter: silent,
   });
 }
 

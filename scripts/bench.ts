@@ -297,7 +297,7 @@ export const SECTIONS: BenchSection[] = [
     },
     bare: async (ctx) => `xz -T0 -dc ${await fixture(ctx, 'xz')} > ${out(ctx, 'bare.img')}`,
     ours: async (ctx) => {
-      await obtainBase({ path: await fixture(ctx, 'xz') }, { cacheDir: out(ctx, 'cache'), progress: false });
+      await obtainBase({ path: await fixture(ctx, 'xz') }, { cacheDir: out(ctx, 'cache') });
     },
     report: async (ctx) => {
       const { readdir } = await import('node:fs/promises');

@@ -16,6 +16,7 @@ import { formatBytes } from '../common/bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
 import { verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
+import type { BaseOverride } from '../inventory/base.ts';
 import type { Inventory, NodeSpec } from '../inventory/types.ts';
 import { compressImage } from '../package/compress.ts';
 import { writeBmapFile } from '../package/bmap.ts';
@@ -39,9 +40,10 @@ import {
   MANIFEST_FORMAT, clusterOutputDir, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
   type Artifact, type ManifestNode, type OutputManifest,
 } from '../package/output.ts';
-import type { Reporter } from './report.ts';
+import { unpackEvents, type Reporter } from './report.ts';
 
-export interface BuildOptions extends BaseOptions {
+/** What `pibake build` is given. The base's unpacking is told to `reporter`, as 'unpack' events. */
+export interface BuildOptions extends Omit<BaseOptions, 'onUnpack'>, BaseOverride {
   config: string;
   /** Build only these nodes; the others keep what they had. */
   nodes?: string[];
@@ -74,7 +76,9 @@ export interface BuildResult {
 
 export async function buildCluster(options: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const project = await loadProject(options.config, { onWarning: (warning) => options.reporter.event({ type: 'warning', message: formatProblem(warning) }) });
+  const project = await loadProject(options.config, {
+    base: options, onWarning: (warning) => options.reporter.event({ type: 'warning', message: formatProblem(warning) }),
+  });
   const selected = selectNodes(project.inventory, options.nodes);
 
   const dir = clusterOutputDir(options.out, project.inventory);
@@ -112,7 +116,9 @@ async function buildLocked(input: {
   await sweepPartials(dir);
   await sweepLegacyStaging();
 
-  const { spec, base, image: baseImage, facts: baseFacts } = await prepareBase(inventory, options);
+  const { spec, base, image: baseImage, facts: baseFacts } = await prepareBase(inventory, {
+    cacheDir: options.cacheDir, onUnpack: unpackEvents(options.reporter, inventory.base.url ?? inventory.base.path),
+  });
   options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
   const carried = options.packages === 'card'
     ? await carryRolePackages({

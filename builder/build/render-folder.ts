@@ -8,6 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PibakeError, formatProblem } from '../common/errors.ts';
 import type { RoleFolders } from '../common/paths.ts';
+import type { BaseOverride } from '../inventory/base.ts';
 import type { Generation } from '../inventory/types.ts';
 import type { PackageSource } from '../render/firstboot.ts';
 import {
@@ -16,8 +17,11 @@ import {
 import { knownHosts } from '../render/secrets.ts';
 import { writeRenderedNode } from '../render/write-tree.ts';
 import { prepareBase, type BaseOptions } from '../bake/base.ts';
+import { ttyReporter, unpackEvents } from './report.ts';
 
-export interface RenderFolderOptions extends Partial<BaseOptions> {
+export interface RenderFolderOptions extends Omit<BaseOptions, 'onUnpack'>, BaseOverride {
+  /** Show the base's unpacking (its first use) on stderr, a terminal. */
+  progress?: boolean;
   config: string;
   /** Render only these nodes (all when none). */
   nodes?: string[];
@@ -37,7 +41,7 @@ export interface RenderFolderOptions extends Partial<BaseOptions> {
 /** Renders the selected nodes into <out>/<node>/ and writes <out>/known_hosts; returns the node folders. */
 export async function renderFolder(options: RenderFolderOptions): Promise<string[]> {
   const project = await loadProject(options.config, {
-    folders: options.folders, load: options.load,
+    folders: options.folders, load: options.load, base: options,
     onWarning: (warning) => process.stderr.write(`warning: ${formatProblem(warning)}\n`),
   });
   const selected = selectNodes(project.inventory, options.nodes);
@@ -55,7 +59,12 @@ export async function renderFolder(options: RenderFolderOptions): Promise<string
 
 async function baseFacts(project: Project, options: RenderFolderOptions): Promise<BaseFacts> {
   if (!options.base) return { generation: options.generation ?? 'trixie', installedPackages: TYPICAL_LITE_PACKAGES };
-  const { facts } = await prepareBase(project.inventory, { ...options, progress: options.progress ?? false });
+  // The build's reporter draws the unpacking, as it does in `pibake build`.
+  const reporter = options.progress ? ttyReporter() : undefined;
+  const { base } = project.inventory;
+  const { facts } = await prepareBase(project.inventory, {
+    cacheDir: options.cacheDir, onUnpack: reporter && unpackEvents(reporter, base.url ?? base.path),
+  }).finally(() => reporter?.close());
   if (options.generation && options.generation !== facts.generation) {
     throw new PibakeError(`--generation ${options.generation} does not match the base ${options.base}, which is ${facts.generation}`, {
       hint: 'leave --generation out when giving --base: the base decides it',

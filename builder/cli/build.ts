@@ -42,7 +42,6 @@ export const command = defineCommand({
         sealed: args.sealed,
         packages: args.packages,
         cacheDir: args['cache-dir'],
-        progress: process.stderr.isTTY === true && !args.json,
         reporter,
       });
     } finally {

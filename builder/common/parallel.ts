@@ -21,13 +21,13 @@ export async function inParallel<T>(items: T[], limit: number, fn: (item: T) => 
 }
 
 /** Calls `fn` at most every `ms` milliseconds (progress events from a byte stream). */
-export function throttled(fn: (bytes: number) => void, ms = 200): (bytes: number) => void {
+export function throttled<T>(fn: (value: T) => void, ms = 200): (value: T) => void {
   let last = 0;
-  return (bytes) => {
+  return (value) => {
     const now = Date.now();
     if (now - last < ms) return;
     last = now;
-    fn(bytes);
+    fn(value);
   };
 }
 

@@ -1,7 +1,8 @@
 /**
- * How long work shows its progress, the same way for unpacking a base (intake), baking nodes
- * (bake) and writing cards (flash): everything goes to one ProgressSink, a terminal is redrawn
- * in place at most every REDRAW_MS, and amounts are written as "done / total (percent) rate ETA".
+ * How long work shows its progress, the same way for a build (unpacking its base, baking nodes:
+ * build/report.ts, whose Reporter also writes them as JSON) and writing cards (flash): all of it
+ * goes to one ProgressSink, a terminal is redrawn in place at most every REDRAW_MS, and amounts are
+ * written as "done / total (percent) rate ETA".
  */
 import { formatBytes } from './bytes.ts';
 

@@ -14,7 +14,6 @@ import {
   evict, imagePathFor, lookup, lookupByFile, markValidated, publish, releaseTemp, resolveCacheDir, sweepStaleTemps, tempPath, type CacheRecord,
 } from './intake/cache.ts';
 import { formatBytes } from '../common/bytes.ts';
-import { ProgressLine } from './intake/progress.ts';
 import { describeSource, type Source } from './intake/sources.ts';
 
 export { resolveCacheDir } from './intake/cache.ts';
@@ -27,10 +26,27 @@ export interface ObtainBaseOptions {
    * `label` is how its errors must name the image: the file or URL the user gave, not the temp file.
    */
   validate?: (rawImagePath: string, label: string) => Promise<void>;
-  /** Progress line on stderr; default: when stderr is a terminal. */
-  progress?: boolean;
+  /**
+   * Told how far an unpacking into the cache has come, after every chunk written (the receiver
+   * throttles), and once more with `done` when the image is whole. A cache hit reports nothing.
+   */
+  onProgress?: (progress: UnpackProgress) => void;
   /** Told when another pibake is filling the cache and this one waits for it; default: a line on stderr. */
   onWait?: (message: string) => void;
+}
+
+/** How far an unpacking has come. */
+export interface UnpackProgress {
+  /** Input bytes read (from the file, or downloaded) so far. */
+  read: number;
+  /** The input's size, when known (a file; a download that announced its length). */
+  total?: number;
+  /** Raw image bytes written so far. */
+  written: number;
+  /** Seconds since the unpacking started. */
+  seconds: number;
+  /** The last report: the image is unpacked whole (its checks follow). */
+  done: boolean;
 }
 
 export interface BaseImage {
@@ -83,20 +99,19 @@ async function cached(source: Source, cacheDir: string, options: ObtainBaseOptio
 
 async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions): Promise<BaseImage> {
   const temp = tempPath(cacheDir, '.img');
-  const progress = new ProgressLine(`pibake: unpacking ${source.label}`, (options.progress ?? process.stderr.isTTY === true) ? process.stderr : undefined);
+  const progress = { started: Date.now(), written: 0 };
   try {
-    const result = await intake(source, temp, cacheDir, progress).catch(async (error: unknown) => {
+    const result = await intake(source, temp, cacheDir, progress, options.onProgress).catch(async (error: unknown) => {
       if (!isNoSpace(error)) throw error;
       const expected = await rawSizeOf(source).catch(() => undefined);
-      const need = `unpacking ${source.label} needs ${expected === undefined ? `more than ${formatBytes(progress.bytesOut)}` : `up to ${formatBytes(expected)}`} ` +
-        `(sparse: only its data; ${formatBytes(progress.bytesOut)} of the image were unpacked when it filled)`;
+      const need = `unpacking ${source.label} needs ${expected === undefined ? `more than ${formatBytes(progress.written)}` : `up to ${formatBytes(expected)}`} ` +
+        `(sparse: only its data; ${formatBytes(progress.written)} of the image were unpacked when it filled)`;
       throw await noSpaceError('the cache folder', cacheDir, need,
         'free space there, or put the cache on a filesystem with room: PIBAKE_CACHE_DIR=/path or --cache-dir /path');
     });
-    progress.done();
     if (source.sha256 && result.inputSha256 !== source.sha256) {
       throw new PibakeError(`${source.label} has SHA-256 ${result.inputSha256}, expected ${source.sha256}`, {
-        hint: 'the file is damaged or not the one you meant: download it again, or correct base.sha256',
+        hint: 'the file is damaged or not the one you meant: download it again, or correct the SHA-256 given for it (base.sha256, or --base-sha256)',
       });
     }
     if (result.sizeBytes === 0) throw new PibakeError(`${source.label} contains an empty image`, { hint: IMAGE_KINDS_HINT });
@@ -116,7 +131,6 @@ async function fill(source: Source, cacheDir: string, options: ObtainBaseOptions
     const published = await lookup(cacheDir, result.inputSha256);
     return { path: imagePathFor(cacheDir, result.inputSha256), sha256: published?.rawSha256 ?? result.rawSha256 };
   } finally {
-    progress.done();
     await releaseTemp(temp);
   }
 }
@@ -127,17 +141,34 @@ interface IntakeResult {
   sizeBytes: number;
 }
 
-/** Stream the source into `temp` as a sparse raw image, hashing the input and the output on the way. */
-async function intake(source: Source, temp: string, cacheDir: string, progress: ProgressLine): Promise<IntakeResult> {
+/**
+ * Stream the source into `temp` as a sparse raw image, hashing the input and the output on the way;
+ * `progress.written` follows the bytes written (for the no-space message), `report` hears them too.
+ */
+async function intake(
+  source: Source, temp: string, cacheDir: string, progress: { started: number; written: number }, report?: (progress: UnpackProgress) => void,
+): Promise<IntakeResult> {
   const input = source.kind === 'file' ? await openImageFile(source.path, source.label) : await openImageUrl(source.url, source.label);
-  progress.totalIn = input.size;
   // A downloaded zip is kept in the cache folder while unzip reads it.
   const spillPath = input.kind === 'download' && input.format === 'zip' ? tempPath(cacheDir, '.zip') : undefined;
   try {
     const raw = await readRaw(input, { hashInput: true, spillPath });
-    progress.bytesIn = raw.inputBytes;
+    // Once the image is whole its input was read to the end (a zip's reading is not counted on the way).
+    const tell = (done: boolean) => report?.({
+      read: done && input.size !== undefined ? input.size : raw.inputBytes(),
+      ...(input.size === undefined ? {} : { total: input.size }),
+      written: progress.written,
+      seconds: (Date.now() - progress.started) / 1000,
+      done,
+    });
+    const onProgress = (bytes: number) => {
+      progress.written = bytes;
+      tell(false);
+    };
     // A raw input is the raw image: its one SHA-256 serves as both (hashing 3 GB twice costs seconds).
-    const unpacked = await writeSparse(raw.stream, temp, { hash: input.format !== 'raw', mode: 0o644, onProgress: (bytes) => progress.update(bytes) });
+    const unpacked = await writeSparse(raw.stream, temp, { hash: input.format !== 'raw', mode: 0o644, onProgress });
+    progress.written = unpacked.bytes;
+    tell(true);
     const inputSha256 = await raw.inputSha256();
     return { inputSha256, rawSha256: unpacked.sha256 ?? inputSha256, sizeBytes: unpacked.bytes };
   } finally {

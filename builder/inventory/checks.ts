@@ -7,6 +7,7 @@ import type { Location, Problem } from '../common/errors.ts';
 import { CIDR_PATTERN, hostProblem, IPV4_PATTERN, ipToNumber, parseCidr } from './net.ts';
 import type { Subnet } from './net.ts';
 import type { RawInventory, RoleTags } from './raw.ts';
+import { checkBaseKeys } from './base.ts';
 import { checkHa } from './checks-ha.ts';
 import { suggest } from './shape.ts';
 
@@ -123,16 +124,10 @@ function checkNodes(
   }
 }
 
-/** `written` tells whether a key is in the file at all (valid or not), so one mistake is reported once. */
+/** The base's keys against each other, by the rules --base/--base-sha256 also follow (base.ts). */
 function checkBase(raw: RawInventory, report: Report, written: (key: string) => boolean): void {
   if (!raw.base) return;
-  if (written('url') && written('path')) {
-    report('base.path', 'base has both url and path', 'keep one: url (downloaded and cached) or path (a local file)');
-  } else if (!written('url') && !written('path')) {
-    report('base', 'base names no image', 'add url: (https address) with sha256:, or path: (a local image file)', true);
-  } else if (written('url') && !written('sha256')) {
-    report('base.url', 'base.url has no sha256', 'add sha256: the digest published next to the image (the .sha256 file) so the download is verified');
-  }
+  checkBaseKeys(written, (key, issue) => report(key ? `base.${key}` : 'base', issue.message, issue.hint, key === undefined));
 }
 
 function checkSsh(raw: RawInventory, report: Report): void {

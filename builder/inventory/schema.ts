@@ -2,9 +2,11 @@
  * cluster.yaml, declared once. Every key, its type, default, validation and description lives in
  * this table; the validator, the JSON Schema (schema/cluster.schema.json) and the reference doc
  * (docs/inventory.md) are all generated from it. Rules that relate several values (IPs inside the
- * CIDR, unique names, role tags, SSH keys on disk) live in checks.ts.
+ * CIDR, unique names, role tags, SSH keys on disk) live in checks.ts; the base image's, which the
+ * command line's --base shares, in base.ts.
  */
 import type { Field, Issue, ObjectSpec } from './spec.ts';
+import { BASE_FIELD } from './base.ts';
 import { ETCD_FIELD, LB_HA_FIELDS, PATRONI_FIELD, VIP_FIELD } from './schema-ha.ts';
 import { CIDR_PATTERN, DOMAIN_PATTERN, IPV4_PATTERN, LABEL_PATTERN, MAC_PATTERN, ipToNumber, parseCidr, numberToIp, reservedRange } from './net.ts';
 import { systemAccountOwner } from './system-accounts.ts';
@@ -115,17 +117,6 @@ function checkRepositoryUrl(value: string): Issue | undefined {
   return undefined;
 }
 
-function checkHttps(value: string): Issue | undefined {
-  if (!/^https:\/\//.test(value)) {
-    return {
-      message: `base.url "${value}" is not an https URL`,
-      hint: 'use the https:// address (downloads.raspberrypi.com serves https); the sha256 pins the content, https keeps the download private and tamper-evident',
-    };
-  }
-  if (/\s/.test(value)) return { message: `base.url "${value}" contains spaces`, hint: 'percent-encode spaces as %20' };
-  return undefined;
-}
-
 export const INVENTORY_FIELDS: readonly Field[] = [
   {
     key: 'cluster',
@@ -183,36 +174,7 @@ export const INVENTORY_FIELDS: readonly Field[] = [
       ],
     },
   },
-  {
-    key: 'base',
-    description:
-      'The Raspberry Pi OS image every node image starts from: a download `url` with its `sha256`, or a local `path` (sha256 optional, checked when given).',
-    required: true,
-    spec: {
-      type: 'object',
-      rules: 'Give either `url` and `sha256`, or `path` (with an optional `sha256`), not both.',
-      jsonSchema: { oneOf: [{ required: ['url', 'sha256'], not: { required: ['path'] } }, { required: ['path'], not: { required: ['url'] } }] },
-      fields: [
-        {
-          key: 'url',
-          description: 'https address of a .img.xz/.img.zst/.zip/.img; downloaded once into the cache.',
-          example: 'https://downloads.raspberrypi.com/raspios_lite_arm64/images/…/…-raspios-trixie-arm64-lite.img.xz',
-          spec: { type: 'string', pattern: /^https:\/\/\S+$/, label: 'https URL', format: 'https://host/path', check: checkHttps },
-        },
-        {
-          key: 'path',
-          description: 'A local image file; `~` is your home folder, relative paths start at the folder of cluster.yaml.',
-          example: './raspios.img.xz',
-          spec: { type: 'string', minLength: 1 },
-        },
-        {
-          key: 'sha256',
-          description: 'SHA-256 of the file as downloaded (of the compressed file when it is compressed), 64 hex digits.',
-          spec: { type: 'string', pattern: /^[0-9a-fA-F]{64}$/, label: 'SHA-256', format: '64 hexadecimal digits, as printed by sha256sum', lowercase: true },
-        },
-      ],
-    },
-  },
+  BASE_FIELD,
   {
     key: 'admin',
     description: 'The login account created on every node (with sudo).',

@@ -4,7 +4,7 @@
  * at the first one.
  */
 import type { Location, Problem } from '../common/errors.ts';
-import type { Field, ObjectSpec, Spec, StringSpec } from './spec.ts';
+import type { Field, Issue, ObjectSpec, Spec, StringSpec } from './spec.ts';
 import { propOf } from './spec.ts';
 import type { YamlMap, YamlNode } from '../common/yaml-tree.ts';
 
@@ -117,25 +117,10 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
 
   /** A text value (or a data key of a map) against its spec. */
   const checkString = (text: string, spec: StringSpec, where: string, location: Location): string | typeof INVALID => {
-    const fail = (message: string, hint?: string): typeof INVALID => {
-      problems.push({ message, hint, location });
-      return INVALID;
-    };
-    // Before anything that quotes the value: a control character would garble the message too.
-    const control = findControlCharacter(text);
-    if (control) {
-      return fail(`${where} contains ${control.name} at character ${control.index + 1}`,
-        'write the value without control characters: pibake refuses them in every value, since in the files it writes they could start a new line, section or command');
-    }
-    if (spec.minLength !== undefined && text.length < spec.minLength) return fail(`${where} must not be empty`);
-    if (spec.maxLength !== undefined && text.length > spec.maxLength) return fail(`${where} is longer than ${spec.maxLength} characters`);
-    if (spec.enum && !spec.enum.includes(text)) return fail(`${where} must be one of ${spec.enum.join(', ')}, not "${text}"`);
-    const issue = spec.check?.(text);
-    if (issue) return fail(issue.message, issue.hint);
-    if (spec.pattern && !spec.pattern.test(text)) {
-      return fail(spec.secret ? `${where} is not a valid ${spec.label ?? 'value'}` : `${where}: "${text}" is not a valid ${spec.label ?? 'value'}`, spec.format);
-    }
-    return spec.lowercase ? text.toLowerCase() : text;
+    const checked = checkText(text, spec, where);
+    if (typeof checked === 'string') return checked;
+    problems.push({ ...checked, location });
+    return INVALID;
   };
 
   const convertObject = (node: YamlMap | undefined, spec: ObjectSpec, path: Path): unknown => {
@@ -204,6 +189,31 @@ export function validateShape(root: YamlNode | undefined, spec: ObjectSpec, file
   // Invalid parts are left out, the rest is kept: cross-checks still run on the valid parts.
   const value = convertObject(root, spec, { yaml: [], prop: [] }) as Record<string, unknown>;
   return { value, problems, locations, keyLocations };
+}
+
+/**
+ * One text value against its spec: the value as loaded (lowercased where the spec says so), or
+ * what is wrong with it. `where` names it in the message: a key path of a file, or a command-line
+ * option whose value follows the same rules.
+ */
+export function checkText(text: string, spec: StringSpec, where: string): string | Issue {
+  // Before anything that quotes the value: a control character would garble the message too.
+  const control = findControlCharacter(text);
+  if (control) {
+    return {
+      message: `${where} contains ${control.name} at character ${control.index + 1}`,
+      hint: 'write the value without control characters: pibake refuses them in every value, since in the files it writes they could start a new line, section or command',
+    };
+  }
+  if (spec.minLength !== undefined && text.length < spec.minLength) return { message: `${where} must not be empty` };
+  if (spec.maxLength !== undefined && text.length > spec.maxLength) return { message: `${where} is longer than ${spec.maxLength} characters` };
+  if (spec.enum && !spec.enum.includes(text)) return { message: `${where} must be one of ${spec.enum.join(', ')}, not "${text}"` };
+  const issue = spec.check?.(text, where);
+  if (issue) return issue;
+  if (spec.pattern && !spec.pattern.test(text)) {
+    return { message: spec.secret ? `${where} is not a valid ${spec.label ?? 'value'}` : `${where}: "${text}" is not a valid ${spec.label ?? 'value'}`, hint: spec.format };
+  }
+  return spec.lowercase ? text.toLowerCase() : text;
 }
 
 /** The hint for a value of the wrong kind: how YAML writes the kind expected. */

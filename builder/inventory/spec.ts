@@ -22,9 +22,10 @@ export interface StringSpec {
   format?: string;
   /**
    * Further checks, run before the pattern so they can give a more precise message (they must
-   * tolerate values the pattern would reject by returning undefined for them).
+   * tolerate values the pattern would reject by returning undefined for them). `where` names the
+   * value as messages do: its key path in the file, or the command-line option that gave it.
    */
-  check?: (value: string) => Issue | undefined;
+  check?: (value: string, where: string) => Issue | undefined;
   /** Lowercase the value after validation (hex digests, MAC addresses). */
   lowercase?: boolean;
   minLength?: number;

@@ -6,6 +6,7 @@
  */
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { roleFolders, type RoleFolders } from '../common/paths.ts';
+import { chooseBase, type BaseOverride } from '../inventory/base.ts';
 import { loadInventory } from '../inventory/load.ts';
 import type { Generation, Inventory, NodeSpec } from '../inventory/types.ts';
 import { buildIdOf } from '../plan/digest.ts';
@@ -44,14 +45,17 @@ export const TYPICAL_LITE_PACKAGES: ReadonlySet<string> = new Set(
 
 /**
  * Roles and overlays from roleFolders (beside the inventory, else pibake's own; named folders
- * win), then the inventory checked against those roles. Its warnings go to `onWarning`.
+ * win), then the inventory checked against those roles. Its warnings go to `onWarning`. A base
+ * given on the command line (`base`) replaces the inventory's, checked by the same rules, before
+ * any work starts.
  */
 export async function loadProject(config: string, options: {
-  folders?: Partial<RoleFolders>; onWarning?: (warning: Problem) => void; load?: InventoryLoader;
+  folders?: Partial<RoleFolders>; onWarning?: (warning: Problem) => void; load?: InventoryLoader; base?: BaseOverride;
 } = {}): Promise<Project> {
   const folders = roleFolders(config, options.folders);
   const roles = await loadRoles(folders.roles, folders.overlays);
-  const inventory = await (options.load ?? loadInventory)(config, roles);
+  const loaded = await (options.load ?? loadInventory)(config, roles);
+  const inventory = options.base ? { ...loaded, base: chooseBase(loaded.base, options.base) } : loaded;
   for (const warning of inventory.warnings) options.onWarning?.(warning);
   return { inventory, roles, folders };
 }

@@ -4,7 +4,7 @@
  */
 import { execa } from 'execa';
 import { load } from 'js-yaml';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,7 +58,6 @@ function options(config: string, base: string, extra: Partial<BuildOptions> = {}
     // Synthesized bases carry no apt sources: the carried-packages path is test/carry's.
     packages: 'online',
     cacheDir: path.join(work, 'cache'),
-    progress: false,
     reporter: lineReporter((line) => log.push(line)),
     ...extra,
   };
@@ -179,6 +178,29 @@ describe('pibake build (trixie base)', () => {
     const again = await buildCluster(options(config, bases.trixie, { bmap: true, compress: 'zstd' }));
     expect(again.baked).toEqual([]);
     expect(again.kept.sort()).toEqual(['lb1', 'web1', 'web2', 'web3']);
+  });
+});
+
+describe('pibake build --json from a compressed base', () => {
+  it('reports the base\'s unpacking as JSON events, the last saying it is whole, before the base event', async () => {
+    const config = await project('json', NODES.slice(0, 2));
+    const zst = path.join(work, 'json-base.img.zst');
+    await execa('zstd', ['-q', '-1', '-f', bases.trixie, '-o', zst]);
+    const cli = path.resolve('bin/pibake.js');
+    const run = await execa('node', [cli, 'build', '--json', '-c', config, '--base', zst, '-o', path.join(work, 'json-out'),
+      '--cache-dir', path.join(work, 'json-cache'), '--packages', 'online', '-n', 'lb1'], { env: { SOURCE_DATE_EPOCH: EPOCH } });
+    const events = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { type: string; [key: string]: unknown });
+    const unpack = events.filter((e) => e.type === 'unpack');
+    expect(unpack.length).toBeGreaterThanOrEqual(2);
+    const { size: zstSize } = await stat(zst);
+    const { size: imageSize } = await stat(bases.trixie);
+    for (const e of unpack) expect(e).toEqual({ type: 'unpack', source: zst, read: expect.any(Number), total: zstSize, written: expect.any(Number), seconds: expect.any(Number), done: expect.any(Boolean) });
+    expect(unpack.at(-1)).toMatchObject({ read: zstSize, written: imageSize, done: true });
+    expect(unpack.filter((e) => e.done)).toHaveLength(1);
+    expect(events.findIndex((e) => e.type === 'base')).toBeGreaterThan(events.lastIndexOf(unpack.at(-1) as (typeof events)[number]));
+    expect(events.at(-1)).toMatchObject({ type: 'summary', baked: 1 });
+    // The unpacking is drawn by the reporter only: nothing of it on stderr.
+    expect(run.stderr).toBe('');
   });
 });
 

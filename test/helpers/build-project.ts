@@ -29,7 +29,7 @@ export function buildOptions(config: string, base: string, cacheDir: string, ext
   return {
     config, base, cacheDir,
     out: path.join(path.dirname(config), 'output'),
-    jobs: 2, bmap: false, force: false, progress: false,
+    jobs: 2, bmap: false, force: false,
     // The synthesized bases have no reachable apt sources: their cards install role packages online.
     packages: 'online',
     reporter: lineReporter(() => {}),

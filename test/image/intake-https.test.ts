@@ -42,25 +42,25 @@ describe('obtainBase from an https URL', () => {
     const cache = await freshCache();
     const sha256 = await sha256sum(join(dir, 'raspios.img.xz'));
     const spec = { url: `${base}/moved/raspios.img.xz`, sha256 };
-    const first = await obtainBase(spec, { cacheDir: cache, progress: false });
+    const first = await obtainBase(spec, { cacheDir: cache });
     expect(first.sha256).toBe(imageSha);
     await execa('cmp', [join(dir, 'raspios.img'), first.path]);
     const downloads = served.get('/files/raspios.img.xz');
-    expect(await obtainBase(spec, { cacheDir: cache, progress: false })).toEqual(first);
+    expect(await obtainBase(spec, { cacheDir: cache })).toEqual(first);
     expect(served.get('/files/raspios.img.xz')).toBe(downloads); // no second download
   });
 
   it('handles a .zip download (unzip needs the whole file: downloaded to a temp first)', async () => {
     const cache = await freshCache();
     const sha256 = await sha256sum(join(dir, 'raspios.zip'));
-    const result = await obtainBase({ url: `${base}/files/raspios.zip`, sha256 }, { cacheDir: cache, progress: false });
+    const result = await obtainBase({ url: `${base}/files/raspios.zip`, sha256 }, { cacheDir: cache });
     expect(result.sha256).toBe(imageSha);
     expect((await entriesOf(cache)).filter((n) => n.endsWith('.partial'))).toEqual([]);
   });
 
   it('rejects a wrong SHA-256 and leaves nothing in the cache', async () => {
     const cache = await freshCache();
-    const error = await obtainBase({ url: `${base}/files/raspios.img.xz`, sha256: '0'.repeat(64) }, { cacheDir: cache, progress: false })
+    const error = await obtainBase({ url: `${base}/files/raspios.img.xz`, sha256: '0'.repeat(64) }, { cacheDir: cache })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PibakeError);
     expect((error as PibakeError).message).toMatch(/raspios\.img\.xz has SHA-256 [0-9a-f]{64}, expected 0{64}/);
@@ -69,7 +69,7 @@ describe('obtainBase from an https URL', () => {
 
   it('reports HTTP errors in one line', async () => {
     const cache = await freshCache();
-    const error = await obtainBase({ url: `${base}/files/nope.img.xz`, sha256: '0'.repeat(64) }, { cacheDir: cache, progress: false })
+    const error = await obtainBase({ url: `${base}/files/nope.img.xz`, sha256: '0'.repeat(64) }, { cacheDir: cache })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PibakeError);
     expect((error as PibakeError).message).toMatch(/HTTP 404/);
@@ -86,7 +86,7 @@ describe('obtainBase from an https URL', () => {
       `import { obtainBase } from ${JSON.stringify(intake)};`,
       `globalAgent.options.ca = readFileSync(${JSON.stringify(certPath)});`,
       `await obtainBase({ url: ${JSON.stringify(`${base}/stall/raspios.img.xz`)}, sha256: ${JSON.stringify('0'.repeat(64))} },`,
-      `  { cacheDir: ${JSON.stringify(cache)}, progress: false });`,
+      `  { cacheDir: ${JSON.stringify(cache)} });`,
     ].join('\n'));
     const child = execa('node', ['--import', 'tsx', script], { reject: false, cwd: resolve('.') });
     // Wait until the half-delivered download has produced a temp image with data in it.

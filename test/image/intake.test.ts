@@ -1,9 +1,9 @@
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
-import { obtainBase, resolveCacheDir } from '../../builder/image/intake.ts';
+import { obtainBase, resolveCacheDir, type UnpackProgress } from '../../builder/image/intake.ts';
 import { allocatedBytes, makeDiskImage, MiB, scratchDir, sha256sum } from './intake-fixture.ts';
 import { entriesOf } from '../helpers/image.ts';
 
@@ -41,7 +41,7 @@ describe('obtainBase', () => {
       const cache = await freshCache(kind.replace(/\W/g, ''));
       const input = join(dir, file);
       const inputSha = await sha256sum(input);
-      const base = await obtainBase({ path: input, sha256: inputSha }, { cacheDir: cache, progress: false });
+      const base = await obtainBase({ path: input, sha256: inputSha }, { cacheDir: cache });
       expect(base.sha256).toBe(imageSha);
       expect(await sha256sum(base.path)).toBe(imageSha);
       await execa('cmp', [image, base.path]);
@@ -59,11 +59,11 @@ describe('obtainBase', () => {
       validations += 1;
     };
     const spec = { path: join(dir, 'raspios.img.xz') };
-    const first = await obtainBase(spec, { cacheDir: cache, validate, progress: false });
+    const first = await obtainBase(spec, { cacheDir: cache, validate });
     const path = process.env.PATH;
     process.env.PATH = '/nonexistent';
     try {
-      const second = await obtainBase(spec, { cacheDir: cache, validate, progress: false });
+      const second = await obtainBase(spec, { cacheDir: cache, validate });
       expect(second).toEqual(first);
       // Also with the SHA-256 given: found by key without reading the input.
       const third = await obtainBase({ ...spec, sha256: (await entriesOf(cache))[0]!.slice(5, 69) }, { cacheDir: cache, validate });
@@ -79,7 +79,7 @@ describe('obtainBase', () => {
     let validations = 0;
     const waits: string[] = [];
     const options = {
-      cacheDir: cache, progress: false, onWait: (message: string) => waits.push(message),
+      cacheDir: cache, onWait: (message: string) => waits.push(message),
       validate: async () => {
         validations += 1;
       },
@@ -96,19 +96,19 @@ describe('obtainBase', () => {
   it('validates an entry cached without validation on its next use, once, and drops it when it fails', async () => {
     const cache = await freshCache('late-validation');
     const spec = { path: join(dir, 'raspios.img.zst') };
-    await obtainBase(spec, { cacheDir: cache, progress: false }); // as an older pibake cached it: unchecked
+    await obtainBase(spec, { cacheDir: cache }); // as an older pibake cached it: unchecked
     const refuse = async () => {
       throw new PibakeError('raspios.img.zst: partition 2 (ext4 root): the ext4 journal is damaged', { hint: 'download it again' });
     };
-    await expect(obtainBase(spec, { cacheDir: cache, progress: false, validate: refuse })).rejects.toThrow(/journal is damaged/);
+    await expect(obtainBase(spec, { cacheDir: cache, validate: refuse })).rejects.toThrow(/journal is damaged/);
     expect(await entriesOf(cache)).toEqual([]);
     let validations = 0;
     const accept = async () => {
       validations += 1;
     };
-    await obtainBase(spec, { cacheDir: cache, progress: false }); // cached unchecked again
-    await obtainBase(spec, { cacheDir: cache, progress: false, validate: accept });
-    await obtainBase(spec, { cacheDir: cache, progress: false, validate: accept });
+    await obtainBase(spec, { cacheDir: cache }); // cached unchecked again
+    await obtainBase(spec, { cacheDir: cache, validate: accept });
+    await obtainBase(spec, { cacheDir: cache, validate: accept });
     expect(validations).toBe(1);
   });
 
@@ -116,11 +116,27 @@ describe('obtainBase', () => {
     const cache = await freshCache('changed');
     const copy = join(dir, 'changing.img');
     await copyFile(image, copy);
-    const first = await obtainBase({ path: copy }, { cacheDir: cache, progress: false });
+    const first = await obtainBase({ path: copy }, { cacheDir: cache });
     await makeDiskImage(copy, 32);
-    const second = await obtainBase({ path: copy }, { cacheDir: cache, progress: false });
+    const second = await obtainBase({ path: copy }, { cacheDir: cache });
     expect(second.sha256).not.toBe(first.sha256);
     expect(second.sha256).toBe(await sha256sum(copy));
+  });
+
+  it('tells its caller how the unpacking goes, and the end; a cache hit tells nothing', async () => {
+    const cache = await freshCache('progress');
+    const input = join(dir, 'raspios.img.xz');
+    const reports: UnpackProgress[] = [];
+    await obtainBase({ path: input }, { cacheDir: cache, onProgress: (p) => reports.push(p) });
+    const last = reports.at(-1);
+    expect(last).toEqual({ read: (await stat(input)).size, total: (await stat(input)).size, written: (await stat(image)).size, seconds: expect.any(Number), done: true });
+    expect(reports.filter((p) => p.done)).toHaveLength(1);
+    const written = reports.map((p) => p.written);
+    expect(written).toEqual([...written].sort((a, b) => a - b));
+    expect(reports.length).toBeGreaterThan(2); // every chunk: the caller throttles
+    const again: UnpackProgress[] = [];
+    await obtainBase({ path: input }, { cacheDir: cache, onProgress: (p) => again.push(p) });
+    expect(again).toEqual([]);
   });
 
   it('runs validate on the temp image before it enters the cache', async () => {
@@ -128,7 +144,6 @@ describe('obtainBase', () => {
     const seen: string[] = [];
     await obtainBase({ path: join(dir, 'raspios.img.zst') }, {
       cacheDir: cache,
-      progress: false,
       validate: async (path) => {
         seen.push(path);
         expect(await sha256sum(path)).toBe(imageSha);
@@ -144,7 +159,7 @@ describe('obtainBase', () => {
     // PID 2^22+1 is above Linux's pid_max limit, so it cannot be running.
     await writeFile(join(cache, '.intake.img.4194305-abcdef.partial'), 'stale');
     await writeFile(join(cache, '.tmp-4194305-abcdef.img'), 'stale, named as older pibake named its temps');
-    await obtainBase({ path: image }, { cacheDir: cache, progress: false });
+    await obtainBase({ path: image }, { cacheDir: cache });
     expect((await entriesOf(cache)).filter((name) => name.startsWith('.tmp-') || name.endsWith('.partial'))).toEqual([]);
   });
 
