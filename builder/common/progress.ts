@@ -1,9 +1,9 @@
 /**
  * How long work shows its progress, the same way for a build (unpacking its base, baking nodes:
  * build/report.ts, whose Reporter also writes them as JSON), downloading an image given by URL
- * (flash, inspect) and writing cards (flash): all of it
- * goes to one ProgressSink, a terminal is redrawn in place at most every REDRAW_MS, and amounts are
- * written as "done / total (percent) rate ETA".
+ * (flash, inspect) and writing cards (flash): all of it goes to one ProgressSink, a terminal is
+ * redrawn in place at most every REDRAW_MS, and amounts are written as "done / total (percent)
+ * rate ETA".
  */
 import { formatBytes } from './bytes.ts';
 
