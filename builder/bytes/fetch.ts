@@ -18,39 +18,28 @@ import { forgetOnExit, removeOnExit } from '../common/cleanup.ts';
 import { formatBytes } from '../common/bytes.ts';
 import { PibakeError } from '../common/errors.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
+import { imageAddressIssue, isAddress, sha256Issue } from './address.ts';
 import { HashTap } from './checksums.ts';
 import { downloadIfPublished } from './download.ts';
 import { openImageUrl } from './open.ts';
 import { siblingTempPath } from './temp-name.ts';
 
-/** The SHA-256 an image named by a URL must have: 64 hex digits, as sha256sum prints them. */
-const SHA256 = /^[0-9a-f]{64}$/;
-
 /**
  * `text` as an image URL when it is one (scheme://…), undefined when it is a path. Only https is
- * accepted: anything else is refused here, before a byte moves. `what` names the argument in messages.
+ * accepted (address.ts): anything else is refused here, before a byte moves. `what` names the argument in messages.
  */
 export function imageUrlOf(text: string, what = 'image'): URL | undefined {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) return undefined;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new PibakeError(`${what} ${text} is not a valid URL`, { hint: 'write a full https:// address' });
-  }
-  if (url.protocol !== 'https:') {
-    throw new PibakeError(`${what} ${text} is not https`, { hint: 'download images over https only (a card runs what it is given); use the https address of the release' });
-  }
-  return url;
+  if (!isAddress(text)) return undefined;
+  const issue = imageAddressIssue(text, what);
+  if (issue) throw new PibakeError(issue.message, { hint: issue.hint });
+  return new URL(text);
 }
 
 /** A SHA-256 given on the command line, normalised; refused unless it is 64 hex digits. */
 export function checkSha256(text: string, option = '--sha256'): string {
-  const digest = text.trim().toLowerCase();
-  if (!SHA256.test(digest)) {
-    throw new PibakeError(`${option} "${text}" is not a SHA-256`, { hint: 'give the 64 hex digits that sha256sum (or the release\'s SHA256SUMS) lists for the file' });
-  }
-  return digest;
+  const issue = sha256Issue(text, option);
+  if (issue) throw new PibakeError(issue.message, { hint: issue.hint });
+  return text.trim().toLowerCase();
 }
 
 /** Companion files are small (a bmap, a manifest); a server sending more is refused rather than filling the disk. */

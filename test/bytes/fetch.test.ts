@@ -101,7 +101,7 @@ describe('image URLs and digests on the command line', () => {
           return e as PibakeError;
         }
       })();
-      expect(error?.message).toBe(`image ${text} is not https`);
+      expect(error?.message).toBe(`image "${text}" is not an https URL`);
       expect(error?.hint).toMatch(/https/);
     }
   });

@@ -103,7 +103,7 @@ describe('pibake flash URL', () => {
       [[`${server.base}/files/web1.img.xz`, '--sha256', '0'.repeat(64)], /^error: https:.*web1\.img\.xz has SHA-256 [0-9a-f]{64}, expected 0{64} \(hint: .*\)$/],
       [[`${server.base}/files/web1.img.xz`], /^error: https:.*web1\.img\.xz is given without its SHA-256 \(hint: add --sha256 .*\)$/],
       [[`${server.base}/files/web1.img.xz`, '--sha256', 'nope'], /^error: --sha256 "nope" is not a SHA-256 \(hint: .*\)$/],
-      [[`http://127.0.0.1:1/rel/web1.img.xz`, '--sha256', sha], /^error: image http:\/\/127\.0\.0\.1:1\/rel\/web1\.img\.xz is not https \(hint: .*https.*\)$/],
+      [[`http://127.0.0.1:1/rel/web1.img.xz`, '--sha256', sha], /^error: image "http:\/\/127\.0\.0\.1:1\/rel\/web1\.img\.xz" is not an https URL \(hint: .*https.*\)$/],
       [[`${server.base}/files/web9.img.xz`, '--sha256', sha], /^error: cannot download https:.*web9\.img\.xz: HTTP 404 Not Found \(hint: check the URL.*\)$/],
       [[`${server.base}/short/web1.img.xz`, '--sha256', sha], /^error: download of https:.*web1\.img\.xz (was cut off|ended after \d+ of \d+ bytes|failed: .*) \(hint: try again\)$/],
       [[`${server.base}/chunked/web1.img.xz`, '--sha256', sha], /^error: https:.*web1\.img\.xz has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64} \(hint: .*\)$/],
