@@ -9,6 +9,15 @@ import { PibakeError } from '../common/errors.ts';
 
 /** GET an https URL (following redirects) and return the body stream and its length if announced. */
 export async function download(url: URL, redirects = 5): Promise<{ body: Readable; length?: number }> {
+  return (await get200(url, redirects, false)) as { body: Readable; length?: number };
+}
+
+/** Like download, for a file that may not be there: any HTTP 4xx (not published, not readable) gives undefined. */
+export async function downloadIfPublished(url: URL): Promise<{ body: Readable; length?: number } | undefined> {
+  return get200(url, 5, true);
+}
+
+async function get200(url: URL, redirects: number, absentOk: boolean): Promise<{ body: Readable; length?: number } | undefined> {
   // Loaded when a download starts: https brings tls and net, which a build from the cache never uses.
   const { get } = await import('node:https');
   const response = await new Promise<IncomingMessage>((resolvePromise, reject) => {
@@ -22,7 +31,11 @@ export async function download(url: URL, redirects = 5): Promise<{ body: Readabl
     if (redirects === 0) throw new PibakeError(`too many redirects downloading ${url.href}`, { hint: 'check the URL' });
     const next = new URL(response.headers.location, url);
     if (next.protocol !== 'https:') throw new PibakeError(`${url.href} redirects to non-https ${next.href}`, { hint: 'use an https mirror' });
-    return download(next, redirects - 1);
+    return get200(next, redirects - 1, absentOk);
+  }
+  if (absentOk && status >= 400 && status < 500) {
+    response.resume();
+    return undefined;
   }
   if (status !== 200) {
     response.resume();

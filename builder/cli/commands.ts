@@ -30,7 +30,7 @@ export const commands: readonly CommandEntry[] = [
   },
   {
     command: 'inspect <image>',
-    describe: 'Show partitions, filesystems, OS generation, cloud-init and first-boot files of an image (.img, .img.xz, .img.zst, .zip)',
+    describe: 'Show partitions, filesystems, OS generation, cloud-init and first-boot files of an image (.img, .img.xz, .img.zst, .zip; or its https URL with --sha256)',
     load: () => import('./inspect.ts'),
   },
   {
@@ -40,7 +40,7 @@ export const commands: readonly CommandEntry[] = [
   },
   {
     command: 'flash <target>',
-    describe: 'Write a node image (or any .img, .img.xz, .img.zst or .zip) to one or more cards, then verify it',
+    describe: 'Write a node image (or any .img, .img.xz, .img.zst or .zip, or its https URL with --sha256, checked before anything is written) to one or more cards, then verify it',
     load: () => import('./flash.ts'),
   },
   {

@@ -1,8 +1,9 @@
 /**
  * How long work shows its progress, the same way for a build (unpacking its base, baking nodes:
- * build/report.ts, whose Reporter also writes them as JSON) and writing cards (flash): all of it
- * goes to one ProgressSink, a terminal is redrawn in place at most every REDRAW_MS, and amounts are
- * written as "done / total (percent) rate ETA".
+ * build/report.ts, whose Reporter also writes them as JSON), downloading an image given by URL
+ * (flash, inspect) and writing cards (flash): all of it goes to one ProgressSink, a terminal is
+ * redrawn in place at most every REDRAW_MS, and amounts are written as "done / total (percent)
+ * rate ETA".
  */
 import { formatBytes } from './bytes.ts';
 
@@ -36,14 +37,15 @@ export class ProgressBoard {
   private lastDraw = 0;
   private drawn = false;
   private phase = '';
-  private total = 0;
+  private total: number | undefined = 0;
 
   constructor(
     private readonly out: ProgressSink | undefined,
     private readonly labels: readonly string[],
   ) {}
 
-  begin(phase: string, totalBytes: number): void {
+  /** `totalBytes` undefined: the amount is not known beforehand (a download without Content-Length). */
+  begin(phase: string, totalBytes: number | undefined): void {
     this.phase = phase;
     this.total = totalBytes;
     this.done = this.labels.map(() => 0);
@@ -76,7 +78,9 @@ export class ProgressBoard {
       return;
     }
     this.labels.forEach((label, i) => {
-      const percent = this.total === 0 ? 100 : Math.floor(((this.done[i] ?? 0) / this.total) * 10) * 10;
+      if (this.total === undefined && !force) return; // no percentages to step by: first and last line only
+      const percent = this.total === undefined ? (this.lastPercent[i] ?? -1) + 1
+        : this.total === 0 ? 100 : Math.floor(((this.done[i] ?? 0) / this.total) * 10) * 10;
       if (percent > (this.lastPercent[i] ?? -1)) {
         this.lastPercent[i] = percent;
         this.out?.write(`${this.phase} ${label}: ${this.describe(i, now)}\n`);

@@ -20,18 +20,19 @@ import { writePieces } from './write.ts';
  * 64 MiB range without a bmap) must read back with the image's checksum. Expected checksums come
  * from the bmap, or from one pass over the image when the bmap has none.
  */
-export async function verifyOnly(options: Pick<FlashOptions, 'image' | 'bmap' | 'targets' | 'out' | 'chunkBytes'>): Promise<FlashResult> {
+export async function verifyOnly(options: Pick<FlashOptions, 'image' | 'label' | 'bmap' | 'checkUnmapped' | 'targets' | 'out' | 'chunkBytes'>): Promise<FlashResult> {
   const started = Date.now();
-  const image = await openImageFile(options.image, options.image);
+  const image = await openImageFile(options.image, options.label ?? options.image);
   const bmap = options.bmap ? await readBmap(options.bmap) : undefined;
   const imageSize = await checkedImageSize(image, bmap, options.bmap);
   const { ranges, checksumType, expected } = writePlan(bmap, imageSize);
-  let ranged = expected;
+  // A bmap no digest vouches for says which ranges to compare, never what they must hold.
+  let ranged = options.checkUnmapped ? undefined : expected;
   if (!ranged) {
     const sums: string[] = [];
     let hash: Hash | undefined;
     let current = -1;
-    for await (const piece of readPieces(image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
+    for await (const piece of readPieces(image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES, { unmappedMustBeZero: options.checkUnmapped })) {
       if (piece.range !== current) {
         if (hash) sums[current] = hash.digest('hex');
         current = piece.range;
@@ -54,8 +55,17 @@ export const UNMAPPED_VERIFY_RANGE_BYTES = 64 * 1024 * 1024;
 
 export interface FlashOptions extends SafetyOptions {
   image: string;
+  /** How messages name the image (the URL it was downloaded from); default its path. */
+  label?: string;
   /** Path of the bmap; undefined writes the whole image. */
   bmap?: string;
+  /** How messages name the bmap; default its path. */
+  bmapLabel?: string;
+  /**
+   * The bmap came with a download and no digest vouches for it: every byte it leaves out must be
+   * zero in the image (checked while the image streams), so it cannot leave data off the card.
+   */
+  checkUnmapped?: boolean;
   targets: string[];
   verify: boolean;
   /** Skip the question (required without a terminal when a target is a block device). */
@@ -80,7 +90,8 @@ export interface FlashResult {
 export async function flash(options: FlashOptions): Promise<FlashResult> {
   const started = Date.now();
   if (options.targets.length === 0) throw new PibakeError('no target named', { hint: 'add --device /dev/sdX (see `pibake devices`)' });
-  const image = await openImageFile(options.image, options.image);
+  const label = options.label ?? options.image;
+  const image = await openImageFile(options.image, label);
   const bmap = options.bmap ? await readBmap(options.bmap) : undefined;
   const imageSize = await checkedImageSize(image, bmap, options.bmap);
 
@@ -97,21 +108,22 @@ export async function flash(options: FlashOptions): Promise<FlashResult> {
 
   const { ranges, checksumType, expected } = writePlan(bmap, imageSize);
   const writtenBytes = ranges.reduce((sum, r) => sum + (r.end - r.start), 0);
-  say(options, `writing ${formatBytes(writtenBytes)} of ${formatBytes(imageSize)} from ${options.image}${bmap ? ` (bmap ${options.bmap})` : ' (no bmap: whole image)'}`);
+  say(options, `writing ${formatBytes(writtenBytes)} of ${formatBytes(imageSize)} from ${label}${bmap ? ` (bmap ${options.bmapLabel ?? options.bmap})` : ' (no bmap: whole image)'}`);
 
   const targets = await openTargets(facts, imageSize);
   try {
     const progress = new ProgressBoard(options.out, targets.map((t) => t.path));
     progress.begin('write', writtenBytes);
     const mismatches: Problem[] = [];
-    const digests = await writePieces(readPieces(image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES), targets, {
+    const pieces = readPieces(image, ranges, options.chunkBytes ?? DEFAULT_CHUNK_BYTES, { unmappedMustBeZero: options.checkUnmapped });
+    const digests = await writePieces(pieces, targets, {
       rangeCount: ranges.length,
       checksumType,
       progress,
       onRangeDigest: (i, digest) => {
         const want = expected?.[i];
         if (want && digest !== want.checksum) {
-          mismatches.push({ message: `${options.image} does not match its bmap at ${want.label}`, hint: `the bmap ${options.bmap} belongs to another build of the image; recreate it` });
+          mismatches.push({ message: `${label} does not match its bmap at ${want.label}`, hint: `the bmap ${options.bmapLabel ?? options.bmap} belongs to another build of the image; recreate it` });
         }
       },
     });

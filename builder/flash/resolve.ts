@@ -1,23 +1,30 @@
 /**
- * What `pibake flash NODE|IMAGE` means: an existing image file, or a node of the cluster whose
- * image lies where `pibake build` writes it: <out>/<cluster>/<node>.img(.zst|.xz), the inventory
- * read by the build's own loader. The bmap next to the image (X.img.bmap or X.bmap) is used when
- * there is one.
+ * What `pibake flash NODE|IMAGE|URL` means: an existing image file, an https URL of one (downloaded
+ * and checked by image/remote.ts), or a node of the cluster whose image lies where `pibake build`
+ * writes it: <out>/<cluster>/<node>.img(.zst|.xz), the inventory read by the build's own loader.
+ * The bmap next to the image (X.img.bmap or X.bmap) is used when there is one.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { clusterOutputDir } from '../package/output.ts';
+import { imageUrlOf } from '../bytes/fetch.ts';
 import { COMPRESSIONS, extensionOf } from '../bytes/formats.ts';
 import { PibakeError } from '../common/errors.ts';
 import { loadProject, selectNodes } from '../render/project.ts';
 
+/** The build's record of an output folder, read to tell a sealed image (package/output.ts writes it). */
+const MANIFEST = 'manifest.json';
+
 /** The image files a build writes for a node: the raw one, then each compressed one (bytes/formats.ts). */
 export const IMAGE_SUFFIXES = ['.img', ...COMPRESSIONS.map((c) => `.img${extensionOf(c)}`)];
 
-/** `config`: the inventory (for node names); `out`: the build's output root (--out, default ./output). */
+/**
+ * The image file or https URL (returned as given); `config`: the inventory (for node names); `out`:
+ * the build's output root (--out, default ./output). A URL that is not https is refused.
+ */
 export async function resolveImage(nodeOrImage: string, where: { config: string; out: string }): Promise<string> {
-  if (existsSync(nodeOrImage)) return nodeOrImage;
+  if (existsSync(nodeOrImage) || imageUrlOf(nodeOrImage)) return nodeOrImage;
   if (/[/\\]|\.img/.test(nodeOrImage)) {
     throw new PibakeError(`image ${nodeOrImage} does not exist`, { hint: 'name an existing image file or a node of the cluster' });
   }
@@ -35,10 +42,19 @@ export async function resolveImage(nodeOrImage: string, where: { config: string;
 
 /** X.img.zst → X.img.bmap or X.bmap, whichever exists. */
 export function bmapBeside(image: string): string | undefined {
+  return bmapNames(image).find((p) => existsSync(p));
+}
+
+/** Where the bmap of X.img.zst may be, in the order looked at: X.img.bmap, X.bmap (also for names beside a URL). */
+export function bmapNames(image: string): string[] {
   const packed = COMPRESSIONS.map(extensionOf).find((ext) => image.toLowerCase().endsWith(ext));
   const stem = packed ? image.slice(0, -packed.length) : image;
-  const candidates = [`${stem}.bmap`, `${stem.replace(/\.img$/i, '')}.bmap`];
-  return candidates.find((p) => existsSync(p));
+  return [...new Set([`${stem}.bmap`, `${stem.replace(/\.img$/i, '')}.bmap`])];
+}
+
+/** What is fetched beside an image given by URL: its bmap (either name) and the release's manifest.json (sealed or not). */
+export function filesBesideImage(name: string): string[] {
+  return [...bmapNames(name), MANIFEST];
 }
 
 /**
@@ -48,7 +64,7 @@ export function bmapBeside(image: string): string | undefined {
 export async function sealedNodeOf(image: string): Promise<string | undefined> {
   let manifest: { nodes?: Record<string, { sealed?: boolean; image?: { file?: string }; extras?: Record<string, { file?: string }> }> };
   try {
-    manifest = JSON.parse(await readFile(join(dirname(image), 'manifest.json'), 'utf8')) as typeof manifest;
+    manifest = JSON.parse(await readFile(join(dirname(image), MANIFEST), 'utf8')) as typeof manifest;
   } catch {
     return undefined;
   }

@@ -65,13 +65,41 @@ export async function imageSizeOf(image: ImageFile): Promise<number> {
   return rawSizeOf(image);
 }
 
+export interface ReadPiecesOptions {
+  /**
+   * Every byte outside `ranges` must be zero, or reading fails: for a bmap that came with a
+   * download, which no digest vouches for, so that it cannot leave any of the image's data off the
+   * card. The whole image is then read, raw or packed.
+   */
+  unmappedMustBeZero?: boolean;
+}
+
 /** Yields the bytes of `ranges` of the image, in order, as pieces. */
-export async function* readPieces(image: ImageFile, ranges: readonly ByteRange[], chunkBytes = DEFAULT_CHUNK_BYTES): AsyncGenerator<Piece> {
-  if (image.format === 'raw') {
+export async function* readPieces(
+  image: ImageFile, ranges: readonly ByteRange[], chunkBytes = DEFAULT_CHUNK_BYTES, options: ReadPiecesOptions = {},
+): AsyncGenerator<Piece> {
+  if (image.format === 'raw' && !options.unmappedMustBeZero) {
     yield* readRawPieces(image.path, ranges, chunkBytes);
   } else {
-    yield* readStreamPieces((await readRaw(image)).stream, image.path, ranges, chunkBytes);
+    const skipped = options.unmappedMustBeZero ? checkZero(image.label) : undefined;
+    yield* readStreamPieces((await readRaw(image)).stream, image.path, ranges, chunkBytes, skipped);
   }
+}
+
+const ZEROS = Buffer.alloc(1 << 20);
+
+/** A check for skipped bytes: throws unless `data` (at image offset `at`) is all zero. */
+function checkZero(label: string): (data: Buffer, at: number) => void {
+  return (data, at) => {
+    for (let i = 0; i < data.length; i += ZEROS.length) {
+      const part = data.subarray(i, i + ZEROS.length);
+      if (part.equals(ZEROS.subarray(0, part.length))) continue;
+      const first = at + i + part.findIndex((byte) => byte !== 0);
+      throw new PibakeError(`${label} holds data at byte ${first}, which its bmap leaves out`, {
+        hint: 'the bmap published beside the image belongs to another image: publish the right one, or pass --bmap with the right file (the card is incomplete: flash it again)',
+      });
+    }
+  };
 }
 
 async function* readRawPieces(path: string, ranges: readonly ByteRange[], chunkBytes: number): AsyncGenerator<Piece> {
@@ -102,11 +130,18 @@ async function* readStreamPieces(
   path: string,
   ranges: readonly ByteRange[],
   chunkBytes: number,
+  skipped?: (data: Buffer, at: number) => void,
 ): AsyncGenerator<Piece> {
   const pool = new BufferPool(chunkBytes);
   const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let current: Buffer = Buffer.alloc(0); // bytes of the stream from position `position` on
   let position = 0;
+  let used = 0; // bytes of the stream before this were copied into pieces or shown to `skipped`
+  // Hands the bytes of `current` from `used` up to stream offset `end` to `skipped`.
+  const skip = (end: number) => {
+    if (skipped && end > used) skipped(current.subarray(used - position, end - position), used);
+    used = Math.max(used, end);
+  };
   let completed = false;
   try {
     for (const { range, offset, length } of planPieces(ranges, chunkBytes)) {
@@ -115,21 +150,29 @@ async function* readStreamPieces(
       while (filled < length) {
         const want = offset + filled;
         if (want >= position + current.length) {
+          skip(position + current.length);
           position += current.length;
           const next = await iterator.next();
           if (next.done) throw endedEarly(path, position);
           current = next.value;
           continue;
         }
+        skip(want);
         const from = want - position; // >= 0: pieces come in stream order
         const n = Math.min(length - filled, current.length - from);
         current.copy(data, filled, from, from + n);
         filled += n;
+        used = want + n;
       }
       yield { range, offset, data, release };
     }
     // Read to the end so that the decompressor's own integrity check (xz, zstd) runs.
-    for (let next = await iterator.next(); !next.done; next = await iterator.next());
+    skip(position + current.length);
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+      position += current.length;
+      current = next.value;
+      skip(position + current.length);
+    }
     completed = true;
   } finally {
     if (!completed) stream.destroy();

@@ -1,7 +1,8 @@
 /**
  * What pibake sees in a base image: partitions and filesystems, disk id, OS release and
  * generation, cloud-init and its NoCloud configuration, and which boot-partition files the
- * image's first boot will honour. Read-only. Takes any image build takes (raw, .xz, .zst, .zip).
+ * image's first boot will honour. Read-only. Takes any image build takes (raw, .xz, .zst, .zip;
+ * one given by URL is downloaded and checked first, image/remote.ts).
  */
 import { join } from 'node:path';
 import { load } from 'js-yaml';
@@ -62,18 +63,19 @@ export interface InspectReport {
 
 const SECTOR = 512;
 
-export async function inspectImage(path: string): Promise<InspectReport> {
+/** The report of the image file at `path`; `label` names it in the report and in errors (default: the path). */
+export async function inspectImage(path: string, label = path): Promise<InspectReport> {
   // What is no image at all (missing, empty, a folder, no partition table) openRaspiosImage names most precisely.
   const format = sniffFormat(await readHeader(path).catch(() => Buffer.alloc(0)));
-  if (format === undefined) return inspectRaw(path);
-  const file = await openImageFile(path, path);
-  if (file.format === 'raw') return inspectRaw(path);
+  if (format === undefined) return inspectRaw(path, label);
+  const file = await openImageFile(path, label);
+  if (file.format === 'raw') return inspectRaw(path, label);
   // debugfs and mtools need random access: a packed image is unpacked (sparse, owner-only: it may
   // be a node's, with its secrets) into a private folder beside it, removed whatever happens.
   return withStagingDir(path, async (dir) => {
     const raw = join(dir, 'unpacked.img');
     await unpackImageFile(file, raw);
-    return inspectRaw(raw, path);
+    return inspectRaw(raw, label);
   });
 }
 

@@ -6,27 +6,16 @@
  * and checks only what the file system can tell.
  */
 import path from 'node:path';
+import { imageAddressIssue, isAddress, missingDigestHint, SHA256_PATTERN } from '../bytes/address.ts';
 import type { BaseImageSpec } from '../common/base-image.ts';
 import { PibakeError, type Problem } from '../common/errors.ts';
 import { checkText } from './shape.ts';
 import type { Field, Issue, StringSpec } from './spec.ts';
 
-function checkHttps(value: string, where: string): Issue | undefined {
-  if (!/^https:\/\//.test(value)) {
-    return {
-      message: `${where} "${value}" is not an https URL`,
-      hint: 'use the https:// address (downloads.raspberrypi.com serves https); the sha256 pins the content, https keeps the download private and tamper-evident',
-    };
-  }
-  if (/\s/.test(value)) return { message: `${where} "${value}" contains spaces`, hint: 'percent-encode spaces as %20' };
-  if (!URL.canParse(value)) return { message: `${where} "${value}" is not a URL`, hint: 'write a full address, https://host/path/image.img.xz' };
-  return undefined;
-}
-
-const URL_SPEC: StringSpec = { type: 'string', pattern: /^https:\/\/\S+$/, label: 'https URL', format: 'https://host/path', check: checkHttps };
+const URL_SPEC: StringSpec = { type: 'string', pattern: /^https:\/\/\S+$/, label: 'https URL', format: 'https://host/path', check: imageAddressIssue };
 const PATH_SPEC: StringSpec = { type: 'string', minLength: 1 };
 const SHA256_SPEC: StringSpec = {
-  type: 'string', pattern: /^[0-9a-fA-F]{64}$/, label: 'SHA-256', format: '64 hexadecimal digits, as printed by sha256sum', lowercase: true,
+  type: 'string', pattern: SHA256_PATTERN, label: 'SHA-256', format: '64 hexadecimal digits, as printed by sha256sum', lowercase: true,
 };
 
 export const BASE_FIELD: Field = {
@@ -62,7 +51,7 @@ export const BASE_FIELD: Field = {
 
 /** A download is verified against its digest; https alone does not say it is the image meant. */
 function missingSha256(url: string, sha256: string, add: string): Issue {
-  return { message: `${url} has no ${sha256}`, hint: `add ${add} the digest published next to the image (the .sha256 file), so the download is verified` };
+  return { message: `${url} has no ${sha256}`, hint: missingDigestHint(add) };
 }
 
 /**
@@ -106,7 +95,7 @@ export function chooseBase(inventoryBase: BaseImageSpec, override: BaseOverride)
     return undefined;
   };
   // Anything with a scheme is meant as an address (and so must be https), not as a file name.
-  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(base);
+  const isUrl = isAddress(base);
   const given = check(base, isUrl ? URL_SPEC : PATH_SPEC, '--base');
   const sha256 = baseSha256 === undefined ? undefined : check(baseSha256, SHA256_SPEC, '--base-sha256');
   if (isUrl && baseSha256 === undefined) problems.push(missingSha256(`--base ${base}`, '--base-sha256', '--base-sha256 with'));

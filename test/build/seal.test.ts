@@ -18,6 +18,7 @@ import { synthesizeRaspiosImage } from '../helpers/synthesize.ts';
 import { wifiPsk } from '../../builder/render/seeds.ts';
 import { buildOptions } from '../helpers/build-project.ts';
 import { runPibake } from '../helpers/image.ts';
+import { serveFolder } from '../helpers/https-server.ts';
 import { debugfs, fsckExt4, fsckFat, partitionOffsets } from '../helpers/oracles.ts';
 
 const EPOCH = '1767225600'; // 2026-01-01T00:00:00Z: both builds write the same timestamps
@@ -318,6 +319,18 @@ describe('pibake build --sealed and pibake seal on a bookworm base (firstrun.sh,
   }, 180_000);
 });
 
+/** A card of web1 written from its sealed image: the unsealed build's boot partition and root files, modes and owners; both filesystems clean. */
+async function expectUnsealedWeb1(card: string, label: string): Promise<void> {
+  const unsealedImage = path.join(unsealed.dir, 'web1.img');
+  expect((await bootBytes(card)).equals(await bootBytes(unsealedImage))).toBe(true);
+  const a = await rootTree(card, label);
+  const b = await rootTree(unsealedImage, `${label}-unsealed`);
+  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+  for (const [p, entry] of a) expect(entry, p).toBe(b.get(p));
+  await fsckFat(card);
+  await fsckExt4(card);
+}
+
 const canLoop = process.getuid?.() === 0 && process.platform === 'linux' && (existsSync('/sbin/losetup') || existsSync('/usr/sbin/losetup'));
 
 describe.runIf(canLoop)('pibake flash of a sealed image to a loop device (root; tests only: pibake never attaches one)', () => {
@@ -332,14 +345,7 @@ describe.runIf(canLoop)('pibake flash of a sealed image to a loop device (root; 
       expect(run.exitCode, run.stderr).toBe(0);
       expect(run.stderr).toContain(`${image} is sealed: adding the secrets of web1 from the secrets file beside ${config} first`);
       expect(run.stdout).toMatch(new RegExp(`^flashed ${image} with the secrets of web1 \\(sealed in [0-9.]+ s\\) to ${dev}: .* \\(bmap\\), verified, `));
-      const unsealedImage = path.join(unsealed.dir, 'web1.img');
-      expect((await bootBytes(dev)).equals(await bootBytes(unsealedImage))).toBe(true);
-      const a = await rootTree(dev, 'web1-loop');
-      const b = await rootTree(unsealedImage, 'web1-unsealed');
-      expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-      for (const [p, entry] of a) expect(entry, p).toBe(b.get(p));
-      await fsckFat(dev);
-      await fsckExt4(dev);
+      await expectUnsealedWeb1(dev, 'web1-loop');
       // The private copy it sealed (it held the secrets) is gone.
       expect((await readdir(sealed.dir)).filter((n) => !n.startsWith('.pibake.lock')).sort())
         .toEqual(['SHA256SUMS', 'lb1.img', 'lb1.img.bmap', 'lb1.img.zst', 'manifest.json', 'web1.img', 'web1.img.bmap', 'web1.img.zst']);
@@ -349,6 +355,30 @@ describe.runIf(canLoop)('pibake flash of a sealed image to a loop device (root; 
       expect(await debugfs(dev, 'stat /etc/ssh/ssh_host_ed25519_key')).not.toMatch(/Inode:/);
     } finally {
       await execa('losetup', ['-d', dev], { reject: false });
+    }
+  }, 180_000);
+});
+
+describe('pibake flash of a sealed release by its https URL, as CI publishes it', () => {
+  it('downloads and checks the image, reads manifest.json beside it and adds the node\'s secrets: the card equals the unsealed build', async () => {
+    const server = await serveFolder(sealed.dir);
+    try {
+      const sums = await readFile(path.join(sealed.dir, 'SHA256SUMS'), 'utf8');
+      const sha = /^([0-9a-f]{64}) {2}(\.\/)?web1\.img\.zst$/m.exec(sums)?.[1];
+      expect(sha).toBeDefined();
+      const url = `${server.base}/files/web1.img.zst`;
+      const card = path.join(work, 'web1-from-url.img');
+      const cache = path.join(work, 'url-cache');
+      const run = await runPibake(['flash', url, '--sha256', sha ?? '', '--device', card, '--config', config], { ...server.childEnv, PIBAKE_CACHE_DIR: cache });
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(run.stderr).toContain(`${url} is sealed: adding the secrets of web1 from the secrets file beside ${config} first`);
+      expect(run.stdout).toMatch(new RegExp(`^flashed ${url} with the secrets of web1 \\(sealed in [0-9.]+ s\\) to ${card}: .* \\(bmap\\), verified, `));
+      expect(server.served.get('/files/manifest.json')).toBe(1);
+      await expectUnsealedWeb1(card, 'web1-url');
+      // The download and the sealed copy (it held the secrets) are gone.
+      expect(await readdir(cache)).toEqual([]);
+    } finally {
+      server.close();
     }
   }, 180_000);
 });

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { openImageFile } from '../../builder/bytes/open.ts';
 import { imageSizeOf, planPieces, readPieces } from '../../builder/flash/source.ts';
+import { readBmap } from '../../builder/package/bmap-format.ts';
 import { MiB, makeImageWithBmap, withTempDir } from './helpers.ts';
 
 describe('image source', () => {
@@ -51,6 +52,32 @@ describe('image source', () => {
         for await (const _ of readPieces(await openImageFile(broken), [{ start: 0, end: 32 * MiB }])) void _;
       };
       await expect(drain()).rejects.toThrow(/xz|ends at byte/);
+    });
+  });
+
+  it('with unmappedMustBeZero, reads every byte of a raw or packed image and stops at the first non-zero one the ranges leave out', async () => {
+    await withTempDir(async (dir) => {
+      const { image, bmap } = await makeImageWithBmap(dir);
+      const ranges = (await readBmap(bmap)).ranges;
+      const raw = await readFile(image);
+      const collect = async (path: string) => {
+        const out = Buffer.alloc(raw.length);
+        for await (const piece of readPieces(await openImageFile(path), ranges, 1 * MiB, { unmappedMustBeZero: true })) {
+          piece.data.copy(out, piece.offset);
+          piece.release();
+        }
+        return out;
+      };
+      // The bmap's gaps hold zeros: the same bytes come out as without the check, raw and packed.
+      await execa('zstd', ['-q', image, '-o', `${image}.zst`]);
+      for (const path of [image, `${image}.zst`]) expect((await collect(path)).equals(raw)).toBe(true);
+      // One byte of data in a gap, raw and packed: named by its offset.
+      const gap = (ranges[1]?.start ?? 0) - 7;
+      await writeFile(image, Buffer.concat([raw.subarray(0, gap), Buffer.from([1]), raw.subarray(gap + 1)]));
+      await execa('zstd', ['-q', '-f', image, '-o', `${image}.zst`]);
+      for (const path of [image, `${image}.zst`]) {
+        await expect(collect(path)).rejects.toThrow(new RegExp(`holds data at byte ${gap}, which its bmap leaves out`));
+      }
     });
   });
 });

@@ -1,21 +1,20 @@
-import { once } from 'node:events';
-import { globalAgent, createServer, type Server } from 'node:https';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PibakeError } from '../../builder/common/errors.ts';
 import { obtainBase } from '../../builder/image/intake.ts';
 import { makeDiskImage, scratchDir, sha256sum } from './intake-fixture.ts';
 import { entriesOf } from '../helpers/image.ts';
+import { serveFolder } from '../helpers/https-server.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
-let server: Server;
+let close: () => void;
 let base: string;
+let certPath: string;
 let imageSha: string;
-const served = new Map<string, number>();
+let served: Map<string, number>;
 
 beforeAll(async () => {
   ({ dir, cleanup } = await scratchDir('intake-https'));
@@ -24,43 +23,11 @@ beforeAll(async () => {
   imageSha = await sha256sum(image);
   await execa('xz', ['-T0', '-k', '-1', image]);
   await execa('zip', ['-q', '-j', join(dir, 'raspios.zip'), image]);
-  await execa('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-  ]);
-  const cert = await readFile(join(dir, 'cert.pem'));
-  globalAgent.options.ca = cert; // this test process trusts its own server only
-
-  // Serves files of `dir`; /moved/* redirects; /stall/* sends half of the file and then nothing.
-  server = createServer({ key: await readFile(join(dir, 'key.pem')), cert }, (request, response) => {
-    const url = new URL(request.url ?? '/', 'https://x');
-    served.set(url.pathname, (served.get(url.pathname) ?? 0) + 1);
-    const [, route, name] = /^\/(files|moved|stall)\/([\w.-]+)$/.exec(url.pathname) ?? [];
-    if (!route || !name) {
-      response.writeHead(404).end();
-      return;
-    }
-    if (route === 'moved') {
-      response.writeHead(302, { location: `/files/${name}` }).end();
-      return;
-    }
-    readFile(resolve(dir, name)).then(
-      (data) => {
-        response.writeHead(200, { 'content-length': data.length });
-        if (route === 'stall') response.write(data.subarray(0, data.length >> 1));
-        else response.end(data);
-      },
-      () => response.writeHead(404).end(),
-    );
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  ({ base, served, certPath, close } = await serveFolder(dir));
 });
 
 afterAll(async () => {
-  server.closeAllConnections();
-  server.close();
+  close();
   await cleanup();
 });
 
@@ -117,7 +84,7 @@ describe('obtainBase from an https URL', () => {
       "import { globalAgent } from 'node:https';",
       "import { readFileSync } from 'node:fs';",
       `import { obtainBase } from ${JSON.stringify(intake)};`,
-      `globalAgent.options.ca = readFileSync(${JSON.stringify(join(dir, 'cert.pem'))});`,
+      `globalAgent.options.ca = readFileSync(${JSON.stringify(certPath)});`,
       `await obtainBase({ url: ${JSON.stringify(`${base}/stall/raspios.img.xz`)}, sha256: ${JSON.stringify('0'.repeat(64))} },`,
       `  { cacheDir: ${JSON.stringify(cache)} });`,
     ].join('\n'));
