@@ -163,7 +163,8 @@ async function parentMain(args: Args): Promise<void> {
         b ? mib(b.treeMaxRssKiB) : '-',
       ];
       rows.push(row);
-      console.log(`  ${section.name}: ours ${row[1]}, bare ${row[2]} (${row[3]})${bareCommand ? `  [bare: ${bareCommand.replaceAll(work, '$W')}]` : ''}`);
+      const difference = b ? `, ${o.seconds >= b.seconds ? '+' : '-'}${Math.abs(o.seconds - b.seconds).toFixed(2)} s` : '';
+      console.log(`  ${section.name}: ours ${row[1]}, bare ${row[2]} (${row[3]}${difference})${bareCommand ? `  [bare: ${bareCommand.replaceAll(work, '$W')}]` : ''}`);
     }
     printTable(['section', 'ours', 'bare tool', 'ratio', 'ours peak RSS node / tree', 'bare peak RSS'], rows);
   } finally {

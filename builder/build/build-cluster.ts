@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { chmod, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { carriedEntries, carryRolePackages, type CarriedPackages } from '../carry/carry.ts';
+import type { CarriedPackages } from '../carry/carry.ts';
 import { PibakeError, formatProblem } from '../common/errors.ts';
 import { describeHolder, lockHolder, tryLockFolder, type FolderLock } from '../common/lock.ts';
 import { isNoSpace, noSpaceError } from '../common/no-space.ts';
@@ -14,14 +14,10 @@ import { inParallel, serialised, throttled } from '../common/parallel.ts';
 import { toolVersion } from '../common/paths.ts';
 import { formatBytes } from '../common/bytes.ts';
 import { resolveCacheDir } from '../image/intake/cache.ts';
-import { verifyBakedImage } from '../image/raspios.ts';
 import { sweepLegacyStaging } from '../image/staging.ts';
 import type { BaseOverride } from '../inventory/base.ts';
 import type { Inventory, NodeSpec } from '../inventory/types.ts';
-import { compressImage } from '../package/compress.ts';
-import { writeBmapFile } from '../package/bmap.ts';
-import { writeFileAtomic } from '../bytes/atomic.ts';
-import { sha256File } from '../bytes/checksums.ts';
+import { updateFileAtomic } from '../bytes/atomic.ts';
 import { type Compression, extensionOf } from '../bytes/formats.ts';
 import { siblingTempPath } from '../bytes/temp-name.ts';
 import { diskIdFor, digestNode, type NodeDigest } from '../plan/digest.ts';
@@ -34,7 +30,7 @@ import type { RoleCatalog } from '../render/roles.ts';
 import { missingPackages } from '../render/render.ts';
 import { knownHosts } from '../render/secrets.ts';
 import { isSecretBearing, type RenderedNode, type RootEntry } from '../render/types.ts';
-import { bakeNodeImage, type RoomReport } from '../bake/bake-node.ts';
+import type { RoomReport } from '../bake/bake-node.ts';
 import { prepareBase, type BaseOptions } from '../bake/base.ts';
 import {
   MANIFEST_FORMAT, clusterOutputDir, ensureOutputDir, fileState, readManifest, sha256SumsText, sweepPartials,
@@ -116,13 +112,13 @@ async function buildLocked(input: {
   await sweepPartials(dir);
   await sweepLegacyStaging();
 
-  const { spec, base, image: baseImage, facts: baseFacts } = await prepareBase(inventory, {
+  const { spec, base, facts: baseFacts, openRoot } = await prepareBase(inventory, {
     cacheDir: options.cacheDir, onUnpack: unpackEvents(options.reporter, inventory.base.url ?? inventory.base.path),
   });
-  options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseImage.generation });
+  options.reporter.event({ type: 'base', source: spec.url ?? spec.path ?? '', sha256: base.sha256, generation: baseFacts.generation });
   const carried = options.packages === 'card'
-    ? await carryRolePackages({
-      root: baseImage.root,
+    ? await (await import('../carry/carry.ts')).carryRolePackages({
+      root: openRoot,
       imagePath: base.path,
       wanted: wantedPackages(selected, roles, baseFacts.installedPackages),
       cacheDir: resolveCacheDir(options.cacheDir),
@@ -142,7 +138,7 @@ async function buildLocked(input: {
     format: MANIFEST_FORMAT,
     cluster: inventory.cluster.name,
     pibake: toolVersion,
-    base: { source: spec.url ?? path.basename(spec.path ?? ''), sha256: base.sha256, generation: baseImage.generation },
+    base: { source: spec.url ?? path.basename(spec.path ?? ''), sha256: base.sha256, generation: baseFacts.generation },
     nodes: {},
   };
   // Nodes not selected with --node keep their record untouched.
@@ -171,10 +167,14 @@ async function buildLocked(input: {
   }
 
   const nodeBytes = (await stat(base.path)).blocks * 512;
+  // What this build last left in the two files: a node that changes nothing costs no reread.
+  const persisted = { manifest: '', sums: '' };
   const persist = serialised(async () => {
     manifest.sealed = Object.values(manifest.nodes).every((n) => n.sealed === true);
-    await writeFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-    await writeFileAtomic(path.join(dir, 'SHA256SUMS'), sha256SumsText(manifest));
+    const text = { manifest: `${JSON.stringify(manifest, null, 2)}\n`, sums: sha256SumsText(manifest) };
+    if (text.manifest !== persisted.manifest) await updateFileAtomic(path.join(dir, 'manifest.json'), text.manifest);
+    if (text.sums !== persisted.sums) await updateFileAtomic(path.join(dir, 'SHA256SUMS'), text.sums);
+    Object.assign(persisted, text);
   });
 
   await inParallel(work, options.jobs, (item) => bakeAndPackage(item).catch(async (error: unknown) => {
@@ -190,6 +190,7 @@ async function buildLocked(input: {
     const stage = (s: string) => options.reporter.event({ type: 'stage', node: name, stage: s });
     let record = previous?.nodes[name];
     if (item.bake || !record) {
+      const [{ bakeNodeImage }, { carriedEntries }, { verifyBakedImage }, { sha256File }] = await bakeModules();
       const partial = siblingTempPath(imageFile);
       let keepPartial = false;
       try {
@@ -247,12 +248,22 @@ async function buildLocked(input: {
 
   await removeDroppedNodes(dir, inventory, previous, manifest, options.reporter);
   // The host keys' public halves are in the secrets file, which a sealed build does not read.
-  if (!sealed) await writeFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
+  if (!sealed) await updateFileAtomic(path.join(dir, 'known_hosts'), knownHosts(inventory, secrets));
   await persist();
   const baked = work.filter((w) => w.bake).map((w) => w.node.name);
   const kept = work.filter((w) => !w.bake).map((w) => w.node.name);
   options.reporter.event({ type: 'summary', baked: baked.length, kept: kept.length, seconds: (Date.now() - started) / 1000, out: dir });
   return { dir, manifest, baked, kept };
+}
+
+/**
+ * What baking a card takes, loaded only when one is baked: a rebuild that changes nothing loads
+ * none of it (about twenty modules, tens of milliseconds at every start).
+ */
+function bakeModules() {
+  return Promise.all([
+    import('../bake/bake-node.ts'), import('../carry/carry.ts'), import('../image/raspios.ts'), import('../bytes/checksums.ts'),
+  ]);
 }
 
 /**
@@ -335,7 +346,7 @@ async function packageExtras(
       kind: 'bmap',
       file: `${record.image.file}.bmap`,
       make: async (src, dst) => {
-        await writeBmapFile(src, dst);
+        await (await import('../package/bmap.ts')).writeBmapFile(src, dst);
       },
     });
   }
@@ -345,7 +356,7 @@ async function packageExtras(
     wanted.push({
       kind: extension.slice(1),
       file: `${record.image.file}${extension}`,
-      make: (src, dst) => compressImage(src, dst, compression),
+      make: async (src, dst) => (await import('../package/compress.ts')).compressImage(src, dst, compression),
     });
   }
   const extras: ManifestNode['extras'] = {};
@@ -360,7 +371,7 @@ async function packageExtras(
     stage(want.kind === 'bmap' ? 'bmap' : `compress ${want.kind}`);
     await want.make(image, target);
     const made = (await fileState(target)) as { size: number; mtimeMs: number };
-    const artifact: Artifact = { file: want.file, ...made, sha256: await sha256File(target) };
+    const artifact: Artifact = { file: want.file, ...made, sha256: await (await import('../bytes/checksums.ts')).sha256File(target) };
     extras[want.kind] = { ...artifact, fromDigest: record.digest };
   }
   return extras;

@@ -3,7 +3,7 @@
  * `.partial`, see temp-name.ts) and renamed over it when complete. A reader sees the old file or
  * the new one, never part of one, and a failure leaves no temp file behind.
  */
-import { open, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { siblingTempPath } from './temp-name.ts';
 
 /** Make `target` through `fill(temp)`, then rename the temp over it; on failure remove the temp. */
@@ -30,4 +30,15 @@ export async function writeFileAtomic(file: string, data: string | Buffer, mode 
       await handle.close();
     }
   });
+}
+
+/**
+ * writeFileAtomic, unless `file` already holds exactly `data`: then nothing is written or synced
+ * (a rebuild that changes nothing rewrites none of its records). True when it wrote.
+ */
+export async function updateFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<boolean> {
+  const current = await readFile(file).catch(() => undefined);
+  if (current?.equals(typeof data === 'string' ? Buffer.from(data) : data)) return false;
+  await writeFileAtomic(file, data, mode);
+  return true;
 }

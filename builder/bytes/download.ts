@@ -3,7 +3,6 @@
  * error rather than a short file, and a peek at the first bytes that loses none of them (to
  * recognise a download by its magic bytes before deciding how to read it).
  */
-import { get } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import { PibakeError } from '../common/errors.ts';
@@ -19,6 +18,8 @@ export async function downloadIfPublished(url: URL): Promise<{ body: Readable; l
 }
 
 async function get200(url: URL, redirects: number, absentOk: boolean): Promise<{ body: Readable; length?: number } | undefined> {
+  // Loaded when a download starts: https brings tls and net, which a build from the cache never uses.
+  const { get } = await import('node:https');
   const response = await new Promise<IncomingMessage>((resolvePromise, reject) => {
     const request = get(url, { headers: { 'user-agent': 'pibake' } }, resolvePromise);
     request.on('error', (error) =>

@@ -4,7 +4,6 @@
  * image.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { execa } from 'execa';
 import { PibakeError } from '../common/errors.ts';
 import { toolError } from '../common/exec.ts';
 import { type Compression, formatEntry } from './formats.ts';
@@ -31,47 +30,53 @@ export function filterThroughTool(
   describe?: (detail: string) => PibakeError,
 ): Readable {
   const out = new PassThrough({ highWaterMark: 1 << 20 });
-  const subprocess = execa(tool, args, {
-    stdin: input ? 'pipe' : 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    buffer: { stdout: false, stderr: true },
-  });
+  let kill: (() => void) | undefined;
   let finished = false;
-  if (input && subprocess.stdin) {
-    // The tool may exit early (corrupt data); EPIPE on its stdin is then expected, its exit code tells why.
-    subprocess.stdin.on('error', () => {});
-    input.on('error', (error) => {
-      out.destroy(error);
-    });
-    input.pipe(subprocess.stdin);
-  }
-  subprocess.stdout.pipe(out, { end: false });
-  subprocess.then(
-    () => {
-      finished = true;
-      out.end();
-    },
-    (error: unknown) => {
-      finished = true;
-      const e = error as { stderr?: unknown; code?: string; isTerminated?: boolean };
-      if (out.destroyed) return;
-      if (e.code === 'ENOENT' || !describe) {
-        out.destroy(toolError(tool, args, error));
-        return;
-      }
-      const lines = typeof e.stderr === 'string' ? e.stderr.trim().split('\n').filter(Boolean) : [];
-      // Drop the program name and the "(stdin):" / "/*stdin*\ :" the tools put before their message.
-      const detail = (lines[lines.length - 1] ?? `exit ${String((error as { exitCode?: number }).exitCode)}`)
-        .replace(/^[\w.-]+:\s*/, '')
-        .replace(/^\S*stdin\S*\s*:\s*/, '');
-      out.destroy(describe(detail));
-    },
-  );
+  input?.on('error', (error) => {
+    out.destroy(error);
+  });
   out.on('close', () => {
-    if (!finished) subprocess.kill();
+    if (!finished) kill?.();
     // Release the input (an open file, a download) if the tool stopped before reading it all.
     if (input && !input.readableEnded) input.destroy();
   });
+  // execa is loaded with the first tool run (runTool says why); the stream is returned at once.
+  import('execa').then(({ execa }) => {
+    if (out.destroyed) return;
+    const subprocess = execa(tool, args, {
+      stdin: input ? 'pipe' : 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: { stdout: false, stderr: true },
+    });
+    kill = () => subprocess.kill();
+    if (input && subprocess.stdin) {
+      // The tool may exit early (corrupt data); EPIPE on its stdin is then expected, its exit code tells why.
+      subprocess.stdin.on('error', () => {});
+      input.pipe(subprocess.stdin);
+    }
+    subprocess.stdout.pipe(out, { end: false });
+    subprocess.then(
+      () => {
+        finished = true;
+        out.end();
+      },
+      (error: unknown) => {
+        finished = true;
+        const e = error as { stderr?: unknown; code?: string; isTerminated?: boolean };
+        if (out.destroyed) return;
+        if (e.code === 'ENOENT' || !describe) {
+          out.destroy(toolError(tool, args, error));
+          return;
+        }
+        const lines = typeof e.stderr === 'string' ? e.stderr.trim().split('\n').filter(Boolean) : [];
+        // Drop the program name and the "(stdin):" / "/*stdin*\ :" the tools put before their message.
+        const detail = (lines[lines.length - 1] ?? `exit ${String((error as { exitCode?: number }).exitCode)}`)
+          .replace(/^[\w.-]+:\s*/, '')
+          .replace(/^\S*stdin\S*\s*:\s*/, '');
+        out.destroy(describe(detail));
+      },
+    );
+  }, (error: unknown) => out.destroy(error as Error));
   return out;
 }

@@ -9,7 +9,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { PibakeError } from '../common/errors.ts';
 import { toolError } from '../common/exec.ts';
 import type { AptFacts } from './facts.ts';
@@ -158,6 +157,7 @@ export class AptSandbox {
    */
   private async apt(tool: 'apt-get' | 'apt-cache', args: string[]) {
     const deadline = Date.now() + 15 * 60_000;
+    const { execa } = await import('execa');
     for (;;) {
       let result;
       try {

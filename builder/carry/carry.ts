@@ -82,8 +82,8 @@ export function carriedEntries(carried: CarriedPackages): Ext4Change[] {
 }
 
 export interface CarryRequest {
-  /** The base image's root filesystem (its apt facts are read from it) and its path, for messages. */
-  root: Ext4Fs;
+  /** Opens the base image's root filesystem (its apt facts are read from it), only when a role lacks packages; its path, for messages. */
+  root: () => Promise<Ext4Fs>;
   imagePath: string;
   /** Role -> the packages it lacks in the base. */
   wanted: Map<string, string[]>;
@@ -100,7 +100,7 @@ export interface CarryRequest {
 export async function carryRolePackages(request: CarryRequest): Promise<Map<string, CarriedPackages>> {
   const byRole = new Map<string, CarriedPackages>();
   if (request.wanted.size === 0) return byRole;
-  const facts = await readAptFacts(request.root, request.imagePath);
+  const facts = await readAptFacts(await request.root(), request.imagePath);
   const sandbox = await AptSandbox.open(request.cacheDir, facts, request.settings);
   try {
     const store = await DebStore.open(request.cacheDir);

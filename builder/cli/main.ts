@@ -1,4 +1,5 @@
 /** The pibake command line: parses arguments, runs one command, prints errors as single lines. */
+import type { Argv } from 'yargs';
 import { formatError } from '../common/errors.ts';
 import { toolVersion } from '../common/paths.ts';
 import { commandName, commands } from './commands.ts';
@@ -25,8 +26,9 @@ export async function main(argv: string[]): Promise<number> {
   // Only the command being run (its name is the first word that names one) is loaded; the others
   // are listed by name for --help, and never run.
   const chosen = commands.find((entry) => commandName(entry) === argv.find((word) => commands.some((e) => commandName(e) === word)));
+  const definition = chosen ? (await chosen.load()).command : undefined;
   for (const entry of commands) {
-    if (entry === chosen) parser = (await entry.load()).command.attach(parser, entry.command, entry.describe);
+    if (entry === chosen && definition) parser = definition.attach(parser, entry.command, entry.describe);
     else parser = parser.command(entry.command, entry.describe, {}, () => {
       throw new UsageError(`${commandName(entry)} was not loaded`);
     });
@@ -42,8 +44,12 @@ export async function main(argv: string[]): Promise<number> {
     .fail((message, error) => {
       throw error ?? new UsageError(message);
     });
+  skipHelpCache(parser);
   try {
-    await parser.parseAsync();
+    const parsed = await parser.parseAsync();
+    // Parsing succeeded, so yargs took the loaded command (the others' stubs throw) and printed no
+    // help (that exits): its handler runs now.
+    await definition?.run(parsed);
     exitCode = takeExitCode() ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
@@ -58,3 +64,15 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/**
+ * yargs renders the whole help text (some 40 ms of string measuring) every time it runs a command,
+ * for a handler that might ask for it. pibake's handlers run after parsing and never do, and --help
+ * renders it when asked, so the cache is switched off. It is yargs' internal interface: should it
+ * change, the guard leaves yargs as it is (only slower).
+ */
+function skipHelpCache(parser: Argv): void {
+  const internal = parser as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } };
+  const usage = internal.getInternalMethods?.().getUsageInstance?.();
+  if (typeof usage?.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
+}

@@ -2,7 +2,7 @@
  * Runs the external programs pibake stands on (mtools, debugfs, xz, zstd, lsblk...).
  * A missing program becomes a PibakeError naming the Debian package that provides it.
  */
-import { execa, type Options, type Result } from 'execa';
+import type { Options, Result } from 'execa';
 import { PibakeError } from './errors.ts';
 
 const PACKAGE_OF: Record<string, string> = {
@@ -28,6 +28,9 @@ export type ToolResult = Result<{ encoding: 'utf8' }>;
  * or exits non-zero (unless `reject: false`), quoting the first line of its stderr.
  */
 export async function runTool(tool: string, args: readonly string[], options: Options = {}): Promise<ToolResult> {
+  // Loaded with the first tool run: a rebuild that changes nothing runs none, and execa is a
+  // hundred modules to load.
+  const { execa } = await import('execa');
   try {
     return (await execa(tool, args, { stripFinalNewline: false, ...options })) as unknown as ToolResult;
   } catch (error) {

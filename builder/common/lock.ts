@@ -6,11 +6,12 @@
  * block anyone, and no pid-file guessing is needed. The file itself stays (it is only the lock's
  * name) and records who holds it, for the message the next process prints.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { PibakeError } from './errors.ts';
-import { packageFor, toolError } from './exec.ts';
+import { packageFor } from './exec.ts';
 
 export interface FolderLock {
   release(): Promise<void>;
@@ -62,14 +63,25 @@ export function describeHolder(holder: LockHolder | undefined): string {
 async function takeLock(folder: string, wait: boolean): Promise<FolderLock | undefined> {
   const file = lockFileOf(folder);
   const args = [...(wait ? [] : ['--nonblock', '--conflict-exit-code', String(BUSY)]), file, '-c', 'echo locked; read _'];
-  const child = execa('flock', args, { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false });
+  // node's own spawn, not execa: every build takes this lock, and loading execa costs more than the spawn.
+  const child = spawn('flock', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
+  // A flock killed from outside must not take this process down with an EPIPE at release.
+  child.stdin.on('error', () => {});
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
   const acquired = await new Promise<boolean>((resolve, reject) => {
     child.stdout.once('data', () => resolve(true));
-    child.then((result) => {
-      if (result.exitCode === BUSY) resolve(false);
-      else if ((result as { code?: string }).code === 'ENOENT') {
-        reject(new PibakeError('flock is not installed', { hint: `install it: apt-get install ${packageFor('flock')}` }));
-      } else reject(toolError('flock', args, result));
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      reject(error.code === 'ENOENT'
+        ? new PibakeError('flock is not installed', { hint: `install it: apt-get install ${packageFor('flock')}`, cause: error })
+        : error);
+    });
+    exited.then(([code, signal]) => {
+      if (code === BUSY) resolve(false);
+      else reject(new PibakeError(`flock ${file} failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').pop() ?? ''}`));
     }, reject);
   });
   if (!acquired) return undefined;
@@ -83,7 +95,7 @@ async function takeLock(folder: string, wait: boolean): Promise<FolderLock | und
       // Wait until flock has exited (the lock is free) before going on, e.g. to a next build.
       for (const handle of handles) handle.ref?.();
       child.stdin.end();
-      await child;
+      await exited;
     },
   };
 }

@@ -36,7 +36,19 @@ export type OverlayItem = OverlayFile | OverlaySymlink | OverlayDir;
 const SAFE_NAME = /^[A-Za-z0-9@%+=:,._~-]+$/;
 const SYSTEM_LINK_TARGETS = [/^\/dev\/null$/, /^\/(usr\/)?lib\/systemd\/system\/[^/]+$/];
 
-export function templateEngine(): typeof Handlebars {
+let engine: { hb: typeof Handlebars; compiled: Map<string, HandlebarsTemplateDelegate> } | undefined;
+
+/**
+ * The one Handlebars environment (its helpers are pure) and its compiled templates, by their text:
+ * a build renders every node twice (with its secrets, then with their stand-ins) from the same few
+ * templates, and compiling is most of rendering's cost.
+ */
+function templates(): NonNullable<typeof engine> {
+  engine ??= { hb: templateEngine(), compiled: new Map() };
+  return engine;
+}
+
+function templateEngine(): typeof Handlebars {
   const hb = Handlebars.create();
   hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
   hb.registerHelper('ne', (a: unknown, b: unknown) => a !== b);
@@ -56,9 +68,15 @@ export function templateEngine(): typeof Handlebars {
 }
 
 /** Render one template; a missing variable or bad template becomes a PibakeError naming the file. */
-export function renderTemplate(hb: typeof Handlebars, source: string, text: string, context: object): string {
+function renderTemplate(source: string, text: string, context: object): string {
+  const { hb, compiled } = templates();
   try {
-    return hb.compile(text, { strict: true, noEscape: true })(context);
+    let template = compiled.get(text);
+    if (!template) {
+      template = hb.compile(text, { strict: true, noEscape: true });
+      compiled.set(text, template);
+    }
+    return template(context);
   } catch (error) {
     const e = error as { message?: string; lineNumber?: number; column?: number };
     const message = String(e.message ?? error).split('\n')[0] ?? '';
@@ -80,33 +98,78 @@ export function renderTemplate(hb: typeof Handlebars, source: string, text: stri
   }
 }
 
-/** Walk the role's overlays in order and merge them (later overlay wins for the same path). */
+/** An overlay entry as read from disk, before any template in it is rendered. */
+type ScannedItem = OverlayDir | OverlaySymlink | { kind: 'template' | 'plain'; path: string; source: string; raw: Buffer };
+
+/**
+ * One overlay folder: not a real folder (a symlink, missing), one that resolves outside the overlays
+ * folder (then never read), or its entries.
+ */
+type ScannedOverlay = { state: 'no folder' | 'outside'; items: [] } | { state: 'read'; items: ScannedItem[] };
+
+/**
+ * The overlays folder as one project reads it: each overlay read from disk once, however many
+ * nodes render from it (a build renders each node twice). A new reader (a new project) reads again.
+ */
+export class OverlayReader {
+  private base?: Promise<string>;
+  private readonly folders = new Map<string, Promise<ScannedOverlay>>();
+
+  constructor(readonly overlaysDir: string) {}
+
+  realBase(): Promise<string> {
+    this.base ??= realpath(this.overlaysDir).catch((error: unknown) => {
+      throw new PibakeError(`cannot read the overlays folder ${this.overlaysDir}`, { cause: error });
+    });
+    return this.base;
+  }
+
+  overlay(name: string): Promise<ScannedOverlay> {
+    let scanned = this.folders.get(name);
+    if (!scanned) {
+      scanned = this.scan(path.join(this.overlaysDir, name));
+      this.folders.set(name, scanned);
+    }
+    return scanned;
+  }
+
+  private async scan(root: string): Promise<ScannedOverlay> {
+    const base = await this.realBase();
+    const info = await lstat(root).catch(() => undefined);
+    if (!info?.isDirectory()) return { state: 'no folder', items: [] };
+    if (path.relative(base, await realpath(root)).startsWith('..')) return { state: 'outside', items: [] };
+    const items: ScannedItem[] = [];
+    await walk(root, '/', items, new Set());
+    return { state: 'read', items };
+  }
+}
+
+/**
+ * Walk the role's overlays in order and merge them (later overlay wins for the same path).
+ * `reader` reads the folders; give one project's reader to every call of a build.
+ */
 export async function collectOverlays(
-  overlaysDir: string, role: RoleDefinition, context: object,
+  overlaysDir: string, role: RoleDefinition, context: object, reader = new OverlayReader(overlaysDir),
 ): Promise<Map<string, OverlayItem>> {
-  const hb = templateEngine();
   const merged = new Map<string, OverlayItem>();
-  const base = await realpath(overlaysDir).catch((error: unknown) => {
-    throw new PibakeError(`cannot read the overlays folder ${overlaysDir}`, { cause: error });
-  });
+  await reader.realBase();
   for (const name of role.overlays) {
     if (!SAFE_NAME.test(name) || name === '.' || name === '..') {
       throw new PibakeError(`overlay name "${name}" of role "${role.name}" is not a plain folder name`, { location: { file: role.file } });
     }
     const root = path.join(overlaysDir, name);
-    const info = await lstat(root).catch(() => undefined);
-    if (!info?.isDirectory()) {
+    const scanned = await reader.overlay(name);
+    if (scanned.state === 'no folder') {
       throw new PibakeError(`overlay "${name}" of role "${role.name}" is not a folder of ${overlaysDir}`, {
         hint: 'overlays must be real folders, not symlinks', location: { file: role.file },
       });
     }
-    const real = await realpath(root);
-    if (path.relative(base, real).startsWith('..')) {
+    if (scanned.state === 'outside') {
       throw new PibakeError(`overlay folder ${root} resolves outside ${overlaysDir}`, { location: { file: root } });
     }
-    const items = new Map<string, OverlayItem>();
-    await walk(root, '/', items, hb, context);
-    for (const [p, item] of items) {
+    for (const scannedItem of scanned.items) {
+      const item = rendered(scannedItem, context);
+      const p = item.path;
       const earlier = merged.get(p);
       if (earlier && (earlier.kind === 'dir') !== (item.kind === 'dir')) {
         throw new PibakeError(`${p} is a ${earlier.kind === 'dir' ? 'folder' : earlier.kind} in one overlay and a ${item.kind === 'dir' ? 'folder' : item.kind} in another`, {
@@ -121,7 +184,16 @@ export async function collectOverlays(
   return merged;
 }
 
-async function walk(hostDir: string, rootDir: string, out: Map<string, OverlayItem>, hb: typeof Handlebars, context: object): Promise<void> {
+/** A scanned entry for this node: a template rendered with its context, recording the secrets it reads. */
+function rendered(item: ScannedItem, context: object): OverlayItem {
+  if (item.kind === 'dir' || item.kind === 'symlink') return item;
+  if (item.kind === 'plain') return { kind: 'file', path: item.path, data: item.raw, source: item.source, secrets: [] };
+  const reads = new Set<string>();
+  const data = Buffer.from(renderTemplate(item.source, item.raw.toString('utf8'), tracingSecrets(context, reads)));
+  return { kind: 'file', path: item.path, data, source: item.source, secrets: [...reads].sort() };
+}
+
+async function walk(hostDir: string, rootDir: string, out: ScannedItem[], seen: Set<string>): Promise<void> {
   const names = (await readdir(hostDir)).sort();
   for (const name of names) {
     const source = path.join(hostDir, name);
@@ -133,20 +205,18 @@ async function walk(hostDir: string, rootDir: string, out: Map<string, OverlayIt
     const info = await lstat(source);
     const isTemplate = info.isFile() && name.endsWith('.hbs');
     const rootPath = path.posix.join(rootDir, isTemplate ? name.slice(0, -4) : name);
-    if (out.has(rootPath)) {
+    if (seen.has(rootPath)) {
       throw new PibakeError(`overlay provides ${rootPath} twice (a file and its .hbs template?)`, { location: { file: source } });
     }
+    seen.add(rootPath);
     if (info.isDirectory()) {
-      out.set(rootPath, { kind: 'dir', path: rootPath, source });
-      await walk(source, rootPath, out, hb, context);
+      out.push({ kind: 'dir', path: rootPath, source });
+      await walk(source, rootPath, out, seen);
     } else if (info.isSymbolicLink()) {
-      const target = await readlink(source);
-      out.set(rootPath, { kind: 'symlink', path: rootPath, target, source });
+      out.push({ kind: 'symlink', path: rootPath, target: await readlink(source), source });
     } else if (info.isFile()) {
       const raw = await readInputFile(source, 'overlay file', READ_LIMITS.overlayFile);
-      const reads = new Set<string>();
-      const data = isTemplate ? Buffer.from(renderTemplate(hb, source, raw.toString('utf8'), tracingSecrets(context, reads))) : raw;
-      out.set(rootPath, { kind: 'file', path: rootPath, data, source, secrets: [...reads].sort() });
+      out.push({ kind: isTemplate ? 'template' : 'plain', path: rootPath, source, raw });
     } else {
       throw new PibakeError(`overlay entry ${source} is a device, FIFO or socket`, {
         hint: 'overlays may hold only files, folders and symlinks', location: { file: source },

@@ -13,6 +13,7 @@ import { buildIdOf } from '../plan/digest.ts';
 import { bindBuildId, type UnboundNode } from './build-id.ts';
 import { baseSupportsYescrypt } from './crypt.ts';
 import type { PackageSource } from './firstboot.ts';
+import { OverlayReader } from './overlay.ts';
 import { renderNode } from './render.ts';
 import { loadRoles, type RoleCatalog } from './roles.ts';
 import { loadOrCreateSecrets, standInSecrets, type ClusterSecrets } from './secrets.ts';
@@ -22,6 +23,8 @@ export interface Project {
   inventory: Inventory;
   roles: RoleCatalog;
   folders: RoleFolders;
+  /** The overlays, read once for every node this project renders. */
+  overlays: OverlayReader;
 }
 
 export type InventoryLoader = (file: string, roles: RoleCatalog) => Promise<Inventory>;
@@ -57,7 +60,7 @@ export async function loadProject(config: string, options: {
   const loaded = await (options.load ?? loadInventory)(config, roles);
   const inventory = options.base ? { ...loaded, base: chooseBase(loaded.base, options.base) } : loaded;
   for (const warning of inventory.warnings) options.onWarning?.(warning);
-  return { inventory, roles, folders };
+  return { inventory, roles, folders, overlays: new OverlayReader(folders.overlays) };
 }
 
 /** The nodes named (all when none), in inventory order; every unknown name is reported at once. */
@@ -112,7 +115,8 @@ export async function renderProjectNode(project: Project, node: NodeSpec, option
   secrets: ClusterSecrets; standIns: ClusterSecrets; base: BaseFacts; packages?: PackageSource;
 }): Promise<NodeRendering> {
   const render = (secrets: ClusterSecrets) => renderNode({
-    inventory: project.inventory, node, roles: project.roles, secrets, base: options.base, overlaysDir: project.folders.overlays, packages: options.packages,
+    inventory: project.inventory, node, roles: project.roles, secrets, base: options.base, overlaysDir: project.folders.overlays, overlays: project.overlays,
+    packages: options.packages,
   });
   const unbound = await render(options.secrets);
   const unboundStandIn = options.secrets === options.standIns ? unbound : await render(options.standIns);

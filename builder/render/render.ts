@@ -21,7 +21,7 @@ import { PibakeError } from '../common/errors.ts';
 import type { Generation, Inventory, NodeSpec } from '../inventory/types.ts';
 import { NODE_FILE, type UnboundNode } from './build-id.ts';
 import { buildContext } from './context.ts';
-import { collectOverlays, overlayEntries, ownershipList } from './overlay.ts';
+import { collectOverlays, overlayEntries, ownershipList, type OverlayReader } from './overlay.ts';
 import type { RoleCatalog } from './roles.ts';
 import { GENERATED_SECRET, type ClusterSecrets } from './secrets.ts';
 import { firstBootEntries, type PackageSource } from './firstboot.ts';
@@ -37,6 +37,8 @@ export interface RenderInput {
   secrets: ClusterSecrets;
   base: { generation: Generation; installedPackages: ReadonlySet<string> };
   overlaysDir: string;
+  /** Reads overlaysDir once for all the nodes rendered from it (Project.overlays); default: a reader of its own. */
+  overlays?: OverlayReader;
   /** Where first boot takes the role packages from (default: the card's local repository). */
   packages?: PackageSource;
 }
@@ -63,7 +65,7 @@ export async function renderNode(input: RenderInput): Promise<UnboundNode> {
     roleSecrets[name] = value;
   }
   const context = buildContext({ inventory, roles, nodeName, generation: base.generation, installedPackages: base.installedPackages, secrets: roleSecrets });
-  const items = await collectOverlays(input.overlaysDir, role, context);
+  const items = await collectOverlays(input.overlaysDir, role, context, input.overlays);
   const { entries: overlay, ownership } = overlayEntries(role, items);
 
   const hostKey = secrets.hostKeys[nodeName];

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Inventory } from '../../builder/inventory/types.ts';
 import { NODE_FILE, bindBuildId } from '../../builder/render/build-id.ts';
 import { projectSecrets, renderProjectNode, selectNodes, type Project } from '../../builder/render/project.ts';
+import { OverlayReader } from '../../builder/render/overlay.ts';
 import { renderNode } from '../../builder/render/render.ts';
 import { loadRoles } from '../../builder/render/roles.ts';
 import type { RenderedNode } from '../../builder/render/types.ts';
@@ -23,7 +24,10 @@ let project: Project;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'pibake-project-'));
   const inventory: Inventory = sevenNodeInventory(dir);
-  project = { inventory, roles: await loadRoles(FIXTURE_ROLES, FIXTURE_OVERLAYS), folders: { roles: FIXTURE_ROLES, overlays: FIXTURE_OVERLAYS } };
+  project = {
+    inventory, roles: await loadRoles(FIXTURE_ROLES, FIXTURE_OVERLAYS), folders: { roles: FIXTURE_ROLES, overlays: FIXTURE_OVERLAYS },
+    overlays: new OverlayReader(FIXTURE_OVERLAYS),
+  };
 });
 afterAll(async () => rm(dir, { recursive: true, force: true }));
 
