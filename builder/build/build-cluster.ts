@@ -167,14 +167,11 @@ async function buildLocked(input: {
   }
 
   const nodeBytes = (await stat(base.path)).blocks * 512;
-  // What this build last left in the two files: a node that changes nothing costs no reread.
-  const persisted = { manifest: '', sums: '' };
+  // Rewritten (and synced) only when a node changed what they say.
   const persist = serialised(async () => {
     manifest.sealed = Object.values(manifest.nodes).every((n) => n.sealed === true);
-    const text = { manifest: `${JSON.stringify(manifest, null, 2)}\n`, sums: sha256SumsText(manifest) };
-    if (text.manifest !== persisted.manifest) await updateFileAtomic(path.join(dir, 'manifest.json'), text.manifest);
-    if (text.sums !== persisted.sums) await updateFileAtomic(path.join(dir, 'SHA256SUMS'), text.sums);
-    Object.assign(persisted, text);
+    await updateFileAtomic(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await updateFileAtomic(path.join(dir, 'SHA256SUMS'), sha256SumsText(manifest));
   });
 
   await inParallel(work, options.jobs, (item) => bakeAndPackage(item).catch(async (error: unknown) => {
