@@ -131,7 +131,9 @@ describe.skipIf(!isRoot)('etcd of the db role, from the rendered files', () => {
     await daemons.stop(running.get('db2') as Daemon, 'SIGKILL');
     await rm(path.join(tmp, 'db2', 'etcd'), { recursive: true, force: true });
     await rm(joinEnv('db2'));
-    await etcdctl('db1', ['put', 'pibake-test', 'written while db2 was dead']);
+    // If db2 led, db1 and db3 elect a new leader first: the write is taken once they have one.
+    await waitFor('a write while db2 is dead', 60_000, async () =>
+      ((await etcdctl('db1', ['put', 'pibake-test', 'written while db2 was dead'])).exitCode === 0 ? true : undefined), 200);
     const r = await setup('db2');
     expect(r.exitCode, r.all).toBe(0);
     expect(r.all).toMatch(/a member at http:\/\/10\.0\.0\.12:2380 that ran before \(a replaced card\): removing it/);
